@@ -1,0 +1,1 @@
+"""The payments pipeline's processors: pure domain logic and thin Lambda handlers."""

@@ -1,0 +1,1 @@
+"""Lambda handlers: decode, delegate to the domain, apply effects, answer partial failures."""

@@ -1,0 +1,87 @@
+"""Environment of each payments function: the only module that knows environment names.
+
+Each function's settings are a frozen dataclass whose fields are filled from environment
+variables named in `ENVIRONMENT`. `from_env()` fails fast, naming every missing variable, so a
+misconfigured function fails on its first invocation with a message that says what to fix.
+The CDK stacks and the local runtime set exactly these variables (tests check both).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from cascata_runtime.errors import ConfigurationError
+
+
+class _FromEnv:
+    ENVIRONMENT: ClassVar[Mapping[str, str]]
+    """Field name -> environment variable name."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        environ = os.environ if environ is None else environ
+        missing = [env for env in cls.ENVIRONMENT.values() if not environ.get(env)]
+        if missing:
+            raise ConfigurationError(
+                f"{cls.__name__}: missing environment variable(s): {', '.join(sorted(missing))}"
+            )
+        values: dict[str, Any] = {f: environ[env] for f, env in cls.ENVIRONMENT.items()}
+        return cls(**values)
+
+    @classmethod
+    def variables(cls) -> frozenset[str]:
+        return frozenset(cls.ENVIRONMENT.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ValidateSettings(_FromEnv):
+    validated_stream: str
+    quarantine_bucket: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "validated_stream": "VALIDATED_STREAM",
+        "quarantine_bucket": "QUARANTINE_BUCKET",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PostingsSettings(_FromEnv):
+    ledger_stream: str
+    quarantine_bucket: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "ledger_stream": "LEDGER_STREAM",
+        "quarantine_bucket": "QUARANTINE_BUCKET",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class BalancesSettings(_FromEnv):
+    balances_table: str
+    quarantine_bucket: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "balances_table": "BALANCES_TABLE",
+        "quarantine_bucket": "QUARANTINE_BUCKET",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+SETTINGS_BY_FUNCTION: Mapping[str, type[_FromEnv]] = {
+    "validate": ValidateSettings,
+    "postings": PostingsSettings,
+    "balances": BalancesSettings,
+}
+"""Declared processor name -> its settings class (the infrastructure tests read this)."""
+
+__all__ = [
+    "BalancesSettings",
+    "PostingsSettings",
+    "SETTINGS_BY_FUNCTION",
+    "ValidateSettings",
+]

@@ -1,0 +1,168 @@
+"""Least-privilege grants from a Binding's access level, per resource kind.
+
+CDK's `grant*` helpers are convenient but wide (`s3:DeleteObject*`, `kms:ReEncrypt*`, read
+*and* write for an S3 on-failure destination). The declaration says exactly what each function
+may do with each resource, so the statements are spelled out here, one table, no wildcards in
+actions. KMS use is granted on the pipeline key and limited with `kms:ViaService` to the service
+that owns the resource, so a function that may write a bucket cannot use the key for anything
+else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import IConstruct
+
+from cascata.pipeline import ResourceKind
+
+Access = Literal["read", "write", "read_write"]
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """IAM actions on the resource and on the KMS key that encrypts it."""
+
+    actions: tuple[str, ...]
+    key_actions: tuple[str, ...]
+    object_level: bool = False
+    """S3: object actions apply to `bucket/*`, bucket actions to the bucket itself."""
+
+
+# Kinesis producers need only GenerateDataKey; consumers need Decrypt (Kinesis KMS guide).
+# DynamoDB with a customer-managed key calls KMS with the caller's permissions for both.
+# S3 SSE-KMS: PutObject needs GenerateDataKey, multipart completion and GetObject need Decrypt.
+_PERMISSIONS: dict[tuple[ResourceKind, str], Permissions] = {
+    (ResourceKind.STREAM, "read"): Permissions(
+        actions=(
+            "kinesis:DescribeStream",
+            "kinesis:DescribeStreamSummary",
+            "kinesis:GetRecords",
+            "kinesis:GetShardIterator",
+            "kinesis:ListShards",
+            "kinesis:SubscribeToShard",
+        ),
+        key_actions=("kms:Decrypt",),
+    ),
+    (ResourceKind.STREAM, "write"): Permissions(
+        actions=(
+            "kinesis:DescribeStreamSummary",
+            "kinesis:ListShards",
+            "kinesis:PutRecord",
+            "kinesis:PutRecords",
+        ),
+        key_actions=("kms:GenerateDataKey",),
+    ),
+    (ResourceKind.TABLE, "read"): Permissions(
+        actions=(
+            "dynamodb:BatchGetItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DescribeTable",
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+        ),
+        key_actions=("kms:Decrypt", "kms:DescribeKey"),
+    ),
+    (ResourceKind.TABLE, "write"): Permissions(
+        actions=(
+            "dynamodb:BatchWriteItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:DescribeTable",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        ),
+        key_actions=("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"),
+    ),
+    (ResourceKind.BUCKET, "read"): Permissions(
+        actions=("s3:GetObject",),
+        key_actions=("kms:Decrypt",),
+        object_level=True,
+    ),
+    (ResourceKind.BUCKET, "write"): Permissions(
+        actions=("s3:AbortMultipartUpload", "s3:PutObject"),
+        key_actions=("kms:Decrypt", "kms:GenerateDataKey"),
+        object_level=True,
+    ),
+    (ResourceKind.QUEUE, "read"): Permissions(
+        actions=(
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:GetQueueUrl",
+            "sqs:ReceiveMessage",
+        ),
+        key_actions=("kms:Decrypt",),
+    ),
+    (ResourceKind.QUEUE, "write"): Permissions(
+        actions=("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"),
+        key_actions=("kms:Decrypt", "kms:GenerateDataKey"),
+    ),
+    (ResourceKind.TOPIC, "read"): Permissions(
+        actions=("sns:GetTopicAttributes",),
+        key_actions=(),
+    ),
+    (ResourceKind.TOPIC, "write"): Permissions(
+        actions=("sns:Publish",),
+        key_actions=("kms:Decrypt", "kms:GenerateDataKey"),
+    ),
+}
+
+_VIA_SERVICE = {
+    ResourceKind.STREAM: "kinesis",
+    ResourceKind.TABLE: "dynamodb",
+    ResourceKind.BUCKET: "s3",
+    ResourceKind.QUEUE: "sqs",
+    ResourceKind.TOPIC: "sns",
+}
+
+
+def permissions(kind: ResourceKind, access: Access) -> list[Permissions]:
+    """The permission sets for an access level (`read_write` is read plus write)."""
+    levels = ("read", "write") if access == "read_write" else (access,)
+    return [_PERMISSIONS[(kind, level)] for level in levels]
+
+
+def grant(
+    grantee: iam.IGrantable,
+    *,
+    kind: ResourceKind,
+    access: Access,
+    resource_arn: str,
+    key: kms.IKey | None,
+    scope: IConstruct,
+    extra_actions: Sequence[str] = (),
+) -> None:
+    """Allow `grantee` exactly `access` on one resource and, if encrypted, on its key."""
+    sets = permissions(kind, access)
+    object_actions = sorted({a for p in sets if p.object_level for a in p.actions})
+    resource_actions = sorted({a for p in sets if not p.object_level for a in p.actions})
+    resource_actions = sorted({*resource_actions, *extra_actions})
+    if object_actions:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=object_actions, resources=[f"{resource_arn}/*"])
+        )
+    if resource_actions:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=resource_actions, resources=[resource_arn])
+        )
+    key_actions = sorted({a for p in sets for a in p.key_actions})
+    if key is not None and key_actions:
+        region = Stack.of(scope).region
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=key_actions,
+                resources=[key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"{_VIA_SERVICE[kind]}.{region}.amazonaws.com"
+                    }
+                },
+            )
+        )

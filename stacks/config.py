@@ -1,0 +1,276 @@
+"""Stage configuration: CDK context in, one frozen `StageConfig` out.
+
+Every stage difference (shard counts, retention, thresholds, removal policy, the broker) is
+resolved here, once, from `cdk.json` defaults (`context.stages.<stage>`) overridden by any `-c`
+flag of the same name. Constructs receive plain keyword arguments taken from the config and
+never look at the stage name, so a new stage is a new block of context, not new code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Final
+
+from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, PIPELINE, Broker, Pipeline
+
+DEFAULT_STAGE: Final = "dev"
+
+_ACCOUNT = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+# CloudWatch Logs accepts only these retention periods (days); anything else fails at deploy.
+LOG_RETENTION_DAYS: Final = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)
+
+
+class ConfigError(ValueError):
+    """The CDK context does not describe a deployable stage; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmThresholds:
+    """When the pipeline pages someone. Counts are per `period_minutes` window."""
+
+    iterator_age_ms: int
+    errors: int
+    throttles: int
+    quarantined: int
+    period_minutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """MSK Serverless placement and Lambda's provisioned Kafka pollers (`-c broker=msk`)."""
+
+    vpc_cidr: str
+    availability_zones: tuple[str, ...]
+    min_pollers: int
+    max_pollers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StageConfig:
+    """Everything that differs between stages, already validated."""
+
+    stage: str
+    account: str
+    region: str
+    broker: Broker
+    stream_retention_hours: int
+    shard_counts: Mapping[str, int]
+    """Declared stream name -> provisioned shard count. Streams not listed are on-demand."""
+    log_retention_days: int
+    log_level: str
+    retain_data: bool
+    """True keeps stateful resources when the stack is deleted (RemovalPolicy.RETAIN)."""
+    deletion_protection: bool
+    object_expiration_days: int
+    access_log_expiration_days: int
+    alarms: AlarmThresholds
+    alarm_email: str | None
+    powertools_layer_version: int
+    kafka: KafkaSettings
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def stack_name(self) -> str:
+        return f"{PIPELINE.app}-{self.stage}"
+
+    @property
+    def stream_retention_seconds(self) -> int:
+        return self.stream_retention_hours * 3600
+
+
+def stage_config(
+    context: Callable[[str], Any],
+    *,
+    pipeline: Pipeline = PIPELINE,
+    environ: Mapping[str, str] | None = None,
+) -> StageConfig:
+    """Resolve the stage named by the `stage` context key into a validated `StageConfig`.
+
+    `context` is `app.node.try_get_context`. Account and region come from `-c account=` /
+    `-c region=`, then from the CDK CLI's `CDK_DEFAULT_ACCOUNT` / `CDK_DEFAULT_REGION`, then
+    from placeholders, so `cdk synth` never needs credentials (deploying to the placeholder
+    account fails loudly, as it should).
+    """
+    env = os.environ if environ is None else environ
+    stage = str(context("stage") or DEFAULT_STAGE)
+    stages = _as_mapping(context("stages"), "stages")
+    if stage not in stages:
+        known = ", ".join(sorted(stages)) or "none"
+        raise ConfigError(
+            f"stage {stage!r} has no defaults in cdk.json (context.stages); known stages: {known}"
+        )
+    defaults = _as_mapping(stages[stage], f"stages.{stage}")
+
+    def knob(name: str) -> Any:
+        # A `-c name=value` flag wins over the stage default; CLI values arrive as strings.
+        override = context(name)
+        if override is not None:
+            return override
+        if name not in defaults:
+            raise ConfigError(f"stages.{stage}.{name} is missing from cdk.json")
+        return defaults[name]
+
+    account = str(context("account") or env.get("CDK_DEFAULT_ACCOUNT") or LOCAL_ACCOUNT)
+    region = str(context("region") or env.get("CDK_DEFAULT_REGION") or LOCAL_REGION)
+    if not _ACCOUNT.match(account):
+        raise ConfigError(f"account {account!r} is not a 12-digit AWS account id")
+    if not _REGION.match(region):
+        raise ConfigError(f"region {region!r} is not an AWS region name such as eu-west-1")
+
+    broker_name = str(context("broker") or defaults.get("broker") or Broker.KINESIS.value)
+    try:
+        broker = Broker(broker_name)
+    except ValueError:
+        allowed = ", ".join(b.value for b in Broker)
+        raise ConfigError(f"broker {broker_name!r} is not one of: {allowed}") from None
+
+    thresholds = _as_mapping(knob("alarm_thresholds"), "alarm_thresholds")
+    kafka = _as_mapping(knob("kafka"), "kafka")
+    zones = tuple(
+        str(z) for z in kafka.get("availability_zones") or (f"{region}a", f"{region}b")
+    )
+    config = StageConfig(
+        stage=stage,
+        account=account,
+        region=region,
+        broker=broker,
+        stream_retention_hours=_as_int(knob("stream_retention_hours"), "stream_retention_hours"),
+        shard_counts=MappingProxyType(
+            {
+                str(k): _as_int(v, f"shard_counts.{k}")
+                for k, v in _as_mapping(knob("shard_counts"), "shard_counts").items()
+            }
+        ),
+        log_retention_days=_as_int(knob("log_retention_days"), "log_retention_days"),
+        log_level=str(knob("log_level")).upper(),
+        retain_data=_removal_policy(knob("removal_policy")),
+        deletion_protection=_as_bool(knob("deletion_protection"), "deletion_protection"),
+        object_expiration_days=_as_int(knob("object_expiration_days"), "object_expiration_days"),
+        access_log_expiration_days=_as_int(
+            knob("access_log_expiration_days"), "access_log_expiration_days"
+        ),
+        alarms=AlarmThresholds(
+            **{
+                f.name: _as_int(thresholds.get(f.name), f"alarm_thresholds.{f.name}")
+                for f in fields(AlarmThresholds)
+            }
+        ),
+        alarm_email=str(context("alarm_email") or defaults.get("alarm_email") or "") or None,
+        powertools_layer_version=_as_int(
+            knob("powertools_layer_version"), "powertools_layer_version"
+        ),
+        kafka=KafkaSettings(
+            vpc_cidr=str(kafka.get("vpc_cidr") or "10.42.0.0/16"),
+            availability_zones=zones,
+            min_pollers=_as_int(kafka.get("min_pollers", 1), "kafka.min_pollers"),
+            max_pollers=_as_int(kafka.get("max_pollers", 2), "kafka.max_pollers"),
+        ),
+        tags=MappingProxyType({"app": pipeline.app, "stage": stage}),
+    )
+    problems = validate(config, pipeline=pipeline)
+    if problems:
+        raise ConfigError("invalid stage configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def validate(config: StageConfig, *, pipeline: Pipeline = PIPELINE) -> list[str]:
+    """Cross-checks between the stage and the declaration, as sentences."""
+    problems = [f"pipeline: {p}" for p in pipeline.validate()]
+    streams = {s.name for s in pipeline.streams}
+    if not 24 <= config.stream_retention_hours <= 8760:
+        problems.append(
+            f"stream_retention_hours {config.stream_retention_hours} is outside 24..8760"
+        )
+    for name, shards in config.shard_counts.items():
+        if name not in streams:
+            problems.append(f"shard_counts names {name!r}, which is not a declared stream")
+        if not 1 <= shards <= 500:
+            problems.append(f"shard_counts.{name} {shards} is outside 1..500")
+    for proc in pipeline.processors:
+        age = proc.source.max_record_age_s
+        # A record must reach the on-failure destination while it is still in the stream,
+        # otherwise the payload is lost to retention before anyone can look at it.
+        if age == -1 or age * 2 > config.stream_retention_seconds:
+            problems.append(
+                f"{proc.name}: max_record_age_s {age} is not well below the "
+                f"{config.stream_retention_hours} h stream retention (at most half is allowed)"
+            )
+    if config.log_retention_days not in LOG_RETENTION_DAYS:
+        problems.append(
+            f"log_retention_days {config.log_retention_days} is not one CloudWatch accepts: "
+            + ", ".join(map(str, LOG_RETENTION_DAYS))
+        )
+    if config.log_level not in _LOG_LEVELS:
+        problems.append(f"log_level {config.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
+    if config.object_expiration_days < 1 or config.access_log_expiration_days < 1:
+        problems.append("object_expiration_days and access_log_expiration_days must be >= 1")
+    alarms = config.alarms
+    if alarms.period_minutes not in (1, 5, 10, 15, 30, 60):
+        problems.append(f"alarm_thresholds.period_minutes {alarms.period_minutes} is unusual")
+    if min(alarms.iterator_age_ms, alarms.errors, alarms.throttles, alarms.quarantined) < 0:
+        problems.append("alarm thresholds must be >= 0")
+    if config.powertools_layer_version < 1:
+        problems.append("powertools_layer_version must be a published layer version (>= 1)")
+    kafka = config.kafka
+    if len(kafka.availability_zones) < 2:
+        problems.append("kafka.availability_zones needs at least two zones (MSK Serverless)")
+    if not 1 <= kafka.min_pollers <= kafka.max_pollers <= 2000:
+        problems.append("kafka pollers need 1 <= min_pollers <= max_pollers <= 2000")
+    for bucket in pipeline.buckets:
+        name = pipeline.physical_name(
+            bucket.name, stage=config.stage, account=config.account, region=config.region
+        )
+        if len(name) > 63:
+            problems.append(f"bucket name {name!r} is longer than S3's 63 characters")
+    return problems
+
+
+def _as_mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a JSON object: {exc}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _removal_policy(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text not in ("retain", "destroy"):
+        raise ConfigError(f"removal_policy must be 'retain' or 'destroy', got {value!r}")
+    return text == "retain"

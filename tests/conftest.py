@@ -1,0 +1,40 @@
+"""Suite-wide settings: fake credentials and no network, whatever the machine has configured."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Set before any test module imports boto3 or Powertools: nothing may ever reach AWS, and
+# Powertools must not buffer metrics (they are printed only in Lambda).
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+        "POWERTOOLS_SERVICE_NAME": "cascata-tests",
+    }
+)
+
+
+@pytest.fixture
+def lambda_context() -> object:
+    from tests.support.events import LambdaContext
+
+    return LambdaContext("test-function")
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto in-process for functional tests (no server, no network)."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
