@@ -23,6 +23,8 @@ from cascata_runtime.shell import BatchReport, Effects, apply_effects, parse_rec
 
 Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 BatchFunction = Callable[[Mapping[str, Any]], BatchReport]
+ClientFactory = Callable[[str], Any]
+"""service name -> boto3 client; `adapters.client` in Lambda, the emulator's locally."""
 TransformCore = Callable[..., Effects]
 """`core(events, output_stream=...) -> Effects`: a pure stream-to-stream transformation."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascata_runtime import adapters
-from cascata_runtime.handler import BatchFunction, Handler, lambda_handler, lazy
+from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
 from cascata_runtime.ports import ItemStore, ObjectStore
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
@@ -23,6 +23,7 @@ from payments.domain.balances import AccountBalance, apply_postings, group_posti
 from payments.settings import BalancesSettings
 
 PROCESSOR = "balances"
+SETTINGS = BalancesSettings
 KEY = "account_id"
 WRITE_ATTEMPTS = 4
 
@@ -41,13 +42,15 @@ class _NoSink:
         raise AssertionError("balances emits no events")
 
 
-def dependencies(settings: BalancesSettings) -> Dependencies:
+def dependencies(
+    settings: BalancesSettings, client: ClientFactory = adapters.client
+) -> Dependencies:
     return Dependencies(
         quarantine_bucket=settings.quarantine_bucket,
         items=adapters.DynamoItemStore(
-            adapters.client("dynamodb"), settings.balances_table, key=KEY
+            client("dynamodb"), settings.balances_table, key=KEY
         ),
-        objects=adapters.S3ObjectStore(adapters.client("s3")),
+        objects=adapters.S3ObjectStore(client("s3")),
     )
 
 

@@ -6,6 +6,7 @@ from cascata_runtime import adapters
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import (
     BatchFunction,
+    ClientFactory,
     Handler,
     TransformDependencies,
     lambda_handler,
@@ -17,14 +18,17 @@ from payments.domain.validate import validate_batch
 from payments.settings import ValidateSettings
 
 PROCESSOR = "validate"
+SETTINGS = ValidateSettings
 
 
-def dependencies(settings: ValidateSettings) -> TransformDependencies:
+def dependencies(
+    settings: ValidateSettings, client: ClientFactory = adapters.client
+) -> TransformDependencies:
     return TransformDependencies(
         output_stream=settings.validated_stream,
         quarantine_bucket=settings.quarantine_bucket,
-        sink=KinesisSink(adapters.client("kinesis")),
-        objects=adapters.S3ObjectStore(adapters.client("s3")),
+        sink=KinesisSink(client("kinesis")),
+        objects=adapters.S3ObjectStore(client("s3")),
     )
 
 

@@ -1,0 +1,61 @@
+# The one interface to cascata: what the README, CI and people use.
+#   make demo   set up on first use, then run the pipeline on the embedded emulator
+#   make test   set up on first use, then run the whole suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: setup demo test test-fast lint typecheck synth bench deploy destroy clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "cascata needs Python 3.11, found " + sys.version.split()[0]'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned dependencies into $(VENV) (first run only, about a minute)"
+	@$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@set -o pipefail; $(PY) -m pip install --quiet -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || (echo "pip install failed"; exit 1)
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@echo "installing the pinned CDK CLI (first run only)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) -m cascata demo $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not pipeline" $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+synth: $(STAMP) node_modules/.installed
+	@for stage in dev prod; do \
+	  echo "synthesizing stage $$stage"; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices --quiet -c stage=$$stage -o cdk.out/$$stage || exit 1; \
+	done
+	@echo "templates are in cdk.out/<stage>/"
+
+bench: $(STAMP)
+	$(PY) -m cascata bench $(ARGS)
+
+deploy: $(STAMP) node_modules/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --no-notices --all -c stage=$(or $(STAGE),dev)
+
+destroy: $(STAMP) node_modules/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk destroy --no-notices --all -c stage=$(or $(STAGE),dev)
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis

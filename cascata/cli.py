@@ -1,0 +1,209 @@
+"""The cascata command line: `python -m cascata demo|produce|invoke ...`.
+
+Every command prints a readable summary (or one JSON object with `--json`) on stdout and its
+progress on stderr. Any bad argument or unreachable endpoint ends in a one-line `error:` on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer._click import exceptions as click_errors
+
+from cascata.console import CliError, err, out, print_json, progress
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="cascata: serverless stream processing on AWS, and its local runtime.",
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="An AWS-compatible endpoint to use instead of the embedded emulator "
+        "(AWS_ENDPOINT_URL is honoured too).",
+    ),
+]
+StageOpt = Annotated[
+    str,
+    typer.Option("--stage", help="Stage whose resource names to use.", envvar="CASCATA_STAGE"),
+]
+MAX_EVENTS = 1_000_000
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(min=1, max=MAX_EVENTS, help="Events to generate.")] = 2000,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the workload and the faults.")] = 7,
+    invalid_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
+    duplicate_share: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
+    chaos: Annotated[bool, typer.Option("--chaos", help="Inject faults at default rates.")] = False,
+    crash_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
+    put_failure_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
+    throttle_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
+    duplicate_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
+    timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for the "
+                                           "pipeline to drain.")] = 300,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Provision the pipeline, produce a generated workload, run every processor, check it."""
+    from cascata.local.chaos import ChaosSettings
+    from cascata.local.demo import DemoOptions, render, run_demo
+    from cascata.workload import WorkloadSpec
+
+    rates = {k: v for k, v in {"crash_rate": crash_rate, "put_failure_rate": put_failure_rate,
+                               "throttle_rate": throttle_rate,
+                               "duplicate_rate": duplicate_rate}.items() if v is not None}
+    chaos_settings = None
+    if chaos or rates:
+        base = ChaosSettings(seed=seed) if chaos else ChaosSettings(
+            seed=seed, crash_rate=0, put_failure_rate=0, throttle_rate=0, duplicate_rate=0)
+        chaos_settings = ChaosSettings(**{**_fields(base), **rates})
+    spec = WorkloadSpec(events=events, seed=seed, invalid_share=invalid_share,
+                        duplicate_share=duplicate_share)
+    result = run_demo(DemoOptions(workload=spec, chaos=chaos_settings, timeout_s=timeout,
+                                  endpoint_url=_endpoint(endpoint_url), show_progress=True))
+    if as_json:
+        print_json(result.to_json())
+    else:
+        render(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def produce(
+    file: Annotated[Path | None, typer.Option("--file", help="A JSON Lines file of events.")]
+    = None,
+    events: Annotated[int | None, typer.Option(min=1, max=MAX_EVENTS,
+                                               help="Generate this many events instead.")] = None,
+    seed: Annotated[int, typer.Option(min=0)] = 7,
+    invalid_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
+    duplicate_share: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
+    stream: Annotated[str, typer.Option(help="Declared stream to write to.")] = "payments-raw",
+    stage: StageOpt = "local",
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send events to a stream, from a JSON Lines file or the workload generator."""
+    from cascata.local.emulator import EndpointError, external
+    from cascata.pipeline import PIPELINE, ResourceKind
+    from cascata.producer import InputFileError, Outgoing, produce as send, read_jsonl
+    from cascata.workload import WorkloadSpec, generate
+
+    if (file is None) == (events is None):
+        raise CliError("give exactly one of --file FILE or --events N")
+    declared = {s.name for s in PIPELINE.streams}
+    if stream not in declared or PIPELINE.resource(stream).kind is not ResourceKind.STREAM:
+        raise CliError(f"unknown stream {stream!r}; declared: {', '.join(sorted(declared))}")
+    if file is not None:
+        try:
+            batch = read_jsonl(file)
+        except InputFileError as exc:
+            raise CliError(str(exc)) from None
+    else:
+        assert events is not None
+        spec = WorkloadSpec(events=events, seed=seed, invalid_share=invalid_share,
+                            duplicate_share=duplicate_share)
+        batch = [Outgoing(g.key, g.data) for g in generate(spec)]
+    try:
+        aws = external(_endpoint(endpoint_url))
+        aws.check_reachable()
+    except EndpointError as exc:
+        raise CliError(str(exc)) from None
+    name = PIPELINE.physical_name(stream, stage=stage, account=aws.account, region=aws.region)
+    with progress(not as_json) as bar:
+        task = bar.add_task(f"produce → {stream}", total=len(batch))
+        try:
+            report = send(aws.client("kinesis"), name, batch,
+                          on_progress=lambda n: bar.advance(task, n))
+        except Exception as exc:  # noqa: BLE001 - one line for the user
+            raise CliError(f"cannot write to {name}: {_aws_error(exc)}") from None
+    if as_json:
+        print_json(report.to_json())
+    else:
+        out.print(
+            f"sent [bold]{report.sent}[/] events to {name} in {report.duration_s:.1f} s "
+            f"({report.events_per_second:,.0f}/s, {report.requests} PutRecords requests); "
+            f"failed: {report.failed}"
+        )
+        for failure in report.failures[:5]:
+            out.print(f"  {failure}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def invoke(
+    function: Annotated[str, typer.Argument(help="A declared function, e.g. validate.")],
+    event: Annotated[Path, typer.Option("--event", help="A Lambda event as JSON (Kinesis, "
+                                        "Kafka or API Gateway shape).")],
+    stage: StageOpt = "local",
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one declared function once on an event file and show its response and effects."""
+    from cascata.local.invoke import invoke_once, render_invocation
+
+    result = invoke_once(function, event, stage=stage, endpoint_url=_endpoint(endpoint_url))
+    if as_json:
+        print_json(result)
+    else:
+        render_invocation(function, result)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in value.__dataclass_fields__}
+
+
+def _endpoint(flag: str | None) -> str | None:
+    return flag or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def _aws_error(exc: Exception) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})
+    if error:
+        return f"{error.get('Code')}: {error.get('Message')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="cascata", standalone_mode=False)
+    except CliError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    except click_errors.NoArgsIsHelpError:
+        return 0
+    except click_errors.UsageError as exc:
+        # One line, whatever the problem (typer's own rendering is a multi-line panel).
+        where = f" ({exc.ctx.command_path})" if exc.ctx else ""
+        err.print(f"error{where}: {exc.format_message()}", markup=False)
+        return 2
+    except click_errors.ClickException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        err.print("error: interrupted", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        err.print("error: interrupted", markup=False)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""The embedded AWS emulator (moto's server, in-process, on 127.0.0.1) or an external endpoint.
+
+`EmbeddedAws` starts moto on an ephemeral loopback port, never 0.0.0.0, and guards cascata's
+process against moto's known Kinesis defects before anything is written:
+
+- concurrent writers to one shard compute the same next sequence number and overwrite each
+  other: every shard write now happens under one process-wide lock;
+- each write scans the whole shard to find the last sequence number, so writes slow down as a
+  shard grows: the highest sequence number is now tracked in O(1), and reads index records by
+  sequence number instead of scanning;
+- after a split or merge, writes still go to the closed parent shard: they now go only to open
+  shards.
+
+The patches are applied to moto's classes in this process only; installed files are untouched.
+`provision` creates the declared resources through the public AWS APIs and waits for them to
+become ACTIVE, so it works the same against any AWS-compatible endpoint (`ExternalAws`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, Pipeline, ResourceKind
+
+_PATCH_LOCK = threading.Lock()
+_WRITE_LOCK = threading.RLock()
+_patched = False
+
+
+class EndpointError(RuntimeError):
+    """The AWS endpoint cannot be reached or does not behave like AWS."""
+
+
+def patch_moto_kinesis() -> None:
+    """Make moto's Kinesis safe for concurrent writers and O(1) per write. Idempotent."""
+    global _patched
+    with _PATCH_LOCK:
+        if _patched:
+            return
+        from moto.kinesis import models
+
+        shard_cls: Any = models.Shard
+        stream_cls: Any = models.Stream
+        original_put: Callable[..., str] = shard_cls.put_record
+
+        def put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
+            with _WRITE_LOCK:
+                last = getattr(self, "_cascata_max", None)
+                if last is None:
+                    last = next(reversed(self.records)) if self.records else 0
+                sequence = last + 1
+                self.records[sequence] = models.Record(
+                    partition_key, data, sequence, explicit_hash_key
+                )
+                self._cascata_max = sequence
+                return str(sequence)
+
+        def get_max_sequence_number(self: Any) -> int:
+            last = getattr(self, "_cascata_max", None)
+            if last is None:
+                return next(reversed(self.records)) if self.records else 0
+            return int(last)
+
+        def get_min_sequence_number(self: Any) -> int:
+            return next(iter(self.records)) if self.records else 0
+
+        def get_records(self: Any, last_sequence_id: str, limit: int | None) -> Any:
+            # Sequence numbers are contiguous integers per shard: index instead of scanning.
+            after = int(last_sequence_id)
+            top = get_max_sequence_number(self)
+            stop = top if limit is None else min(top, after + limit)
+            results = [self.records[s] for s in range(after + 1, stop + 1) if s in self.records]
+            last = results[-1].sequence_number if results else after
+            behind = 0
+            if results and top in self.records:
+                behind = int((self.records[top].created_at - results[-1].created_at) * 1000)
+            return results, last, behind
+
+        def get_shard_for_key(
+            self: Any, partition_key: str, explicit_hash_key: str | None
+        ) -> Any:
+            from moto.kinesis.exceptions import InvalidArgumentError
+            from moto.moto_api._internal import mock_random  # noqa: F401 - moto import order
+            from moto.utilities.utils import md5_hash
+
+            if explicit_hash_key:
+                key = int(explicit_hash_key)
+                if not 0 <= key < 2**128:
+                    raise InvalidArgumentError("explicit_hash_key")
+            else:
+                key = int(md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+            for shard in self.shards.values():
+                # AWS hash ranges are inclusive at both ends; closed shards take no writes.
+                if shard.is_open and shard.starting_hash <= key <= shard.ending_hash:
+                    return shard
+            return None
+
+        shard_cls.put_record = put_record
+        shard_cls.get_max_sequence_number = get_max_sequence_number
+        shard_cls.get_min_sequence_number = get_min_sequence_number
+        shard_cls.get_records = get_records
+        shard_cls._cascata_original_put = original_put
+        stream_cls.get_shard_for_key = get_shard_for_key
+        _patched = True
+
+
+@dataclass
+class Aws:
+    """Where the pipeline runs: an endpoint, a region and an account, plus client creation."""
+
+    endpoint_url: str | None
+    region: str = LOCAL_REGION
+    account: str = LOCAL_ACCOUNT
+    embedded: bool = False
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                import boto3
+                from botocore.config import Config
+
+                config = Config(
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    connect_timeout=3,
+                    read_timeout=60,
+                    max_pool_connections=32,
+                )
+                credentials = (
+                    # The embedded emulator accepts any credentials; never use real ones there.
+                    {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+                    if self.embedded else {}
+                )
+                self._clients[service] = boto3.client(  # type: ignore[call-overload]
+                    service,
+                    endpoint_url=self._endpoint_for(service),
+                    region_name=self.region,
+                    config=config,
+                    **credentials,
+                )
+            return self._clients[service]
+
+    def _endpoint_for(self, service: str) -> str | None:
+        if self.endpoint_url:
+            return self.endpoint_url
+        specific = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+        return specific or os.environ.get("AWS_ENDPOINT_URL")
+
+    def check_reachable(self) -> None:
+        """Fail fast, with one sentence, when the endpoint does not answer like AWS."""
+        try:
+            self.client("kinesis").list_streams(Limit=1)
+        except Exception as exc:  # noqa: BLE001 - turned into one readable error
+            where = self.endpoint_url or "the default AWS endpoint"
+            raise EndpointError(f"cannot reach {where}: {type(exc).__name__}: {exc}") from exc
+
+
+class EmbeddedAws(Aws):
+    """moto's server in this process, on 127.0.0.1 and an ephemeral port."""
+
+    def __init__(self) -> None:
+        super().__init__(endpoint_url=None, embedded=True)
+        self._server: Any = None
+
+    def start(self) -> EmbeddedAws:
+        from moto.server import ThreadedMotoServer
+
+        patch_moto_kinesis()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> EmbeddedAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @staticmethod
+    def kinesis_backend() -> Any:
+        from moto.kinesis.models import kinesis_backends
+
+        return kinesis_backends[LOCAL_ACCOUNT][LOCAL_REGION]
+
+
+def external(endpoint_url: str | None) -> Aws:
+    """An already-running AWS-compatible endpoint (or AWS itself when None)."""
+    if endpoint_url:
+        parsed = urlparse(endpoint_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise EndpointError(f"--endpoint-url must be an http(s) URL, got {endpoint_url!r}")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
+    return Aws(endpoint_url=endpoint_url, region=region)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Physical names of everything provisioned, by declared name."""
+
+    names: Mapping[str, str]
+    created: tuple[str, ...]
+
+
+def provision(
+    pipeline: Pipeline,
+    aws: Aws,
+    *,
+    stage: str,
+    shards: int = 2,
+    timeout_s: float = 60.0,
+) -> Provisioned:
+    """Create every declared stream, table, bucket, queue and topic; wait until ACTIVE.
+
+    Idempotent: what exists already is kept. Names follow the declaration.
+    """
+    names: dict[str, str] = {}
+    created: list[str] = []
+    kinesis = aws.client("kinesis")
+    for stream in pipeline.streams:
+        name = pipeline.physical_name(stream.name, stage=stage, account=aws.account,
+                                      region=aws.region)
+        names[stream.name] = name
+        if _create(lambda: kinesis.create_stream(StreamName=name, ShardCount=shards)):
+            created.append(name)
+    ddb = aws.client("dynamodb")
+    for table in pipeline.tables:
+        name = pipeline.physical_name(table.name, stage=stage, account=aws.account,
+                                      region=aws.region)
+        names[table.name] = name
+        keys = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+        attrs = [{"AttributeName": table.partition_key, "AttributeType": "S"}]
+        if table.sort_key:
+            keys.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
+            attrs.append({"AttributeName": table.sort_key, "AttributeType": "S"})
+        if _create(
+            lambda: ddb.create_table(
+                TableName=name, KeySchema=keys, AttributeDefinitions=attrs,
+                BillingMode="PAY_PER_REQUEST",
+            )
+        ):
+            created.append(name)
+    s3 = aws.client("s3")
+    for bucket in pipeline.buckets:
+        name = pipeline.physical_name(bucket.name, stage=stage, account=aws.account,
+                                      region=aws.region)
+        names[bucket.name] = name
+        kwargs: dict[str, Any] = {"Bucket": name}
+        if aws.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
+        # us-east-1 answers 200 to creating a bucket one already owns: ask first.
+        if not _bucket_exists(s3, name) and _create(lambda: s3.create_bucket(**kwargs)):
+            created.append(name)
+    sqs = aws.client("sqs")
+    for queue in pipeline.queues:
+        name = pipeline.physical_name(queue.name, stage=stage)
+        names[queue.name] = name
+        sqs.create_queue(QueueName=name)
+    sns = aws.client("sns")
+    for topic in pipeline.topics:
+        name = pipeline.physical_name(topic.name, stage=stage)
+        names[topic.name] = name
+        sns.create_topic(Name=name)
+    _wait_active(pipeline, aws, names, timeout_s=timeout_s)
+    return Provisioned(names=names, created=tuple(created))
+
+
+def _bucket_exists(s3: Any, name: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=name)
+    except Exception as exc:  # noqa: BLE001 - 404 means absent; anything else is real
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def _create(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - only "already exists" is tolerated
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("ResourceInUseException", "BucketAlreadyOwnedByYou",
+                    "TableAlreadyExistsException"):
+            return False
+        raise
+    return True
+
+
+def _wait_active(
+    pipeline: Pipeline, aws: Aws, names: Mapping[str, str], *, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    kinesis = aws.client("kinesis")
+    ddb = aws.client("dynamodb")
+    for declared, physical in names.items():
+        kind = pipeline.resource(declared).kind
+        while True:
+            if kind is ResourceKind.STREAM:
+                status = kinesis.describe_stream_summary(StreamName=physical)[
+                    "StreamDescriptionSummary"]["StreamStatus"]
+            elif kind is ResourceKind.TABLE:
+                status = ddb.describe_table(TableName=physical)["Table"]["TableStatus"]
+            else:
+                break
+            if status == "ACTIVE":
+                break
+            if time.monotonic() > deadline:
+                raise EndpointError(f"{physical} is still {status} after {timeout_s:.0f} s")
+            time.sleep(0.5)

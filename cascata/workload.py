@@ -1,0 +1,192 @@
+"""A realistic, seeded payments workload, with the answers a correct pipeline must reach.
+
+Accounts with a home currency, log-normal amounts in integer minor units, bursts that look like
+fraud (velocity, large first payments to new payees), a configurable share of invalid events
+(each with the rejection code validate must give) and of duplicates (the same bytes sent again a
+little later, as a producer retry would). The generator knows, independently of the pipeline's
+code, which events are valid, so the demo can check the pipeline against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+_FIRST = (
+    "ada alan alice amir ana ben bob carla carol chen dana dave diego eli emma erin fatima "
+    "femi grace hana ivan jade jon kai kemal lara leo lin lucia mara mei nia noah omar "
+    "pablo priya quinn ravi rosa sam sara tariq uma vera wei yara yusuf zoe"
+).split()
+_CURRENCIES = (("USD", 0.55), ("EUR", 0.25), ("GBP", 0.12), ("JPY", 0.08))
+_EXPONENT = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0}
+_CHANNELS = ("card", "card", "card", "transfer", "wallet")
+BASE_TIME = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
+
+INVALID_KINDS: tuple[tuple[str, str], ...] = (
+    ("float_amount", "amount_not_integer"),
+    ("negative_amount", "amount_out_of_range"),
+    ("unknown_currency", "unknown_currency"),
+    ("same_party", "same_party"),
+    ("missing_payee", "missing"),
+    ("bad_time", "invalid_time"),
+    ("not_json", "not_json"),
+    ("unknown_type", "unknown_schema"),
+    ("bad_account", "invalid_account"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """One record to send: its bytes and key, and what the pipeline must make of it."""
+
+    seq: int
+    key: str
+    data: bytes
+    event_id: str | None
+    valid: bool
+    expected_code: str | None
+    duplicate: bool
+    payer: str | None = None
+    payee: str | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    events: int
+    seed: int = 7
+    invalid_share: float = 0.05
+    duplicate_share: float = 0.02
+    accounts: int | None = None
+    fraud_share: float = 0.02
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0 <= self.events <= 10_000_000:
+            out.append(f"--events must be from 0 to 10,000,000, got {self.events}")
+        if not 0.0 <= self.invalid_share <= 1.0:
+            out.append(f"--invalid-share must be from 0 to 1, got {self.invalid_share}")
+        if not 0.0 <= self.duplicate_share <= 0.5:
+            out.append(f"--duplicate-share must be from 0 to 0.5, got {self.duplicate_share}")
+        if self.accounts is not None and not 2 <= self.accounts <= 1_000_000:
+            out.append(f"--accounts must be from 2 to 1,000,000, got {self.accounts}")
+        return out
+
+
+def generate(spec: WorkloadSpec) -> Iterator[Generated]:
+    """`spec.events` distinct events, plus the duplicates, in sending order."""
+    rng = random.Random(spec.seed)
+    n_accounts = spec.accounts or max(20, min(5000, spec.events // 15))
+    accounts = [f"{rng.choice(_FIRST)}.{i:04d}" for i in range(n_accounts)]
+    home = {a: _pick_currency(rng) for a in accounts}
+    # A few merchants receive much of the traffic, as in real payment flows.
+    merchants = accounts[: max(2, n_accounts // 25)]
+    clock = BASE_TIME
+    pending_dups: list[tuple[int, Generated]] = []
+    seq = 0
+    burst: list[tuple[str, str]] = []
+    for n in range(spec.events):
+        clock += timedelta(milliseconds=rng.randint(5, 400))
+        if burst:
+            payer, payee = burst.pop()
+        elif rng.random() < spec.fraud_share:
+            payer = rng.choice(accounts)
+            payee = rng.choice([a for a in merchants if a != payer] or accounts[-1:])
+            burst = [(payer, payee)] * rng.randint(4, 8)
+            payer, payee = burst.pop()
+        else:
+            payer = rng.choice(accounts)
+            pool = merchants if rng.random() < 0.5 else accounts
+            payee = rng.choice(pool)
+            while payee == payer:
+                payee = rng.choice(accounts)
+        currency = home[payer]
+        amount = _amount(rng, currency)
+        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        event = {
+            "event_id": event_id,
+            "type": "payment.made",
+            "version": 1,
+            "key": payer,
+            "occurred_at": clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{clock.microsecond // 1000:03d}Z",
+            "data": {"payer": payer, "payee": payee, "amount_minor": amount,
+                     "currency": currency, "channel": rng.choice(_CHANNELS)},
+        }
+        if rng.random() < spec.invalid_share:
+            kind, code = rng.choice(INVALID_KINDS)
+            data = _corrupt(event, kind)
+            item = Generated(seq, payer, data, event_id, False, code, False)
+        else:
+            item = Generated(
+                seq, payer, _dumps(event), event_id, True, None, False, payer, payee, amount,
+                currency,
+            )
+        yield item
+        seq += 1
+        if rng.random() < spec.duplicate_share:
+            pending_dups.append((n + rng.randint(1, 40), item))
+        while pending_dups and pending_dups[0][0] <= n:
+            _, original = pending_dups.pop(0)
+            yield Generated(
+                seq, original.key, original.data, original.event_id, original.valid,
+                original.expected_code, True, original.payer, original.payee,
+                original.amount_minor, original.currency,
+            )
+            seq += 1
+    for _, original in pending_dups:
+        yield Generated(
+            seq, original.key, original.data, original.event_id, original.valid,
+            original.expected_code, True, original.payer, original.payee,
+            original.amount_minor, original.currency,
+        )
+        seq += 1
+
+
+def _pick_currency(rng: random.Random) -> str:
+    r = rng.random()
+    for currency, weight in _CURRENCIES:
+        if r < weight:
+            return currency
+        r -= weight
+    return "USD"
+
+
+def _amount(rng: random.Random, currency: str) -> int:
+    # Log-normal around 40 units of the currency; JPY has no minor unit, so scale to match.
+    units = math.exp(rng.gauss(math.log(40), 1.2))
+    if currency == "JPY":
+        units *= 150
+    return max(1, min(10**12, int(units * 10 ** _EXPONENT[currency])))
+
+
+def _dumps(event: dict[str, object]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def _corrupt(event: dict[str, object], kind: str) -> bytes:
+    data = dict(event["data"])  # type: ignore[call-overload]
+    if kind == "float_amount":
+        data["amount_minor"] = float(data["amount_minor"]) + 0.5
+    elif kind == "negative_amount":
+        data["amount_minor"] = -int(data["amount_minor"])
+    elif kind == "unknown_currency":
+        data["currency"] = "ZZZ"
+    elif kind == "same_party":
+        data["payee"] = data["payer"]
+    elif kind == "missing_payee":
+        del data["payee"]
+    elif kind == "bad_time":
+        return _dumps({**event, "occurred_at": "yesterday at noon"})
+    elif kind == "not_json":
+        return b"payment alice->bob 20.00 USD"
+    elif kind == "unknown_type":
+        return _dumps({**event, "type": "payment.reversed"})
+    elif kind == "bad_account":
+        data["payee"] = "bob smith!"
+    return _dumps({**event, "data": data})

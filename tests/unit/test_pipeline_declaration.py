@@ -1,0 +1,90 @@
+"""The declaration itself: sound, named mechanically, and in step with each settings module."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+from cascata.pipeline import PIPELINE, Binding, EventSource, Pipeline, Processor
+from payments.settings import SETTINGS_BY_FUNCTION
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_declared_pipeline_has_no_problems() -> None:
+    assert PIPELINE.validate() == []
+
+
+def test_the_declaration_imports_neither_cdk_nor_boto3() -> None:
+    tree = ast.parse((ROOT / "cascata" / "pipeline.py").read_text())
+    imported = {
+        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not {m for m in imported if m.split(".")[0] in {"aws_cdk", "boto3", "botocore"}}
+
+
+@pytest.mark.parametrize("processor", [p.name for p in PIPELINE.processors])
+def test_each_function_environment_is_exactly_what_its_settings_read(processor: str) -> None:
+    env = PIPELINE.environment(processor, stage="dev", account="111122223333", region="eu-west-1")
+    assert set(env) == SETTINGS_BY_FUNCTION[processor].variables()
+    settings = SETTINGS_BY_FUNCTION[processor].from_env(env)
+    assert settings.stage == "dev"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("processor", PIPELINE.processors, ids=lambda p: p.name)
+def test_each_handler_module_follows_the_convention(processor: Processor) -> None:
+    module = importlib.import_module(processor.module)
+    assert callable(getattr(module, processor.function))
+    assert module.SETTINGS is SETTINGS_BY_FUNCTION[processor.name]
+    assert callable(module.dependencies) and callable(module.make_handler)
+    # mechanical names: module validate.py <-> function validate
+    assert processor.module.rsplit(".", 1)[1] == processor.name.replace("-", "_")
+
+
+def test_missing_environment_fails_naming_every_variable() -> None:
+    from cascata_runtime.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="BALANCES_TABLE, QUARANTINE_BUCKET"):
+        SETTINGS_BY_FUNCTION["balances"].from_env({"PIPELINE_STAGE": "dev"})
+
+
+def test_physical_names_derive_from_the_declaration() -> None:
+    assert PIPELINE.physical_name("payments-raw", stage="prod") == "cascata-prod-payments-raw"
+    assert PIPELINE.physical_name("validate", stage="prod") == "cascata-prod-validate"
+    assert (PIPELINE.physical_name("quarantine", stage="prod", account="111122223333",
+                                   region="eu-west-1")
+            == "cascata-prod-quarantine-111122223333-eu-west-1")
+    with pytest.raises(KeyError, match="no resource named 'nope'"):
+        PIPELINE.physical_name("nope", stage="prod")
+
+
+def test_validation_catches_structural_mistakes() -> None:
+    broken = Pipeline(
+        app="cascata",
+        streams=PIPELINE.streams,
+        tables=PIPELINE.tables,
+        buckets=PIPELINE.buckets,
+        queues=(),
+        topics=(),
+        processors=(
+            Processor(
+                name="Bad_Name",
+                handler="x.y.handler",
+                description="",
+                source=EventSource(stream="balances", batch_size=0, max_record_age_s=30,
+                                   on_failure="payments-raw", filters=("{nope",)),
+                bindings=(Binding("OUT_STREAM", "missing", "write"),
+                          Binding("OUT_STREAM", "payments-raw", "write")),
+            ),
+        ),
+    )
+    problems = "\n".join(broken.validate())
+    for expected in ("'Bad_Name'", "source 'balances' is not a stream", "on_failure",
+                     "batch_size 0", "max_record_age_s 30", "is not JSON",
+                     "OUT_STREAM is bound twice", "unknown resource 'missing'"):
+        assert expected in problems
