@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 __all__ = [
     "KAFKA_DEFAULT_BATCHING_WINDOW_S",
     "MAX_PAYLOAD_BYTES",
-    "MappingConfig",
     "REPORT_BATCH_ITEM_FAILURES",
+    "MappingConfig",
     "destination_kind",
 ]
 
@@ -55,6 +55,10 @@ def destination_kind(arn: str) -> DestinationKind:
         f"on-failure destination {arn!r} is not an S3 bucket, SQS queue or SNS topic ARN"
         " (Kafka-topic destinations are not emulated)"
     )
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,9 @@ class MappingConfig:
             integer("parallelization_factor", self.parallelization_factor)
             and not 1 <= self.parallelization_factor <= 10
         ):
-            problems.append(f"parallelization_factor {self.parallelization_factor} is outside 1..10")
+            problems.append(
+                f"parallelization_factor {self.parallelization_factor} is outside 1..10"
+            )
         if not isinstance(self.bisect_batch_on_function_error, bool):
             problems.append("bisect_batch_on_function_error must be true or false")
         retries = self.maximum_retry_attempts
@@ -158,7 +164,7 @@ class MappingConfig:
                 problems.append(f"filter {pattern!r} must be a JSON string")
                 continue
             try:
-                compiled = FilterCriteria([pattern])
+                FilterCriteria([pattern])
             except FilterPatternError as exc:
                 problems.append(str(exc))
                 continue
@@ -166,7 +172,6 @@ class MappingConfig:
             if data is not None and not isinstance(data, dict):
                 # Kinesis data is matched as JSON; a non-object `data` pattern can never match.
                 problems.append(f"filter {pattern!r}: the data part must be a JSON object")
-            del compiled
         if self.on_failure_destination is not None:
             try:
                 destination_kind(self.on_failure_destination)
@@ -225,7 +230,7 @@ class MappingConfig:
         api: dict[str, Any] = {
             "StartingPosition": self.starting_position,
             "BatchSize": self.batch_size,
-            "MaximumBatchingWindowInSeconds": self.batching_window_for(source_kind),
+            "MaximumBatchingWindowInSeconds": _number(self.batching_window_for(source_kind)),
         }
         if self.starting_position_timestamp is not None:
             api["StartingPositionTimestamp"] = self.starting_position_timestamp

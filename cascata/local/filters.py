@@ -105,6 +105,8 @@ class _Exact(_Matcher):
     __slots__ = ("_kind", "_value")
 
     def __init__(self, value: object) -> None:
+        self._kind: str
+        self._value: object
         if value is None:
             self._kind, self._value = "null", None
         elif isinstance(value, bool):
@@ -217,7 +219,7 @@ class _Numeric(_Matcher):
         if number is None:
             return False
         for op, bound in self._conditions:
-            if op == "=" and not number == bound:
+            if op == "=" and number != bound:
                 return False
             if op == "<" and not number < bound:
                 return False
@@ -370,7 +372,7 @@ class _Object:
 
     def matches(self, obj: object, ignore: Container[str] = ()) -> bool:
         if isinstance(obj, list):
-            return any(self.matches(element, ignore) for element in obj if isinstance(element, dict))
+            return any(self.matches(e, ignore) for e in obj if isinstance(e, dict))
         mapping: Mapping[str, Any] = obj if isinstance(obj, dict) else {}
         for key, node in self._fields:
             if key in ignore:
@@ -444,8 +446,23 @@ class FilterCriteria:
             keys |= pattern.keys
         return keys
 
-    def matches(self, event: Mapping[str, Any], *, ignore: Container[str] = ()) -> bool:
-        """True when there are no patterns or any pattern matches."""
+    def matches(
+        self,
+        event: Mapping[str, Any],
+        *,
+        ignore: Container[str] = (),
+        unavailable: Container[str] = (),
+    ) -> bool:
+        """True when there are no patterns or any pattern matches.
+
+        Top-level keys in `ignore` count as matching (Kafka values that are not UTF-8: only
+        the other filters apply); a pattern naming a key in `unavailable` does not match
+        (Kinesis data that is not JSON, when a pattern filters on `data`).
+        """
         if not self._patterns:
             return True
-        return any(p.matches(event, ignore=ignore) for p in self._patterns)
+        return any(
+            p.matches(event, ignore=ignore)
+            for p in self._patterns
+            if not any(key in unavailable for key in p.keys)
+        )
