@@ -31,10 +31,10 @@ node_modules/.installed: package.json package-lock.json
 demo: $(STAMP)
 	$(PY) -m cascata demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) node_modules/.installed
 	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) node_modules/.installed
 	$(PY) -m pytest -n 2 --dist loadfile -m "not pipeline" $(ARGS)
 
 lint: $(STAMP)

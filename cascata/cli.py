@@ -99,7 +99,8 @@ def produce(
     """Send events to a stream, from a JSON Lines file or the workload generator."""
     from cascata.local.emulator import EndpointError, external
     from cascata.pipeline import PIPELINE, ResourceKind
-    from cascata.producer import InputFileError, Outgoing, produce as send, read_jsonl
+    from cascata.producer import InputFileError, Outgoing, read_jsonl
+    from cascata.producer import produce as send
     from cascata.workload import WorkloadSpec, generate
 
     if (file is None) == (events is None):

@@ -19,6 +19,9 @@ from rich.progress import (
 )
 
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    # Piped or captured output (CI logs) gets room for the summary tables.
+    out = Console(highlight=False, soft_wrap=True, width=120)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -112,6 +112,8 @@ class EventSource:
 
     stream: str
     starting_position: StartingPosition = "TRIM_HORIZON"
+    starting_position_timestamp: float | None = None
+    """Epoch seconds; required with AT_TIMESTAMP, refused otherwise."""
     batch_size: int = 100
     batching_window_s: int = 0
     parallelization_factor: int = 1
@@ -127,6 +129,12 @@ class EventSource:
     def validate(self) -> list[str]:
         """Range checks from the Lambda API reference; returns human-readable problems."""
         problems = []
+        if (self.starting_position == "AT_TIMESTAMP") != (
+            self.starting_position_timestamp is not None
+        ):
+            problems.append(
+                "starting_position_timestamp is required with AT_TIMESTAMP and only with it"
+            )
         if not 1 <= self.batch_size <= 10_000:
             problems.append(f"batch_size {self.batch_size} is outside 1..10000")
         if not 0 <= self.batching_window_s <= 300:
@@ -259,9 +267,10 @@ class Pipeline:
         """Every structural problem in the declaration, as sentences. Empty means sound."""
         problems: list[str] = []
         names = [r.name for r in self.resources().values()]
-        all_names = [
-            *(r.name for r in (*self.streams, *self.tables, *self.buckets, *self.queues, *self.topics)),
-        ]
+        declared: tuple[Resource, ...] = (
+            *self.streams, *self.tables, *self.buckets, *self.queues, *self.topics
+        )
+        all_names = [r.name for r in declared]
         for dup in sorted({n for n in all_names if all_names.count(n) > 1}):
             problems.append(f"resource name {dup!r} is declared more than once")
         for name in [*names, *(p.name for p in self.processors)]:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cascata_runtime.envelope import format_time
+
 _FIRST = (
     "ada alan alice amir ana ben bob carla carol chen dana dave diego eli emma erin fatima "
     "femi grace hana ivan jade jon kai kemal lara leo lin lucia mara mei nia noah omar "
@@ -114,7 +116,7 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
             "type": "payment.made",
             "version": 1,
             "key": payer,
-            "occurred_at": clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{clock.microsecond // 1000:03d}Z",
+            "occurred_at": format_time(clock),
             "data": {"payer": payer, "payee": payee, "amount_minor": amount,
                      "currency": currency, "channel": rng.choice(_CHANNELS)},
         }

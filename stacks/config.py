@@ -24,10 +24,32 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
-# CloudWatch Logs accepts only these retention periods (days); anything else fails at deploy.
-LOG_RETENTION_DAYS: Final = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-    2922, 3288, 3653,
+# CloudWatch Logs accepts only these retention periods (days -> `logs.RetentionDays` member).
+LOG_RETENTION: Final = MappingProxyType(
+    {
+        1: "ONE_DAY",
+        3: "THREE_DAYS",
+        5: "FIVE_DAYS",
+        7: "ONE_WEEK",
+        14: "TWO_WEEKS",
+        30: "ONE_MONTH",
+        60: "TWO_MONTHS",
+        90: "THREE_MONTHS",
+        120: "FOUR_MONTHS",
+        150: "FIVE_MONTHS",
+        180: "SIX_MONTHS",
+        365: "ONE_YEAR",
+        400: "THIRTEEN_MONTHS",
+        545: "EIGHTEEN_MONTHS",
+        731: "TWO_YEARS",
+        1096: "THREE_YEARS",
+        1827: "FIVE_YEARS",
+        2192: "SIX_YEARS",
+        2557: "SEVEN_YEARS",
+        2922: "EIGHT_YEARS",
+        3288: "NINE_YEARS",
+        3653: "TEN_YEARS",
+    }
 )
 
 
@@ -40,6 +62,9 @@ class AlarmThresholds:
     """When the pipeline pages someone. Counts are per `period_minutes` window."""
 
     iterator_age_ms: int
+    """Kinesis: how old the newest record a mapping has read may get (GetRecords age)."""
+    offset_lag: int
+    """MSK: how many records a mapping may be behind the end of a partition."""
     errors: int
     throttles: int
     quarantined: int
@@ -51,7 +76,8 @@ class KafkaSettings:
     """MSK Serverless placement and Lambda's provisioned Kafka pollers (`-c broker=msk`)."""
 
     vpc_cidr: str
-    availability_zones: tuple[str, ...]
+    zone_count: int
+    """Subnets in this many of the region's zones (`Fn::GetAZs`, resolved at deploy time)."""
     min_pollers: int
     max_pollers: int
 
@@ -137,9 +163,6 @@ def stage_config(
 
     thresholds = _as_mapping(knob("alarm_thresholds"), "alarm_thresholds")
     kafka = _as_mapping(knob("kafka"), "kafka")
-    zones = tuple(
-        str(z) for z in kafka.get("availability_zones") or (f"{region}a", f"{region}b")
-    )
     config = StageConfig(
         stage=stage,
         account=account,
@@ -172,7 +195,7 @@ def stage_config(
         ),
         kafka=KafkaSettings(
             vpc_cidr=str(kafka.get("vpc_cidr") or "10.42.0.0/16"),
-            availability_zones=zones,
+            zone_count=_as_int(kafka.get("zone_count", 2), "kafka.zone_count"),
             min_pollers=_as_int(kafka.get("min_pollers", 1), "kafka.min_pollers"),
             max_pollers=_as_int(kafka.get("max_pollers", 2), "kafka.max_pollers"),
         ),
@@ -206,10 +229,10 @@ def validate(config: StageConfig, *, pipeline: Pipeline = PIPELINE) -> list[str]
                 f"{proc.name}: max_record_age_s {age} is not well below the "
                 f"{config.stream_retention_hours} h stream retention (at most half is allowed)"
             )
-    if config.log_retention_days not in LOG_RETENTION_DAYS:
+    if config.log_retention_days not in LOG_RETENTION:
         problems.append(
             f"log_retention_days {config.log_retention_days} is not one CloudWatch accepts: "
-            + ", ".join(map(str, LOG_RETENTION_DAYS))
+            + ", ".join(map(str, LOG_RETENTION))
         )
     if config.log_level not in _LOG_LEVELS:
         problems.append(f"log_level {config.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
@@ -218,13 +241,13 @@ def validate(config: StageConfig, *, pipeline: Pipeline = PIPELINE) -> list[str]
     alarms = config.alarms
     if alarms.period_minutes not in (1, 5, 10, 15, 30, 60):
         problems.append(f"alarm_thresholds.period_minutes {alarms.period_minutes} is unusual")
-    if min(alarms.iterator_age_ms, alarms.errors, alarms.throttles, alarms.quarantined) < 0:
+    if any(getattr(alarms, f.name) < 0 for f in fields(AlarmThresholds)):
         problems.append("alarm thresholds must be >= 0")
     if config.powertools_layer_version < 1:
         problems.append("powertools_layer_version must be a published layer version (>= 1)")
     kafka = config.kafka
-    if len(kafka.availability_zones) < 2:
-        problems.append("kafka.availability_zones needs at least two zones (MSK Serverless)")
+    if not 2 <= kafka.zone_count <= 5:
+        problems.append("kafka.zone_count must be 2..5 (MSK Serverless needs two zones or more)")
     if not 1 <= kafka.min_pollers <= kafka.max_pollers <= 2000:
         problems.append("kafka pollers need 1 <= min_pollers <= max_pollers <= 2000")
     for bucket in pipeline.buckets:

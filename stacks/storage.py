@@ -8,14 +8,13 @@ construct pins its CloudFormation logical id to the declared name (see `naming.p
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import Acknowledgment
 from constructs import Construct
 
 from cascata.pipeline import Bucket, Queue, Stream, Table, Topic
@@ -137,13 +136,6 @@ class AccessLogBucket(Construct):
             removal_policy=removal_policy,
         )
         pin(self.access_log_bucket, stable_id("BucketAccessLogs"))
-        Validations.of(self.access_log_bucket).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-S1",
-                reason="This is the server access log bucket itself; logging it into itself "
-                "would create a feedback loop of log objects.",
-            )
-        )
 
 
 class PipelineBucket(Construct):
@@ -228,7 +220,9 @@ class PipelineQueue(Construct):
             encryption_master_key=encryption_key,
             enforce_ssl=True,
             retention_period=Duration.days(14),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.dead_letter_queue),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=5, queue=self.dead_letter_queue
+            ),
             removal_policy=removal_policy,
         )
         pin(self.pipeline_queue, stable_id("Queue", declared.name))

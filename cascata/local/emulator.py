@@ -139,7 +139,7 @@ class Aws:
                     {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
                     if self.embedded else {}
                 )
-                self._clients[service] = boto3.client(  # type: ignore[call-overload]
+                self._clients[service] = boto3.client(
                     service,
                     endpoint_url=self._endpoint_for(service),
                     region_name=self.region,
@@ -158,13 +158,17 @@ class Aws:
         """Fail fast, with one sentence, when the endpoint does not answer like AWS."""
         try:
             self.client("kinesis").list_streams(Limit=1)
-        except Exception as exc:  # noqa: BLE001 - turned into one readable error
+        except Exception as exc:
             where = self.endpoint_url or "the default AWS endpoint"
             raise EndpointError(f"cannot reach {where}: {type(exc).__name__}: {exc}") from exc
 
 
 class EmbeddedAws(Aws):
-    """moto's server in this process, on 127.0.0.1 and an ephemeral port."""
+    """moto's server in this process, on 127.0.0.1 and an ephemeral port.
+
+    moto's state is process-wide, so one embedded emulator is in use per process at a time;
+    starting one resets that state.
+    """
 
     def __init__(self) -> None:
         super().__init__(endpoint_url=None, embedded=True)
@@ -179,6 +183,11 @@ class EmbeddedAws(Aws):
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        # moto keeps its state in process-wide backends: a new emulator starts empty, so a run
+        # never reads what an earlier one in the same process left behind.
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
         return self
 
     def stop(self) -> None:
@@ -236,7 +245,7 @@ def provision(
         name = pipeline.physical_name(stream.name, stage=stage, account=aws.account,
                                       region=aws.region)
         names[stream.name] = name
-        if _create(lambda: kinesis.create_stream(StreamName=name, ShardCount=shards)):
+        if _create(kinesis.create_stream, StreamName=name, ShardCount=shards):
             created.append(name)
     ddb = aws.client("dynamodb")
     for table in pipeline.tables:
@@ -249,10 +258,8 @@ def provision(
             keys.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
             attrs.append({"AttributeName": table.sort_key, "AttributeType": "S"})
         if _create(
-            lambda: ddb.create_table(
-                TableName=name, KeySchema=keys, AttributeDefinitions=attrs,
-                BillingMode="PAY_PER_REQUEST",
-            )
+            ddb.create_table, TableName=name, KeySchema=keys, AttributeDefinitions=attrs,
+            BillingMode="PAY_PER_REQUEST",
         ):
             created.append(name)
     s3 = aws.client("s3")
@@ -264,7 +271,7 @@ def provision(
         if aws.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
         # us-east-1 answers 200 to creating a bucket one already owns: ask first.
-        if not _bucket_exists(s3, name) and _create(lambda: s3.create_bucket(**kwargs)):
+        if not _bucket_exists(s3, name) and _create(s3.create_bucket, **kwargs):
             created.append(name)
     sqs = aws.client("sqs")
     for queue in pipeline.queues:
@@ -283,7 +290,7 @@ def provision(
 def _bucket_exists(s3: Any, name: str) -> bool:
     try:
         s3.head_bucket(Bucket=name)
-    except Exception as exc:  # noqa: BLE001 - 404 means absent; anything else is real
+    except Exception as exc:
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket", "NotFound"):
             return False
@@ -291,10 +298,10 @@ def _bucket_exists(s3: Any, name: str) -> bool:
     return True
 
 
-def _create(call: Callable[[], Any]) -> bool:
+def _create(call: Callable[..., Any], **kwargs: Any) -> bool:
     try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - only "already exists" is tolerated
+        call(**kwargs)
+    except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
         if code in ("ResourceInUseException", "BucketAlreadyOwnedByYou",
                     "TableAlreadyExistsException"):

@@ -213,6 +213,7 @@ class MappingConfig:
                 float(source.batching_window_s) if source.batching_window_s else None
             ),
             starting_position=source.starting_position,
+            starting_position_timestamp=source.starting_position_timestamp,
             parallelization_factor=source.parallelization_factor,
             bisect_batch_on_function_error=source.bisect_on_error,
             maximum_retry_attempts=source.max_retries,

@@ -167,8 +167,8 @@ def read_stream(kinesis: Any, stream: str) -> Iterable[bytes]:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             for record in page["Records"]:
                 yield record["Data"]
-            if not page["Records"] or page.get("MillisBehindLatest", 0) == 0 and len(
-                page["Records"]) < 10_000:
+            if not page["Records"] or (page.get("MillisBehindLatest", 0) == 0 and len(
+                page["Records"]) < 10_000):
                 break
             iterator = page.get("NextShardIterator")
 

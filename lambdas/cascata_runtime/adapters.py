@@ -23,7 +23,7 @@ def client(service: str) -> Any:
 
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
                     read_timeout=30, tcp_keepalive=True)
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
+    return boto3.client(service, config=config)
 
 
 class S3ObjectStore(ObjectStore):
@@ -91,7 +91,7 @@ class DynamoItemStore(ItemStore):
                 else {"#v": "version"},
                 **({"ExpressionAttributeValues": values} if values else {}),
             )
-        except Exception as exc:  # noqa: BLE001 - only the condition failure is expected
+        except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code == "ConditionalCheckFailedException":
                 return False

@@ -106,7 +106,8 @@ class KinesisSink:
             except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
                 code = _error_code(exc)
                 if code not in _RETRYABLE_CODES:
-                    return [EmitFailure(r.tag, f"PutRecords failed: {code}: {exc}") for r in pending]
+                    reason = f"PutRecords failed: {code}: {exc}"
+                    return [EmitFailure(r.tag, reason) for r in pending]
                 last_errors = {id(r): f"{code} after {attempt + 1} attempts" for r in pending}
                 continue
             retry: list[OutRecord] = []

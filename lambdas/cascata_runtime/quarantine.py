@@ -7,6 +7,7 @@ batch overwrites the same objects instead of adding copies: writing is idempoten
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,10 +41,8 @@ def quarantine_body(processor: str, entry: QuarantineEntry) -> bytes:
         "approximate_arrival": datetime.fromtimestamp(record.arrival_epoch_s, UTC).isoformat(),
         "data_base64": base64.b64encode(record.data).decode(),
     }
-    try:
+    with contextlib.suppress(UnicodeDecodeError):
         body["data_text"] = record.data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
     return json.dumps(body, sort_keys=True).encode()
 
 

@@ -80,8 +80,8 @@ SETTINGS_BY_FUNCTION: Mapping[str, type[_FromEnv]] = {
 """Declared processor name -> its settings class (the infrastructure tests read this)."""
 
 __all__ = [
+    "SETTINGS_BY_FUNCTION",
     "BalancesSettings",
     "PostingsSettings",
-    "SETTINGS_BY_FUNCTION",
     "ValidateSettings",
 ]

@@ -10,7 +10,6 @@ from cascata_runtime.adapters import DynamoItemStore, S3ObjectStore
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import TransformDependencies
 from payments.handlers import balances, postings
-
 from tests.functional.conftest import BUCKET, LEDGER, TABLE, VALIDATED, Aws
 from tests.support.events import LambdaContext, kinesis_event, kinesis_record, payment
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from cascata.cli import main
 from cascata.local.emulator import EmbeddedAws
-
 from tests.support.events import kinesis_event, payment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,9 @@ def test_bad_arguments_get_one_line_and_exit_2(
     assert "Traceback" not in captured.err
 
 
-def test_malformed_event_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_event_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert main(["invoke", "validate", "--event", str(bad)]) == 2
@@ -106,7 +108,9 @@ def test_produce_from_a_jsonl_file_to_an_endpoint(
         assert sum(len(s.records) for s in stream.shards.values()) == 25
 
 
-def test_a_jsonl_line_without_a_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_jsonl_line_without_a_key_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps(payment("a")) + "\n" + json.dumps({"no": "key"}) + "\n")
     assert main(["produce", "--file", str(path)]) == 2

@@ -1,4 +1,4 @@
-"""The embedded emulator: loopback only, provisioning from the declaration, moto's defects guarded."""
+"""The embedded emulator: loopback only, declared resources, moto's defects guarded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from cascata.local.emulator import EmbeddedAws, provision
 from cascata.pipeline import PIPELINE
 

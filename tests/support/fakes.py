@@ -16,7 +16,9 @@ class MemorySink:
         self.fail_tags: set[int] = set()
 
     def emit(self, stream: str, records: Sequence[OutRecord]) -> list[EmitFailure]:
-        failures = [EmitFailure(r.tag, "injected failure") for r in records if r.tag in self.fail_tags]
+        failures = [
+            EmitFailure(r.tag, "injected failure") for r in records if r.tag in self.fail_tags
+        ]
         bad = {f.tag for f in failures}
         self.records.setdefault(stream, []).extend(r for r in records if r.tag not in bad)
         return failures

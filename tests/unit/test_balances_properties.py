@@ -13,13 +13,13 @@ import zlib
 from collections import defaultdict
 from typing import Any
 
-from cascata_runtime.envelope import Envelope, parse_envelope
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from cascata_runtime.envelope import Envelope, parse_envelope
 from payments.domain.postings import postings_for
 from payments.domain.schemas import PaymentMade, parse_event
 from payments.handlers import balances
-
 from tests.support.events import LambdaContext, kinesis_record, payment
 from tests.support.fakes import MemoryItems, MemoryObjects
 

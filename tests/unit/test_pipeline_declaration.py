@@ -7,6 +7,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+
 from cascata.pipeline import PIPELINE, Binding, EventSource, Pipeline, Processor
 from payments.settings import SETTINGS_BY_FUNCTION
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from cascata_runtime.envelope import (
     Envelope,
     Rejection,
@@ -21,7 +22,6 @@ from payments.domain.schemas import (
     PaymentMade,
     parse_event,
 )
-
 from tests.support.events import payment
 
 

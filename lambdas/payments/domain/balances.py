@@ -20,7 +20,6 @@ from types import MappingProxyType
 from typing import Any
 
 from cascata_runtime.envelope import Envelope, Rejection
-
 from payments.domain.schemas import LedgerPosting, parse_event
 
 RECENT_IDS = 64

@@ -17,7 +17,9 @@ CURRENCY_EXPONENTS = MappingProxyType(
             "UAH USD UYU UZS VES WST XCD YER ZAR ZMW ZWG".split(),
             2,
         ),
-        **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0),
+        **dict.fromkeys(
+            "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0
+        ),
         **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
     }
 )

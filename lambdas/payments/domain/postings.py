@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from cascata_runtime.envelope import Envelope, Rejection
 from cascata_runtime.shell import Effects, Emission
-
 from payments.domain.schemas import LedgerPosting, PaymentMade, derived_envelope, parse_event
 
 

@@ -15,7 +15,6 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 from cascata_runtime.envelope import Envelope, Rejection, derive_event_id, format_time
-
 from payments.domain.iso import COUNTRIES, CURRENCY_EXPONENTS
 
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

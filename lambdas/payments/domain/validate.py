@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from cascata_runtime.envelope import Envelope, Rejection
 from cascata_runtime.shell import Effects, Emission
-
 from payments.domain.schemas import PaymentMade, parse_event
 
 

@@ -13,7 +13,6 @@ from cascata_runtime.handler import (
     lazy,
     transform,
 )
-
 from payments.domain.postings import postings_batch
 from payments.settings import PostingsSettings
 

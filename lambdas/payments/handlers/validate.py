@@ -13,7 +13,6 @@ from cascata_runtime.handler import (
     lazy,
     transform,
 )
-
 from payments.domain.validate import validate_batch
 from payments.settings import ValidateSettings
 

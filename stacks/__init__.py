@@ -1,0 +1,49 @@
+"""CDK rendering of the declared pipeline (`cascata.pipeline`) for AWS.
+
+`build(app, config=...)` is the single composition used by `app.py` and by the
+infrastructure tests, so the tests check exactly what `cdk synth` produces: the stage's
+`PipelineStack` with the AwsSolutions (cdk-nag) checks attached as a validation plugin.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import App, Environment, Fn, Tags, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from cascata.pipeline import PIPELINE, Broker, Pipeline
+from stacks.config import ConfigError, StageConfig, stage_config
+from stacks.pipeline_stack import PipelineStack
+
+__all__ = ["ConfigError", "PipelineStack", "StageConfig", "build", "stage_config"]
+
+
+def build(
+    app: App, *, config: StageConfig, pipeline: Pipeline = PIPELINE, nag: bool = True
+) -> PipelineStack:
+    """Add the stage's stack to `app`; with `nag`, findings fail the synthesis.
+
+    `pipeline` defaults to the declared one; tests pass variants to cover declaration
+    features the reference pipeline does not use (filters, tumbling windows, queues).
+    """
+    if config.broker is Broker.MSK:
+        # Answer the VPC's availability-zone lookup with `Fn::GetAZs` selections: a real
+        # lookup needs credentials at synth time, and literal zone names would pin the
+        # template to zones that may not exist in another account.
+        lookup = f"availability-zones:account={config.account}:region={config.region}"
+        if app.node.try_get_context(lookup) is None:
+            zones = [Fn.select(i, Fn.get_azs()) for i in range(config.kafka.zone_count)]
+            app.node.set_context(lookup, zones)
+    stack = PipelineStack(
+        app,
+        config.stack_name,
+        config=config,
+        pipeline=pipeline,
+        env=Environment(account=config.account, region=config.region),
+        description=f"cascata pipeline, stage {config.stage}, broker {config.broker.value}",
+        termination_protection=config.retain_data,
+    )
+    for name, value in config.tags.items():
+        Tags.of(stack).add(name, value)
+    if nag:
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stack

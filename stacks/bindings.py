@@ -1,0 +1,151 @@
+"""Rendered resources as a function sees them: something to grant access to.
+
+The declaration binds an environment variable to a resource name with an access level; the
+stack renders each resource once and wraps it here so `StreamProcessor` can grant exactly the
+declared access without knowing whether a "stream" is a Kinesis stream or an MSK topic, and
+can point an on-failure destination at a bucket, queue or topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import jsii
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from constructs import IConstruct
+
+from cascata.pipeline import ResourceKind
+from stacks.access import Access, grant
+from stacks.kafka import KafkaCluster
+
+
+class BoundResource(Protocol):
+    """A rendered resource that a function can be granted access to."""
+
+    @property
+    def kind(self) -> ResourceKind: ...
+
+    def grant_access(
+        self, grantee: iam.IGrantable, *, access: Access, scope: IConstruct
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """A stream, table, bucket, queue or topic, possibly encrypted with the pipeline key."""
+
+    kind: ResourceKind
+    arn: str
+    key: kms.IKey | None
+    logical_id: str
+    bucket: s3.IBucket | None = None
+
+    @property
+    def object_arn_finding(self) -> str | None:
+        """The cdk-nag finding an object-level (`bucket/*`) grant on this bucket raises."""
+        if self.kind is not ResourceKind.BUCKET:
+            return None
+        return f"AwsSolutions-IAM5[Resource::<{self.logical_id}.Arn>/*]"
+
+    def grant_access(self, grantee: iam.IGrantable, *, access: Access, scope: IConstruct) -> None:
+        grant(
+            grantee,
+            kind=self.kind,
+            access=access,
+            resource_arn=self.arn,
+            key=self.key,
+            scope=scope,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaTopic:
+    """A declared stream rendered as an MSK topic of the same physical name."""
+
+    cluster: KafkaCluster
+    topic: str
+
+    @property
+    def kind(self) -> ResourceKind:
+        return ResourceKind.STREAM
+
+    def grant_access(self, grantee: iam.IGrantable, *, access: Access, scope: IConstruct) -> None:
+        del scope
+        actions = ["kafka-cluster:DescribeTopic"]
+        if access in ("read", "read_write"):
+            actions.append("kafka-cluster:ReadData")
+        if access in ("write", "read_write"):
+            actions.append("kafka-cluster:WriteData")
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kafka-cluster:Connect"], resources=[self.cluster.cluster_arn]
+            )
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=actions, resources=[self.cluster.topic_arn(self.topic)])
+        )
+
+
+class PutOnlyS3OnFailureDestination(sources.S3OnFailureDestination):
+    """`S3OnFailureDestination` without its `grantReadWrite`.
+
+    The CDK class grants read, write and delete on the whole bucket; an event source mapping
+    only needs to put objects (the grant is made by `grant_on_failure`).
+    """
+
+    def __init__(self, bucket: s3.IBucket) -> None:
+        super().__init__(bucket)
+        self._destination_arn = bucket.bucket_arn
+
+    def bind(
+        self, target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+    ) -> lambda_.DlqDestinationConfig:
+        del target, target_handler
+        return lambda_.DlqDestinationConfig(destination=self._destination_arn)
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class ArnOnFailureDestination:
+    """An SQS queue or SNS topic destination whose permissions are granted separately."""
+
+    def __init__(self, arn: str) -> None:
+        self._arn = arn
+
+    def bind(
+        self, target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+    ) -> lambda_.DlqDestinationConfig:
+        del target, target_handler
+        return lambda_.DlqDestinationConfig(destination=self._arn)
+
+
+def on_failure_destination(
+    resource: BoundResource, *, grantee: iam.IGrantable, scope: IConstruct
+) -> lambda_.IEventSourceDlq:
+    """The on-failure destination for a declared bucket, queue or topic, with its grant."""
+    if not isinstance(resource, StoredResource) or resource.kind not in (
+        ResourceKind.BUCKET,
+        ResourceKind.QUEUE,
+        ResourceKind.TOPIC,
+    ):
+        raise ValueError("an on-failure destination must be a declared bucket, queue or topic")
+    extra: list[str] = []
+    if resource.kind is ResourceKind.BUCKET:
+        # Lambda checks the destination bucket exists (ListBucket) before writing records.
+        extra.append("s3:ListBucket")
+    grant(
+        grantee,
+        kind=resource.kind,
+        access="write",
+        resource_arn=resource.arn,
+        key=resource.key,
+        scope=scope,
+        extra_actions=extra,
+    )
+    if resource.bucket is not None:
+        return PutOnlyS3OnFailureDestination(resource.bucket)
+    return ArnOnFailureDestination(resource.arn)

@@ -1,0 +1,152 @@
+"""The MSK Serverless alternative to Kinesis (`cdk synth -c broker=msk`).
+
+A small but complete network: a VPC with isolated private subnets only (no NAT, no internet),
+gateway endpoints for S3 and DynamoDB (the functions write quarantine objects and views),
+interface endpoints for Lambda and STS (Lambda's Kafka pollers run in these subnets and must
+reach both) and X-Ray (the functions trace), flow logs, and one security group shared by the
+cluster, the pollers and the functions, open to itself on the IAM-auth port only.
+Topics are named after the declared streams' physical names, so the environment variables the
+functions read (`VALIDATED_STREAM`, ...) name the topic in either broker.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Fn, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_msk as msk
+from constructs import Construct
+
+from stacks.naming import pin, stable_id
+
+KAFKA_IAM_PORT = 9098
+"""MSK Serverless only speaks SASL/IAM over TLS, on this port."""
+
+
+class KafkaCluster(Construct):
+    """An MSK Serverless cluster with IAM authentication in a private VPC."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cluster_name: str,
+        vpc_cidr: str,
+        zone_count: int,
+        encryption_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.cluster_name = cluster_name
+        flow_log_group = logs.LogGroup(
+            self,
+            "FlowLogs",
+            retention=log_retention,
+            encryption_key=encryption_key,
+            removal_policy=removal_policy,
+        )
+        pin(flow_log_group, stable_id("LogGroupKafkaFlowLogs"))
+        self.kafka_vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(vpc_cidr),
+            max_azs=zone_count,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22
+                )
+            ],
+            # Nothing is ever attached to the default security group; restricting it would
+            # add a Node.js custom-resource Lambda outside the pipeline's IAM model.
+            restrict_default_security_group=False,
+            flow_logs={
+                "all": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
+                    traffic_type=ec2.FlowLogTrafficType.REJECT,
+                )
+            },
+        )
+        # The cluster is replaced if its subnets or security group are, so they are pinned too.
+        pin(self.kafka_vpc, stable_id("KafkaVpc"))
+        for index, subnet in enumerate(self.kafka_vpc.isolated_subnets, start=1):
+            pin(subnet, stable_id("KafkaSubnet", str(index)))
+        self.private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        self.kafka_security_group = ec2.SecurityGroup(
+            self,
+            "ClientSecurityGroup",
+            vpc=self.kafka_vpc,
+            description="MSK Serverless brokers, Lambda Kafka pollers and the pipeline functions",
+            allow_all_outbound=True,
+        )
+        pin(self.kafka_security_group, stable_id("KafkaSecurityGroup"))
+        self.kafka_security_group.add_ingress_rule(
+            self.kafka_security_group,
+            ec2.Port.tcp(KAFKA_IAM_PORT),
+            "Kafka over SASL/IAM between members of this group",
+        )
+        self.kafka_security_group.add_ingress_rule(
+            self.kafka_security_group, ec2.Port.tcp(443), "VPC interface endpoints"
+        )
+        for name, service in (
+            ("S3", ec2.GatewayVpcEndpointAwsService.S3),
+            ("DynamoDb", ec2.GatewayVpcEndpointAwsService.DYNAMODB),
+        ):
+            self.kafka_vpc.add_gateway_endpoint(f"{name}Endpoint", service=service)
+        for name, interface in (
+            ("Lambda", ec2.InterfaceVpcEndpointAwsService.LAMBDA_),
+            ("Sts", ec2.InterfaceVpcEndpointAwsService.STS),
+            ("XRay", ec2.InterfaceVpcEndpointAwsService.XRAY),
+        ):
+            self.kafka_vpc.add_interface_endpoint(
+                f"{name}Endpoint",
+                service=interface,
+                subnets=self.private_subnets,
+                security_groups=[self.kafka_security_group],
+                private_dns_enabled=True,
+                # Reachable from the shared group only (rule above), not the whole VPC CIDR.
+                open=False,
+            )
+        self.kafka_cluster = msk.CfnServerlessCluster(
+            self,
+            "Cluster",
+            cluster_name=cluster_name,
+            client_authentication=msk.CfnServerlessCluster.ClientAuthenticationProperty(
+                sasl=msk.CfnServerlessCluster.SaslProperty(
+                    iam=msk.CfnServerlessCluster.IamProperty(enabled=True)
+                )
+            ),
+            vpc_configs=[
+                msk.CfnServerlessCluster.VpcConfigProperty(
+                    subnet_ids=self.kafka_vpc.select_subnets(
+                        subnet_type=ec2.SubnetType.PRIVATE_ISOLATED
+                    ).subnet_ids,
+                    security_groups=[self.kafka_security_group.security_group_id],
+                )
+            ],
+        )
+        self.kafka_cluster.apply_removal_policy(removal_policy)
+        pin(self.kafka_cluster, stable_id("KafkaCluster"))
+
+    @property
+    def cluster_arn(self) -> str:
+        return self.kafka_cluster.attr_arn
+
+    def _resource_arn(self, kind: str, name: str) -> str:
+        # kafka-cluster IAM resources: <kind>/<cluster-name>/<cluster-uuid>/<name>; the uuid is
+        # the last segment of the cluster ARN, known only at deploy time.
+        stack = Stack.of(self)
+        uuid = Fn.select(2, Fn.split("/", self.cluster_arn))
+        return (
+            f"arn:{stack.partition}:kafka:{stack.region}:{stack.account}:"
+            f"{kind}/{self.cluster_name}/{uuid}/{name}"
+        )
+
+    def topic_arn(self, topic: str) -> str:
+        return self._resource_arn("topic", topic)
+
+    def group_arn(self, group: str) -> str:
+        return self._resource_arn("group", group)

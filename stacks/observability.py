@@ -1,0 +1,166 @@
+"""Operations: the alarm topic every alarm notifies, and the pipeline's dashboard.
+
+The dashboard reads top to bottom like the pipeline: what enters each stream, then per
+processor how much it does, how far behind it is, what fails and what it quarantines, then
+what the views cost to write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from stacks.naming import pin, stable_id
+from stacks.stream_processor import QUARANTINE_METRIC, QUARANTINE_NAMESPACE, StreamProcessor
+
+
+class AlarmTopic(Construct):
+    """An encrypted, TLS-only SNS topic for alarms, optionally with an e-mail subscriber."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        display_name: str,
+        encryption_key: kms.IKey,
+        email: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alarm_topic = sns.Topic(
+            self,
+            "Topic",
+            display_name=display_name,
+            master_key=encryption_key,
+            enforce_ssl=True,
+        )
+        # Pinned: replacing the topic silently drops every confirmed subscription.
+        pin(self.alarm_topic, stable_id("AlarmTopic"))
+        # The TLS-only topic policy replaces SNS's default one, so CloudWatch (a service
+        # principal, not an identity of this account) must be allowed explicitly.
+        self.alarm_topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.alarm_topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
+        )
+        if email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(email))
+
+
+class PipelineDashboard(Construct):
+    """One CloudWatch dashboard for the whole pipeline."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dashboard_name: str,
+        streams: Sequence[kinesis.IStream],
+        processors: Sequence[StreamProcessor],
+        tables: Sequence[dynamodb.ITable],
+        period: Duration,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.pipeline_dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=dashboard_name, default_interval=Duration.hours(3)
+        )
+        # Pinned: a dashboard name is unique, a replacement would delete the new one.
+        pin(self.pipeline_dashboard, stable_id("Dashboard"))
+        if streams:
+            self.pipeline_dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown="## Streams", width=24, height=1),
+                cloudwatch.GraphWidget(
+                    title="Incoming records",
+                    left=[
+                        s.metric_incoming_records(period=period, statistic="Sum") for s in streams
+                    ],
+                    width=12,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Write throttling (provisioned throughput exceeded)",
+                    left=[
+                        s.metric_write_provisioned_throughput_exceeded(
+                            period=period, statistic="Sum"
+                        )
+                        for s in streams
+                    ],
+                    width=12,
+                ),
+            )
+        for proc in processors:
+            fn = proc.processor_function
+            self.pipeline_dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown=f"## {proc.processor.name}", width=24, height=1),
+                cloudwatch.GraphWidget(
+                    title=f"{proc.processor.name}: invocations, errors, throttles",
+                    left=[
+                        fn.metric_invocations(period=period, statistic="Sum"),
+                        fn.metric_errors(period=period, statistic="Sum"),
+                        fn.metric_throttles(period=period, statistic="Sum"),
+                    ],
+                    width=6,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{proc.processor.name}: lag and duration",
+                    left=[proc.processor_alarms["LagAlarm"].metric],
+                    right=[fn.metric_duration(period=period, statistic="p99")],
+                    width=6,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{proc.processor.name}: failed records",
+                    left=[
+                        proc.processor_alarms["OnFailureRecordsAlarm"].metric,
+                        proc.processor_alarms["OnFailureDeliveryAlarm"].metric,
+                    ],
+                    width=6,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{proc.processor.name}: quarantined and retried records",
+                    left=[
+                        cloudwatch.Metric(
+                            namespace=QUARANTINE_NAMESPACE,
+                            metric_name=name,
+                            dimensions_map={"service": proc.processor.name},
+                            statistic="Sum",
+                            period=period,
+                        )
+                        # `Failed` counts records reported as batch item failures (retried).
+                        for name in (QUARANTINE_METRIC, "Failed")
+                    ],
+                    width=6,
+                ),
+            )
+        if tables:
+            self.pipeline_dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown="## Views", width=24, height=1),
+                cloudwatch.GraphWidget(
+                    title="Consumed write capacity (the dominant cost)",
+                    left=[
+                        t.metric_consumed_write_capacity_units(period=period, statistic="Sum")
+                        for t in tables
+                    ],
+                    width=12,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Throttled requests",
+                    left=[
+                        t.metric("WriteThrottleEvents", period=period, statistic="Sum")
+                        for t in tables
+                    ],
+                    width=12,
+                ),
+            )

@@ -1,0 +1,149 @@
+"""Synthesis shared by the infrastructure tests.
+
+Every variant is synthesized once per session through `stacks.build`, the same composition
+`app.py` uses, with the context from `cdk.json` plus the test's overrides, cdk-nag attached
+(a finding fails the synthesis, hence the fixture) and a fixed, non-default account and region
+so nothing hard-codes the placeholders. The first synthesis pays for starting jsii (~3 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Before aws_cdk starts jsii: Node 20 is end of life for jsii, which says so at length.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from cascata.pipeline import PIPELINE, Pipeline
+from stacks import PipelineStack, StageConfig, build, stage_config
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "111122223333"
+REGION = "eu-west-1"
+CDK_CONTEXT: Mapping[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """One synthesized stage: its config, template (as assertions and as JSON), assembly."""
+
+    config: StageConfig
+    stack: PipelineStack
+    template: Template
+    json: dict[str, Any]
+    outdir: Path
+    pipeline: Pipeline
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        resources: dict[str, dict[str, Any]] = self.json["Resources"]
+        return resources
+
+    @property
+    def template_file(self) -> Path:
+        return self.outdir / f"{self.stack.stack_name}.template.json"
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {k: r for k, r in self.resources.items() if r["Type"] == resource_type}
+
+    def logical_id(self, resource_type: str, prop: str, value: object) -> str:
+        """The one resource of a type whose property equals `value`."""
+        found = [
+            k
+            for k, r in self.of_type(resource_type).items()
+            if r.get("Properties", {}).get(prop) == value
+        ]
+        assert len(found) == 1, f"expected one {resource_type} with {prop}={value!r}: {found}"
+        return found[0]
+
+    def function(self, processor: str) -> tuple[str, dict[str, Any]]:
+        name = self.pipeline.physical_name(
+            processor, stage=self.config.stage, account=ACCOUNT, region=REGION
+        )
+        logical_id = self.logical_id("AWS::Lambda::Function", "FunctionName", name)
+        return logical_id, self.resources[logical_id]
+
+    def mapping(self, processor: str) -> dict[str, Any]:
+        function_id, _ = self.function(processor)
+        found = [
+            r["Properties"]
+            for r in self.of_type("AWS::Lambda::EventSourceMapping").values()
+            if r["Properties"]["FunctionName"] == {"Ref": function_id}
+        ]
+        assert len(found) == 1, f"{processor}: expected one event source mapping, got {found}"
+        mapping: dict[str, Any] = found[0]
+        return mapping
+
+    def policy_statements(self, processor: str) -> list[dict[str, Any]]:
+        """Every statement of the identity policies attached to the processor's role."""
+        _, function = self.function(processor)
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        return [
+            statement
+            for policy in self.of_type("AWS::IAM::Policy").values()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+
+    def physical(self, name: str) -> str:
+        return self.pipeline.physical_name(
+            name, stage=self.config.stage, account=ACCOUNT, region=REGION
+        )
+
+
+def synthesize(
+    outdir: Path, *, pipeline: Pipeline = PIPELINE, nag: bool = True, **context: Any
+) -> Synthesized:
+    """Synthesize one variant the way `app.py` does; cdk-nag findings raise here."""
+    app = App(
+        context={**CDK_CONTEXT, "account": ACCOUNT, "region": REGION, **context},
+        outdir=str(outdir),
+    )
+    config = stage_config(app.node.try_get_context, pipeline=pipeline, environ={})
+    stack = build(app, config=config, pipeline=pipeline, nag=nag)
+    assembly = app.synth()
+    template_json = assembly.get_stack_by_name(stack.stack_name).template
+    return Synthesized(
+        config=config,
+        stack=stack,
+        template=Template.from_json(template_json),
+        json=template_json,
+        outdir=outdir,
+        pipeline=pipeline,
+    )
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("dev"), stage="dev")
+
+
+@pytest.fixture(scope="session")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("prod"), stage="prod")
+
+
+@pytest.fixture(scope="session")
+def msk(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("msk"), stage="dev", broker="msk")
+
+
+@pytest.fixture(scope="session", params=["dev", "prod", "msk"])
+def every_stage(request: pytest.FixtureRequest) -> Iterator[Synthesized]:
+    yield request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def features(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The variant pipeline of `variants.py` (filters, windows, queues, topics...)."""
+    from .variants import FEATURES
+
+    return synthesize(tmp_path_factory.mktemp("features"), pipeline=FEATURES, stage="dev")
