@@ -43,7 +43,7 @@ MAX_EVENTS = 1_000_000
 
 @app.command()
 def demo(
-    events: Annotated[int, typer.Option(min=1, max=MAX_EVENTS, help="Events to generate.")] = 2000,
+    events: Annotated[int, typer.Option(min=1, max=MAX_EVENTS, help="Events to generate.")] = 1500,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the workload and the faults.")] = 7,
     invalid_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
     duplicate_share: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
@@ -162,6 +162,62 @@ def invoke(
         print_json(result)
     else:
         render_invocation(function, result)
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the AWS endpoint "
+                                      "(127.0.0.1).")] = 4566,
+    api_port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the HTTP APIs "
+                                          "(0: any free port).")] = 0,
+    stage: StageOpt = "local",
+    tick: Annotated[float | None, typer.Option(min=0.1, max=3600, help="Run scheduled "
+                                               "functions every TICK seconds.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the whole pipeline locally until interrupted: AWS endpoint, processors and APIs."""
+    from cascata.local.serve import UpOptions, print_endpoints
+    from cascata.local.serve import up as run_up
+
+    if api_port and api_port == port:
+        raise CliError("--api-port must differ from --port")
+
+    def ready(endpoints: dict[str, Any]) -> None:
+        if as_json:
+            print_json(endpoints)
+            sys.stdout.flush()
+        else:
+            print_endpoints(endpoints)
+
+    run_up(UpOptions(port=port, api_port=api_port, stage=stage, tick_s=tick), ready=ready)
+    if not as_json:
+        err.print("stopped")
+
+
+@app.command()
+def status(
+    stage: StageOpt = "local",
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each processor's backlog and each view's size, from a running `cascata up`."""
+    from cascata.local.serve import render_status
+    from cascata.local.serve import status as read_status
+
+    report = read_status(_endpoint(endpoint_url) or "http://127.0.0.1:4566", stage=stage)
+    if as_json:
+        print_json(report)
+    else:
+        render_status(report)
+
+
+def _register_extra_commands() -> None:
+    from cascata.cli_extra import register
+
+    register(app)
+
+
+_register_extra_commands()
 
 
 def _fields(value: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Literal
@@ -53,14 +53,30 @@ class Stream:
 
 
 @dataclass(frozen=True, slots=True)
+class Index:
+    """A global secondary index (string keys), for a view read by another key.
+
+    `projection` ALL copies every attribute (the index serves reads on its own); KEYS_ONLY
+    copies only the keys (the index finds items, reads go to the table), which keeps index
+    writes small when the indexed items change often.
+    """
+
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
-    """A DynamoDB table holding a materialized view or processor state."""
+    """A DynamoDB table holding a materialized view or processor state (string keys)."""
 
     name: str
     description: str
     partition_key: str = "pk"
     sort_key: str | None = None
     ttl_attribute: str | None = None
+    indexes: tuple[Index, ...] = ()
     kind: ResourceKind = field(default=ResourceKind.TABLE, init=False)
 
 
@@ -166,12 +182,12 @@ class EventSource:
 
 @dataclass(frozen=True, slots=True)
 class Processor:
-    """One Lambda function: consumes `source`, emits to streams, writes views."""
+    """One Lambda function consuming one or more streams through event source mappings."""
 
     name: str
     handler: str
     description: str
-    source: EventSource
+    sources: tuple[EventSource, ...]
     bindings: tuple[Binding, ...]
     memory_mb: int = 512
     timeout_s: int = 60
@@ -192,6 +208,68 @@ class Processor:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduledFunction:
+    """A function run every `every_s` seconds (EventBridge Scheduler on AWS, the local
+    runtime's clock locally), e.g. to close event-time windows of keys that went quiet."""
+
+    name: str
+    handler: str
+    description: str
+    every_s: int
+    bindings: tuple[Binding, ...]
+    memory_mb: int = 512
+    timeout_s: int = 60
+    reserved_concurrency: int | None = 1
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def function(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    path: str
+    """API Gateway route path, parameters in braces: `/accounts/{id}`."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiFunction:
+    """A function behind an HTTP API (API Gateway HTTP API with IAM authorization on AWS,
+    the local runtime's HTTP server locally)."""
+
+    name: str
+    handler: str
+    description: str
+    routes: tuple[Route, ...]
+    bindings: tuple[Binding, ...]
+    throttle_rps: int = 100
+    throttle_burst: int = 200
+    memory_mb: int = 512
+    timeout_s: int = 29
+    reserved_concurrency: int | None = None
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def function(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+
+Function = Processor | ScheduledFunction | ApiFunction
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     """The whole dataflow. Resource names are short logical names; physical names derive."""
 
@@ -202,6 +280,20 @@ class Pipeline:
     queues: tuple[Queue, ...]
     topics: tuple[Topic, ...]
     processors: tuple[Processor, ...]
+    scheduled: tuple[ScheduledFunction, ...] = ()
+    apis: tuple[ApiFunction, ...] = ()
+
+    @property
+    def functions(self) -> tuple[Function, ...]:
+        """Every Lambda function: stream processors, scheduled functions, API functions."""
+        return (*self.processors, *self.scheduled, *self.apis)
+
+    def function(self, name: str) -> Function:
+        for fn in self.functions:
+            if fn.name == name:
+                return fn
+        known = ", ".join(f.name for f in self.functions)
+        raise KeyError(f"no function named {name!r}; declared: {known}")
 
     def resources(self) -> Mapping[str, Resource]:
         items: list[Resource] = [
@@ -238,7 +330,7 @@ class Pipeline:
 
         Buckets live in a global namespace, so their names carry the account and region.
         """
-        if any(p.name == resource for p in self.processors):
+        if any(f.name == resource for f in self.functions):
             return f"{self.app}-{stage}-{resource}"
         res = self.resource(resource)
         base = f"{self.app}-{stage}-{res.name}"
@@ -254,11 +346,11 @@ class Pipeline:
         account: str = LOCAL_ACCOUNT,
         region: str = LOCAL_REGION,
     ) -> dict[str, str]:
-        """The environment variables a processor's settings module reads, with their values."""
-        proc = self.processor(processor)
+        """The environment variables a function's settings module reads, with their values."""
+        fn = self.function(processor)
         env = {
             b.env: self.physical_name(b.resource, stage=stage, account=account, region=region)
-            for b in proc.bindings
+            for b in fn.bindings
         }
         env["PIPELINE_STAGE"] = stage
         return env
@@ -273,81 +365,96 @@ class Pipeline:
         all_names = [r.name for r in declared]
         for dup in sorted({n for n in all_names if all_names.count(n) > 1}):
             problems.append(f"resource name {dup!r} is declared more than once")
-        for name in [*names, *(p.name for p in self.processors)]:
+        for name in names:
             if not _NAME.match(name):
                 problems.append(
                     f"name {name!r} must be 2-40 characters of a-z, 0-9 and '-', "
                     "starting with a letter"
                 )
-        proc_names = [p.name for p in self.processors]
-        for dup in sorted({n for n in proc_names if proc_names.count(n) > 1}):
-            problems.append(f"processor {dup!r} is declared more than once")
+        fn_names = [f.name for f in self.functions]
+        for dup in sorted({n for n in fn_names if fn_names.count(n) > 1}):
+            problems.append(f"function {dup!r} is declared more than once")
+        for name in fn_names:
+            if not _NAME.match(name):
+                problems.append(
+                    f"name {name!r} must be 2-40 characters of a-z, 0-9 and '-', "
+                    "starting with a letter"
+                )
         resources = self.resources()
         for proc in self.processors:
-            src = resources.get(proc.source.stream)
-            if src is None or src.kind is not ResourceKind.STREAM:
-                problems.append(f"{proc.name}: source {proc.source.stream!r} is not a stream")
-            dest = resources.get(proc.source.on_failure)
-            if dest is None or dest.kind not in (
-                ResourceKind.BUCKET,
-                ResourceKind.QUEUE,
-                ResourceKind.TOPIC,
-            ):
+            if not proc.sources:
+                problems.append(f"{proc.name}: a processor needs at least one source")
+            streams = [src.stream for src in proc.sources]
+            for dup in sorted({n for n in streams if streams.count(n) > 1}):
+                problems.append(f"{proc.name}: stream {dup!r} is a source twice")
+            for src in proc.sources:
+                res = resources.get(src.stream)
+                if res is None or res.kind is not ResourceKind.STREAM:
+                    problems.append(f"{proc.name}: source {src.stream!r} is not a stream")
+                dest = resources.get(src.on_failure)
+                if dest is None or dest.kind not in (
+                    ResourceKind.BUCKET,
+                    ResourceKind.QUEUE,
+                    ResourceKind.TOPIC,
+                ):
+                    problems.append(
+                        f"{proc.name}: on_failure {src.on_failure!r} is not a bucket, "
+                        "queue or topic"
+                    )
+                problems.extend(f"{proc.name}: {p}" for p in src.validate())
+                for binding in proc.bindings:
+                    if binding.resource == src.stream and binding.access != "read":
+                        problems.append(
+                            f"{proc.name}: writes to its own source stream {binding.resource!r}"
+                        )
+        for sched in self.scheduled:
+            if not 60 <= sched.every_s <= 86_400 or sched.every_s % 60:
                 problems.append(
-                    f"{proc.name}: on_failure {proc.source.on_failure!r} is not a bucket, "
-                    "queue or topic"
+                    f"{sched.name}: every_s {sched.every_s} must be whole minutes, 1 min to 1 day"
                 )
-            problems.extend(f"{proc.name}: {p}" for p in proc.source.validate())
-            envs = [b.env for b in proc.bindings]
+        for api in self.apis:
+            keys = [r.key for r in api.routes]
+            if not keys:
+                problems.append(f"{api.name}: an API function needs at least one route")
+            for dup in sorted({k for k in keys if keys.count(k) > 1}):
+                problems.append(f"{api.name}: route {dup!r} is declared twice")
+            for route in api.routes:
+                if not route.path.startswith("/"):
+                    problems.append(f"{api.name}: route path {route.path!r} must start with /")
+        all_routes = [r.key for a in self.apis for r in a.routes]
+        for dup in sorted({k for k in all_routes if all_routes.count(k) > 1}):
+            problems.append(f"route {dup!r} belongs to more than one function")
+        for fn in self.functions:
+            envs = [b.env for b in fn.bindings]
             for dup in sorted({e for e in envs if envs.count(e) > 1}):
-                problems.append(f"{proc.name}: environment variable {dup} is bound twice")
-            for binding in proc.bindings:
+                problems.append(f"{fn.name}: environment variable {dup} is bound twice")
+            for binding in fn.bindings:
                 if not _ENV_NAME.match(binding.env):
-                    problems.append(f"{proc.name}: {binding.env!r} is not an environment name")
+                    problems.append(f"{fn.name}: {binding.env!r} is not an environment name")
                 if binding.resource not in resources:
                     problems.append(
-                        f"{proc.name}: binding {binding.env} names unknown resource "
+                        f"{fn.name}: binding {binding.env} names unknown resource "
                         f"{binding.resource!r}"
-                    )
-                if binding.resource == proc.source.stream and binding.access != "read":
-                    problems.append(
-                        f"{proc.name}: writes to its own source stream {binding.resource!r}"
                     )
         return problems
 
     def to_json(self) -> dict[str, Any]:
         """A plain-JSON view of the declaration (for `cascata plan` and documentation)."""
-        def res(r: Resource) -> dict[str, Any]:
-            out = {k: getattr(r, k) for k in r.__dataclass_fields__ if k != "kind"}
-            out["kind"] = r.kind.value
-            return out
-
         return {
             "app": self.app,
-            "resources": [res(r) for r in self.resources().values()],
-            "processors": [
-                {
-                    "name": p.name,
-                    "handler": p.handler,
-                    "description": p.description,
-                    "memory_mb": p.memory_mb,
-                    "timeout_s": p.timeout_s,
-                    "reserved_concurrency": p.reserved_concurrency,
-                    "source": {
-                        k: getattr(p.source, k) for k in p.source.__dataclass_fields__
-                    },
-                    "bindings": [
-                        {"env": b.env, "resource": b.resource, "access": b.access}
-                        for b in p.bindings
-                    ],
-                }
-                for p in self.processors
+            "resources": [
+                {**asdict(r), "kind": r.kind.value} for r in self.resources().values()
             ],
+            "functions": [{"kind": type(f).__name__, **asdict(f)} for f in self.functions],
         }
 
 
 def _quarantine() -> Binding:
     return Binding(env="QUARANTINE_BUCKET", resource="quarantine", access="write")
+
+
+def _reads(env: str, resource: str) -> Binding:
+    return Binding(env=env, resource=resource, access="read")
 
 
 PIPELINE = Pipeline(
@@ -369,12 +476,60 @@ PIPELINE = Pipeline(
             description="Double-entry postings, one debit and one credit per payment, "
             "re-keyed by account.",
         ),
+        Stream(
+            name="customers",
+            partition_key="customer_id",
+            description="customer.registered and customer.updated events from the CRM.",
+        ),
+        Stream(
+            name="alerts",
+            partition_key="account",
+            description="fraud.alert events raised by fraud-detect.",
+        ),
+        Stream(
+            name="activity",
+            partition_key="account",
+            description="Final results of event-time windows per account (window.closed).",
+        ),
+        Stream(
+            name="activity-late",
+            partition_key="account",
+            description="Side output: payments that arrived after their windows closed, "
+            "with the reason.",
+        ),
     ),
     tables=(
         Table(
             name="balances",
             description="Balance per account and currency, materialized from ledger-entries.",
             partition_key="account_id",
+        ),
+        Table(
+            name="profiles",
+            description="Unified customer profile: registration data and payment activity.",
+            partition_key="customer_id",
+        ),
+        Table(
+            name="alerts-view",
+            description="Fraud alerts per account, newest first; by day for time queries.",
+            partition_key="account_id",
+            sort_key="alert_key",
+            indexes=(Index(name="by-day", partition_key="day", sort_key="alert_key"),),
+        ),
+        Table(
+            name="fraud-state",
+            description="fraud-detect's rule state per payer: recent payments and payees.",
+            partition_key="payer",
+        ),
+        Table(
+            name="activity-view",
+            description="Event-time window aggregates per account (open and final).",
+            partition_key="account_id",
+            sort_key="window_key",
+            indexes=(
+                Index(name="open-by-close", partition_key="status", sort_key="closes_at",
+                      projection="KEYS_ONLY"),
+            ),
         ),
     ),
     buckets=(
@@ -388,13 +543,18 @@ PIPELINE = Pipeline(
         ),
     ),
     queues=(),
-    topics=(),
+    topics=(
+        Topic(
+            name="notifications",
+            description="One message per fraud alert, for people and paging systems.",
+        ),
+    ),
     processors=(
         Processor(
             name="validate",
             handler="payments.handlers.validate.handler",
             description="Schema and business checks; valid payments on, invalid to quarantine.",
-            source=EventSource(stream="payments-raw", batch_size=200),
+            sources=(EventSource(stream="payments-raw", batch_size=200),),
             bindings=(
                 Binding(env="VALIDATED_STREAM", resource="payments-validated", access="write"),
                 _quarantine(),
@@ -405,7 +565,7 @@ PIPELINE = Pipeline(
             handler="payments.handlers.postings.handler",
             description="Double entry: a debit for the payer and a credit for the payee, "
             "re-keyed by account.",
-            source=EventSource(stream="payments-validated", batch_size=200),
+            sources=(EventSource(stream="payments-validated", batch_size=200),),
             bindings=(
                 Binding(env="LEDGER_STREAM", resource="ledger-entries", access="write"),
                 _quarantine(),
@@ -415,14 +575,111 @@ PIPELINE = Pipeline(
             name="balances",
             handler="payments.handlers.balances.handler",
             description="Materializes the balance of every account, effectively once.",
-            source=EventSource(
-                stream="ledger-entries", batch_size=500, batching_window_s=1,
-                parallelization_factor=2,
+            sources=(
+                EventSource(
+                    stream="ledger-entries", batch_size=500, batching_window_s=1,
+                    parallelization_factor=2,
+                ),
             ),
             bindings=(
                 Binding(env="BALANCES_TABLE", resource="balances", access="read_write"),
                 _quarantine(),
             ),
+        ),
+        Processor(
+            name="fraud-detect",
+            handler="payments.handlers.fraud_detect.handler",
+            description="Rules over validated payments (tier limit, velocity, new payee); "
+            "raises fraud.alert events and keeps the alerts view.",
+            sources=(EventSource(stream="payments-validated", batch_size=200),),
+            bindings=(
+                Binding(env="ALERTS_STREAM", resource="alerts", access="write"),
+                Binding(env="ALERTS_TABLE", resource="alerts-view", access="read_write"),
+                Binding(env="FRAUD_STATE_TABLE", resource="fraud-state", access="read_write"),
+                _reads("PROFILES_TABLE", "profiles"),
+                _quarantine(),
+            ),
+        ),
+        Processor(
+            name="windows",
+            handler="payments.handlers.windows.handler",
+            description="Event-time tumbling and hopping windows per account with allowed "
+            "lateness; late payments to a side output.",
+            sources=(EventSource(stream="payments-validated", batch_size=500,
+                                 batching_window_s=1),),
+            bindings=(
+                Binding(env="ACTIVITY_TABLE", resource="activity-view", access="read_write"),
+                Binding(env="ACTIVITY_STREAM", resource="activity", access="write"),
+                Binding(env="LATE_STREAM", resource="activity-late", access="write"),
+                _quarantine(),
+            ),
+        ),
+        Processor(
+            name="profiles",
+            handler="payments.handlers.profiles.handler",
+            description="Unified customer profile from customer events and payment activity, "
+            "whichever arrives first.",
+            sources=(
+                EventSource(stream="customers", batch_size=100),
+                EventSource(stream="payments-validated", batch_size=500, batching_window_s=1),
+            ),
+            bindings=(
+                Binding(env="PROFILES_TABLE", resource="profiles", access="read_write"),
+                _quarantine(),
+            ),
+        ),
+        Processor(
+            name="notify",
+            handler="payments.handlers.notify.handler",
+            description="Publishes each fraud alert to the notifications topic, once.",
+            sources=(EventSource(stream="alerts", batch_size=50),),
+            bindings=(
+                Binding(env="NOTIFICATIONS_TOPIC", resource="notifications", access="write"),
+                Binding(env="ALERTS_TABLE", resource="alerts-view", access="read_write"),
+                _quarantine(),
+            ),
+            reserved_concurrency=5,
+        ),
+    ),
+    scheduled=(
+        ScheduledFunction(
+            name="windows-close",
+            handler="payments.handlers.windows_close.handler",
+            description="Closes windows past their end plus allowed lateness, also for keys "
+            "that went quiet, and emits their final results.",
+            every_s=60,
+            bindings=(
+                Binding(env="ACTIVITY_TABLE", resource="activity-view", access="read_write"),
+                Binding(env="ACTIVITY_STREAM", resource="activity", access="write"),
+            ),
+        ),
+    ),
+    apis=(
+        ApiFunction(
+            name="query",
+            handler="payments.handlers.query.handler",
+            description="The serving layer: balances, profiles, windows and alerts over HTTP.",
+            routes=(
+                Route("GET", "/accounts/{id}"),
+                Route("GET", "/accounts/{id}/alerts"),
+                Route("GET", "/alerts"),
+            ),
+            bindings=(
+                _reads("BALANCES_TABLE", "balances"),
+                _reads("PROFILES_TABLE", "profiles"),
+                _reads("ACTIVITY_TABLE", "activity-view"),
+                _reads("ALERTS_TABLE", "alerts-view"),
+            ),
+        ),
+        ApiFunction(
+            name="ingest",
+            handler="payments.handlers.ingest.handler",
+            description="POST /events: up to 500 envelopes per request, validated for shape, "
+            "written to the raw stream with per-event status.",
+            routes=(Route("POST", "/events"),),
+            bindings=(Binding(env="RAW_STREAM", resource="payments-raw", access="write"),),
+            throttle_rps=50,
+            throttle_burst=100,
         ),
     ),
 )

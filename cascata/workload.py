@@ -13,8 +13,8 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from cascata_runtime.envelope import format_time
@@ -57,6 +57,10 @@ class Generated:
     payee: str | None = None
     amount_minor: int | None = None
     currency: str | None = None
+    occurred_at: str | None = None
+    stream: str = "payments-raw"
+    customer: Mapping[str, str] | None = None
+    """For customer events: the event type and the fields it sets (`type`, `customer_id`, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +88,8 @@ class WorkloadSpec:
 def generate(spec: WorkloadSpec) -> Iterator[Generated]:
     """`spec.events` distinct events, plus the duplicates, in sending order."""
     rng = random.Random(spec.seed)
-    n_accounts = spec.accounts or max(20, min(5000, spec.events // 15))
-    accounts = [f"{rng.choice(_FIRST)}.{i:04d}" for i in range(n_accounts)]
+    accounts = _accounts(spec, rng)
+    n_accounts = len(accounts)
     home = {a: _pick_currency(rng) for a in accounts}
     # A few merchants receive much of the traffic, as in real payment flows.
     merchants = accounts[: max(2, n_accounts // 25)]
@@ -94,7 +98,7 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
     seq = 0
     burst: list[tuple[str, str]] = []
     for n in range(spec.events):
-        clock += timedelta(milliseconds=rng.randint(5, 400))
+        clock += timedelta(milliseconds=rng.randint(20, 1500))
         if burst:
             payer, payee = burst.pop()
         elif rng.random() < spec.fraud_share:
@@ -127,7 +131,7 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
         else:
             item = Generated(
                 seq, payer, _dumps(event), event_id, True, None, False, payer, payee, amount,
-                currency,
+                currency, str(event["occurred_at"]),
             )
         yield item
         seq += 1
@@ -135,19 +139,87 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
             pending_dups.append((n + rng.randint(1, 40), item))
         while pending_dups and pending_dups[0][0] <= n:
             _, original = pending_dups.pop(0)
-            yield Generated(
-                seq, original.key, original.data, original.event_id, original.valid,
-                original.expected_code, True, original.payer, original.payee,
-                original.amount_minor, original.currency,
-            )
+            yield replace(original, seq=seq, duplicate=True)
             seq += 1
     for _, original in pending_dups:
-        yield Generated(
-            seq, original.key, original.data, original.event_id, original.valid,
-            original.expected_code, True, original.payer, original.payee,
-            original.amount_minor, original.currency,
-        )
+        yield replace(original, seq=seq, duplicate=True)
         seq += 1
+
+
+def _accounts(spec: WorkloadSpec, rng: random.Random) -> list[str]:
+    n_accounts = spec.accounts or max(50, min(20_000, spec.events // 15))
+    return [f"{rng.choice(_FIRST)}.{i:04d}" for i in range(n_accounts)]
+
+
+_COUNTRIES = ("GB", "US", "DE", "FR", "ES", "IT", "NL", "JP", "BR", "IN", "NG", "KE")
+_TIERS = ("basic", "basic", "basic", "plus", "plus", "premium")
+CUSTOMER_INVALID_KINDS: tuple[tuple[str, str], ...] = (
+    ("bad_email", "invalid_email"),
+    ("bad_country", "invalid_country"),
+    ("bad_tier", "invalid_tier"),
+)
+
+
+def generate_customers(spec: WorkloadSpec) -> list[Generated]:
+    """Registrations for most accounts, some tier and email updates, a few invalid events.
+
+    Registrations happened before the payments in event time but are sent alongside them, so
+    the profiles processor sees either first; some updates carry an event time earlier than a
+    registration sent after them, to exercise last-writer-wins by event time.
+    """
+    accounts = _accounts(spec, random.Random(spec.seed))
+    rng = random.Random(spec.seed * 7919 + 1)
+    out: list[Generated] = []
+    for account in accounts:
+        if rng.random() < 0.15:
+            continue  # never registered: a profile made of payment activity only
+        registered = BASE_TIME - timedelta(days=rng.randint(1, 900), seconds=rng.randint(0, 86399))
+        first = account.split(".")[0].capitalize()
+        fields = {"customer_id": account, "name": f"{first} {account.split('.')[1]}",
+                  "email": f"{account}@example.com", "country": rng.choice(_COUNTRIES),
+                  "tier": rng.choice(_TIERS)}
+        out.append(_customer_event(rng, spec, "customer.registered", account, fields, registered))
+        if rng.random() < 0.25:
+            # An update that happened after registration but may be sent before it.
+            when = registered + timedelta(days=rng.randint(1, 30))
+            change = {"customer_id": account, "tier": rng.choice(_TIERS)}
+            if rng.random() < 0.3:
+                change["email"] = f"{account}@mail.example.org"
+            out.append(_customer_event(rng, spec, "customer.updated", account, change, when))
+    rng.shuffle(out)
+    with_dups: list[Generated] = []
+    for item in out:
+        with_dups.append(replace(item, seq=len(with_dups)))
+        if rng.random() < spec.duplicate_share:
+            with_dups.append(replace(item, seq=len(with_dups), duplicate=True))
+    return with_dups
+
+
+def _customer_event(
+    rng: random.Random,
+    spec: WorkloadSpec,
+    etype: str,
+    account: str,
+    fields: dict[str, str],
+    when: datetime,
+) -> Generated:
+    event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    event = {"event_id": event_id, "type": etype, "version": 1, "key": account,
+             "occurred_at": format_time(when), "data": dict(fields)}
+    if rng.random() < spec.invalid_share:
+        kind, code = rng.choice(CUSTOMER_INVALID_KINDS)
+        data = dict(fields)
+        if kind == "bad_email":
+            data["email"] = "not-an-email"
+        elif kind == "bad_country":
+            data["country"] = "ZZ"
+        else:
+            data["tier"] = "platinum"
+        return Generated(0, account, _dumps({**event, "data": data}), event_id, False, code,
+                         False, stream="customers")
+    return Generated(0, account, _dumps(event), event_id, True, None, False,
+                     occurred_at=format_time(when), stream="customers",
+                     customer={"type": etype, **fields})
 
 
 def _pick_currency(rng: random.Random) -> str:

@@ -32,6 +32,8 @@ class Permissions:
     key_actions: tuple[str, ...]
     object_level: bool = False
     """S3: object actions apply to `bucket/*`, bucket actions to the bucket itself."""
+    index_actions: tuple[str, ...] = ()
+    """DynamoDB: actions also allowed on the table's declared global secondary indexes."""
 
 
 # Kinesis producers need only GenerateDataKey; consumers need Decrypt (Kinesis KMS guide).
@@ -58,26 +60,17 @@ _PERMISSIONS: dict[tuple[ResourceKind, str], Permissions] = {
         ),
         key_actions=("kms:GenerateDataKey",),
     ),
+    # Item reads and key-condition queries only: no Scan (a full-table read no view needs),
+    # no DescribeTable (the SDK never calls it on the data path).
     (ResourceKind.TABLE, "read"): Permissions(
-        actions=(
-            "dynamodb:BatchGetItem",
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:GetItem",
-            "dynamodb:Query",
-            "dynamodb:Scan",
-        ),
+        actions=("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"),
         key_actions=("kms:Decrypt", "kms:DescribeKey"),
+        index_actions=("dynamodb:Query",),
     ),
+    # Conditional puts and updates (the writes are fenced by versions and source positions);
+    # no DeleteItem and no BatchWriteItem, whose DeleteRequest would be a delete by another name.
     (ResourceKind.TABLE, "write"): Permissions(
-        actions=(
-            "dynamodb:BatchWriteItem",
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-        ),
+        actions=("dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         key_actions=("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"),
     ),
     (ResourceKind.BUCKET, "read"): Permissions(
@@ -138,8 +131,13 @@ def grant(
     key: kms.IKey | None,
     scope: IConstruct,
     extra_actions: Sequence[str] = (),
+    indexes: Sequence[str] = (),
 ) -> None:
-    """Allow `grantee` exactly `access` on one resource and, if encrypted, on its key."""
+    """Allow `grantee` exactly `access` on one resource and, if encrypted, on its key.
+
+    `indexes` names a table's global secondary indexes: index-level actions are granted on
+    each declared index by name (`<table-arn>/index/<name>`), never on `index/*`.
+    """
     sets = permissions(kind, access)
     object_actions = sorted({a for p in sets if p.object_level for a in p.actions})
     resource_actions = sorted({a for p in sets if not p.object_level for a in p.actions})
@@ -151,6 +149,14 @@ def grant(
     if resource_actions:
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=resource_actions, resources=[resource_arn])
+        )
+    index_actions = sorted({a for p in sets for a in p.index_actions})
+    if index_actions and indexes:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=index_actions,
+                resources=[f"{resource_arn}/index/{name}" for name in indexes],
+            )
         )
     key_actions = sorted({a for p in sets for a in p.key_actions})
     if key is not None and key_actions:

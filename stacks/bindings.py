@@ -44,6 +44,8 @@ class StoredResource:
     key: kms.IKey | None
     logical_id: str
     bucket: s3.IBucket | None = None
+    indexes: tuple[str, ...] = ()
+    """A table's declared global secondary indexes (reads may query them)."""
 
     @property
     def object_arn_finding(self) -> str | None:
@@ -60,6 +62,7 @@ class StoredResource:
             resource_arn=self.arn,
             key=self.key,
             scope=scope,
+            indexes=self.indexes,
         )
 
 

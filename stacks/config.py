@@ -221,14 +221,16 @@ def validate(config: StageConfig, *, pipeline: Pipeline = PIPELINE) -> list[str]
         if not 1 <= shards <= 500:
             problems.append(f"shard_counts.{name} {shards} is outside 1..500")
     for proc in pipeline.processors:
-        age = proc.source.max_record_age_s
-        # A record must reach the on-failure destination while it is still in the stream,
-        # otherwise the payload is lost to retention before anyone can look at it.
-        if age == -1 or age * 2 > config.stream_retention_seconds:
-            problems.append(
-                f"{proc.name}: max_record_age_s {age} is not well below the "
-                f"{config.stream_retention_hours} h stream retention (at most half is allowed)"
-            )
+        for source in proc.sources:
+            age = source.max_record_age_s
+            # A record must reach the on-failure destination while it is still in the stream,
+            # otherwise the payload is lost to retention before anyone can look at it.
+            if age == -1 or age * 2 > config.stream_retention_seconds:
+                problems.append(
+                    f"{proc.name}: max_record_age_s {age} is not well below the "
+                    f"{config.stream_retention_hours} h retention of {source.stream} (at most "
+                    "half is allowed)"
+                )
     if config.log_retention_days not in LOG_RETENTION:
         problems.append(
             f"log_retention_days {config.log_retention_days} is not one CloudWatch accepts: "

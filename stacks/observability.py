@@ -1,8 +1,9 @@
 """Operations: the alarm topic every alarm notifies, and the pipeline's dashboard.
 
 The dashboard reads top to bottom like the pipeline: what enters each stream, then per
-processor how much it does, how far behind it is, what fails and what it quarantines, then
-what the views cost to write.
+processor how much it does, how far behind it is, what fails and what it quarantines, then the
+scheduled functions and the HTTP API (requests, errors, latency per function), then what the
+views cost to write.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from stacks.http_api import ApiHandler, PipelineHttpApi
 from stacks.naming import pin, stable_id
+from stacks.scheduled_task import ScheduledTask
 from stacks.stream_processor import QUARANTINE_METRIC, QUARANTINE_NAMESPACE, StreamProcessor
 
 
@@ -73,6 +76,9 @@ class PipelineDashboard(Construct):
         processors: Sequence[StreamProcessor],
         tables: Sequence[dynamodb.ITable],
         period: Duration,
+        scheduled: Sequence[ScheduledTask] = (),
+        http_api: PipelineHttpApi | None = None,
+        api_handlers: Sequence[ApiHandler] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.pipeline_dashboard = cloudwatch.Dashboard(
@@ -123,7 +129,10 @@ class PipelineDashboard(Construct):
                 cloudwatch.GraphWidget(
                     title=f"{proc.processor.name}: failed records",
                     left=[
-                        proc.processor_alarms["OnFailureRecordsAlarm"].metric,
+                        *(
+                            proc.processor_alarms[f"OnFailureRecordsAlarm{m.suffix}"].metric
+                            for m in proc.processor_mappings
+                        ),
                         proc.processor_alarms["OnFailureDeliveryAlarm"].metric,
                     ],
                     width=6,
@@ -142,6 +151,69 @@ class PipelineDashboard(Construct):
                         for name in (QUARANTINE_METRIC, "Failed")
                     ],
                     width=6,
+                ),
+            )
+        for task in scheduled:
+            fn = task.pipeline_function
+            name = task.scheduled.name
+            self.pipeline_dashboard.add_widgets(
+                cloudwatch.TextWidget(
+                    markdown=f"## {name} (every {task.scheduled.every_s} s)", width=24, height=1
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{name}: invocations, errors, throttles",
+                    left=[
+                        fn.metric_invocations(period=period, statistic="Sum"),
+                        fn.metric_errors(period=period, statistic="Sum"),
+                        fn.metric_throttles(period=period, statistic="Sum"),
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{name}: duration",
+                    left=[fn.metric_duration(period=period, statistic="p99")],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{name}: failed runs (dead-letter queue)",
+                    left=[task.dead_letter_metric],
+                    width=8,
+                ),
+            )
+        if http_api is not None:
+            stage = http_api.http_stage
+            self.pipeline_dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown="## HTTP API", width=24, height=1),
+                cloudwatch.GraphWidget(
+                    title="Requests, 4xx, 5xx",
+                    left=[
+                        stage.metric_count(period=period, statistic="Sum"),
+                        stage.metric_client_error(period=period, statistic="Sum"),
+                        stage.metric_server_error(period=period, statistic="Sum"),
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Latency p99 (total and integration)",
+                    left=[
+                        stage.metric_latency(period=period, statistic="p99"),
+                        stage.metric_integration_latency(period=period, statistic="p99"),
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Functions: errors and throttles",
+                    left=[
+                        metric
+                        for handler in api_handlers
+                        for metric in (
+                            handler.pipeline_function.metric_errors(period=period, statistic="Sum"),
+                            handler.pipeline_function.metric_throttles(
+                                period=period, statistic="Sum"
+                            ),
+                        )
+                    ],
+                    width=8,
                 ),
             )
         if tables:

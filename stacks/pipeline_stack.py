@@ -1,7 +1,8 @@
 """`PipelineStack`: the declared pipeline rendered for one stage.
 
 The stack composes the constructs: the key, every declared resource (Kinesis streams or, with
-`broker=msk`, an MSK Serverless cluster whose topics carry the same names), the processors,
+`broker=msk`, an MSK Serverless cluster whose topics carry the same names), the functions of
+every kind (stream processors, scheduled functions, the functions behind the one HTTP API),
 the alarm topic, the dashboard and the outputs. It reads the declaration (`cascata.pipeline`)
 and a `StageConfig`; nothing in it or below it branches on the stage name.
 """
@@ -22,9 +23,12 @@ from cascata.pipeline import PIPELINE, Broker, Pipeline, ResourceKind
 from stacks.bindings import BoundResource, KafkaTopic, StoredResource
 from stacks.config import LOG_RETENTION, StageConfig
 from stacks.encryption import PipelineKey
+from stacks.function import FunctionRuntime, VpcPlacement
+from stacks.http_api import ApiHandler, PipelineHttpApi
 from stacks.kafka import KafkaCluster
 from stacks.naming import pascal, stable_id
 from stacks.observability import AlarmTopic, PipelineDashboard
+from stacks.scheduled_task import ScheduledTask
 from stacks.sources import KafkaTopicSource, KinesisSource, StreamSource
 from stacks.storage import (
     AccessLogBucket,
@@ -34,7 +38,7 @@ from stacks.storage import (
     PipelineTopic,
     ViewTable,
 )
-from stacks.stream_processor import QUARANTINE_NAMESPACE, StreamProcessor, VpcPlacement
+from stacks.stream_processor import QUARANTINE_NAMESPACE, AttachedSource, StreamProcessor
 
 LAMBDA_ASSET = Path(__file__).resolve().parent.parent / "lambdas"
 """The one code asset of every function; handler strings are relative to it."""
@@ -63,10 +67,10 @@ def powertools_layer_arn(*, region: str, version: int) -> str:
     )
 
 
-def powertools_environment(processor: str, *, log_level: str) -> dict[str, str]:
+def powertools_environment(function: str, *, log_level: str) -> dict[str, str]:
     """The Powertools variables every function gets on top of its declared environment."""
     return {
-        "POWERTOOLS_SERVICE_NAME": processor,
+        "POWERTOOLS_SERVICE_NAME": function,
         "POWERTOOLS_METRICS_NAMESPACE": QUARANTINE_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": log_level,
     }
@@ -158,6 +162,7 @@ class PipelineStack(Stack):
                 arn=rendered_table.table_arn,
                 key=key,
                 logical_id=stable_id("Table", table.name),
+                indexes=tuple(index.name for index in table.indexes),
             )
 
         self.access_log_bucket = AccessLogBucket(
@@ -201,6 +206,7 @@ class PipelineStack(Stack):
                 key=key,
                 logical_id=stable_id("Queue", queue.name),
             )
+        self.pipeline_topics = {}
         for topic in pipeline.topics:
             rendered_topic = PipelineTopic(
                 self,
@@ -209,6 +215,7 @@ class PipelineStack(Stack):
                 topic_name=physical(topic.name),
                 encryption_key=key,
             ).pipeline_topic
+            self.pipeline_topics[topic.name] = rendered_topic
             bound[topic.name] = StoredResource(
                 kind=ResourceKind.TOPIC,
                 arn=rendered_topic.topic_arn,
@@ -224,12 +231,33 @@ class PipelineStack(Stack):
             email=config.alarm_email,
         ).alarm_topic
 
-        code = lambda_.Code.from_asset(str(LAMBDA_ASSET), exclude=list(ASSET_EXCLUDES))
-        powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "PowertoolsLayer",
-            powertools_layer_arn(region=config.region, version=config.powertools_layer_version),
+        runtime = FunctionRuntime(
+            code=lambda_.Code.from_asset(str(LAMBDA_ASSET), exclude=list(ASSET_EXCLUDES)),
+            layers=[
+                lambda_.LayerVersion.from_layer_version_arn(
+                    self,
+                    "PowertoolsLayer",
+                    powertools_layer_arn(
+                        region=config.region, version=config.powertools_layer_version
+                    ),
+                )
+            ],
+            encryption_key=key,
+            log_retention=retention,
+            log_level=config.log_level,
+            removal_policy=removal,
+            alarm_topic=self.alarm_topic,
         )
+
+        def environment(function: str) -> dict[str, str]:
+            # Exactly the declared bindings (plus PIPELINE_STAGE) and the Powertools variables.
+            env = pipeline.environment(
+                function, stage=config.stage, account=config.account, region=config.region
+            )
+            env.update(powertools_environment(function, log_level=config.log_level))
+            return env
+
+        # Only stream processors join the VPC: they are the ones Lambda's Kafka pollers feed.
         placement = (
             VpcPlacement(
                 vpc=self.kafka.kafka_vpc,
@@ -241,45 +269,91 @@ class PipelineStack(Stack):
         )
         self.processors: list[StreamProcessor] = []
         for proc in pipeline.processors:
-            source: StreamSource
-            if self.kafka is not None:
-                source = KafkaTopicSource(
-                    cluster=self.kafka,
-                    topic=physical(proc.source.stream),
-                    min_pollers=config.kafka.min_pollers,
-                    max_pollers=config.kafka.max_pollers,
+            function_name = physical(proc.name)
+            attached: list[AttachedSource] = []
+            for position, declared_source in enumerate(proc.sources):
+                source: StreamSource
+                if self.kafka is not None:
+                    source = KafkaTopicSource(
+                        cluster=self.kafka,
+                        topic=physical(declared_source.stream),
+                        min_pollers=config.kafka.min_pollers,
+                        max_pollers=config.kafka.max_pollers,
+                    )
+                else:
+                    source = KinesisSource(
+                        stream=self.pipeline_streams[declared_source.stream], encryption_key=key
+                    )
+                attached.append(
+                    AttachedSource(
+                        settings=declared_source,
+                        source=source,
+                        on_failure=bound[declared_source.on_failure],
+                        # Lambda wants one consumer group per Kafka mapping; the first keeps
+                        # the function's name (and so the offsets it has committed).
+                        consumer_group=(
+                            function_name
+                            if position == 0
+                            else f"{function_name}-{declared_source.stream}"
+                        ),
+                    )
                 )
-                lag_threshold = config.alarms.offset_lag
-            else:
-                source = KinesisSource(
-                    stream=self.pipeline_streams[proc.source.stream], encryption_key=key
-                )
-                lag_threshold = config.alarms.iterator_age_ms
-            environment = pipeline.environment(
-                proc.name, stage=config.stage, account=config.account, region=config.region
-            )
-            environment.update(powertools_environment(proc.name, log_level=config.log_level))
             self.processors.append(
                 StreamProcessor(
                     self,
                     pascal(proc.name),
                     processor=proc,
-                    function_name=physical(proc.name),
-                    environment=environment,
-                    code=code,
-                    layers=[powertools],
-                    source=source,
+                    function_name=function_name,
+                    environment=environment(proc.name),
+                    sources=attached,
                     bindings=bound,
-                    on_failure=bound[proc.source.on_failure],
-                    encryption_key=key,
-                    log_retention=retention,
-                    log_level=config.log_level,
-                    removal_policy=removal,
+                    runtime=runtime,
                     thresholds=config.alarms,
-                    lag_threshold=lag_threshold,
-                    alarm_topic=self.alarm_topic,
+                    lag_threshold=(
+                        config.alarms.offset_lag
+                        if self.kafka is not None
+                        else config.alarms.iterator_age_ms
+                    ),
                     placement=placement,
                 )
+            )
+
+        self.scheduled_tasks = [
+            ScheduledTask(
+                self,
+                pascal(scheduled.name),
+                scheduled=scheduled,
+                function_name=physical(scheduled.name),
+                environment=environment(scheduled.name),
+                bindings=bound,
+                runtime=runtime,
+                thresholds=config.alarms,
+            )
+            for scheduled in pipeline.scheduled
+        ]
+
+        self.api_handlers = [
+            ApiHandler(
+                self,
+                pascal(api.name),
+                api=api,
+                function_name=physical(api.name),
+                environment=environment(api.name),
+                bindings=bound,
+                runtime=runtime,
+                thresholds=config.alarms,
+            )
+            for api in pipeline.apis
+        ]
+        self.http_api: PipelineHttpApi | None = None
+        if self.api_handlers:
+            self.http_api = PipelineHttpApi(
+                self,
+                "HttpApi",
+                api_name=config.stack_name,
+                handlers=self.api_handlers,
+                runtime=runtime,
+                thresholds=config.alarms,
             )
 
         PipelineDashboard(
@@ -288,6 +362,9 @@ class PipelineStack(Stack):
             dashboard_name=config.stack_name,
             streams=list(self.pipeline_streams.values()),
             processors=self.processors,
+            scheduled=self.scheduled_tasks,
+            http_api=self.http_api,
+            api_handlers=self.api_handlers,
             tables=list(self.pipeline_tables.values()),
             period=Duration.minutes(config.alarms.period_minutes),
         )
@@ -313,10 +390,26 @@ class PipelineStack(Stack):
             CfnOutput(self, f"{pascal(name)}TableName", value=table.table_name)
         for name, bucket in self.pipeline_buckets.items():
             CfnOutput(self, f"{pascal(name)}BucketName", value=bucket.bucket_name)
+        for name, topic in self.pipeline_topics.items():
+            CfnOutput(self, f"{pascal(name)}TopicArn", value=topic.topic_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
-        for proc in self.processors:
+        for fn in [*self.processors, *self.scheduled_tasks, *self.api_handlers]:
             CfnOutput(
                 self,
-                f"{pascal(proc.processor.name)}FunctionName",
-                value=proc.processor_function.function_name,
+                f"{pascal(fn.declared.name)}FunctionName",
+                value=fn.pipeline_function.function_name,
+            )
+        for task in self.scheduled_tasks:
+            CfnOutput(
+                self,
+                f"{pascal(task.scheduled.name)}DeadLetterQueueUrl",
+                value=task.dead_letter_queue.queue_url,
+            )
+        if self.http_api is not None:
+            CfnOutput(
+                self,
+                "HttpApiUrl",
+                value=self.http_api.url,
+                description="Base URL of the HTTP API; requests must be SigV4-signed "
+                "(IAM authorization on every route)",
             )

@@ -42,11 +42,14 @@ class StreamSource(Protocol):
         self,
         scope: Construct,
         *,
+        construct_id: str,
         function: lambda_.Function,
         settings: EventSource,
         on_failure: lambda_.IEventSourceDlq,
         consumer_group: str,
-    ) -> lambda_.EventSourceMapping: ...
+    ) -> lambda_.EventSourceMapping:
+        """Create the mapping (as `construct_id` where the broker lets us name it)."""
+        ...
 
     def lag_metric(self, function: lambda_.IFunction, *, period: Duration) -> cloudwatch.Metric:
         """How far behind the mapping is, as CloudWatch measures it."""
@@ -79,6 +82,7 @@ class KinesisSource:
         self,
         scope: Construct,
         *,
+        construct_id: str,
         function: lambda_.Function,
         settings: EventSource,
         on_failure: lambda_.IEventSourceDlq,
@@ -89,7 +93,7 @@ class KinesisSource:
         # actions and a kms:ViaService condition, instead of Stream.grantRead.
         mapping = lambda_.EventSourceMapping(
             scope,
-            "EventSourceMapping",
+            construct_id,
             target=function,
             event_source_arn=self.stream.stream_arn,
             starting_position=_STARTING_POSITION[settings.starting_position],
@@ -144,12 +148,15 @@ class KafkaTopicSource:
         self,
         scope: Construct,
         *,
+        construct_id: str,
         function: lambda_.Function,
         settings: EventSource,
         on_failure: lambda_.IEventSourceDlq,
         consumer_group: str,
     ) -> lambda_.EventSourceMapping:
-        del scope  # ManagedKafkaEventSource creates the mapping under the function itself.
+        # ManagedKafkaEventSource creates the mapping under the function itself, named after
+        # the topic; the stable logical id is pinned by the caller.
+        del scope, construct_id
         # A parallelization factor only raises throughput (Kafka scales with partitions, one
         # poller per partition keeps per-key order), so it is not rendered. A tumbling window
         # changes what the handler computes, so it is refused instead of silently dropped.
@@ -180,6 +187,7 @@ class KafkaTopicSource:
                 metrics=[lambda_.MetricType.EVENT_COUNT, lambda_.MetricType.ERROR_COUNT]
             ),
         )
+        existing = {m.node.path for m in _mappings(function)}
         function.add_event_source(event_source)
         if function.role is not None:
             Validations.of(function.role).acknowledge(
@@ -191,9 +199,9 @@ class KafkaTopicSource:
                     "have no resource-level form.",
                 )
             )
-        mappings = [c for c in function.node.children if isinstance(c, lambda_.EventSourceMapping)]
-        if len(mappings) != 1:
-            raise RuntimeError(f"{function.node.path}: expected exactly one event source mapping")
+        added = [m for m in _mappings(function) if m.node.path not in existing]
+        if len(added) != 1:
+            raise RuntimeError(f"{function.node.path}: expected one new event source mapping")
         # IAM authentication: the mapping connects as the function's execution role.
         function.add_to_role_policy(
             iam.PolicyStatement(
@@ -216,7 +224,11 @@ class KafkaTopicSource:
                 resources=[self.cluster.group_arn(consumer_group)],
             )
         )
-        return mappings[0]
+        return added[0]
 
     def lag_metric(self, function: lambda_.IFunction, *, period: Duration) -> cloudwatch.Metric:
         return function.metric("OffsetLag", statistic="Maximum", period=period)
+
+
+def _mappings(function: lambda_.Function) -> list[lambda_.EventSourceMapping]:
+    return [c for c in function.node.children if isinstance(c, lambda_.EventSourceMapping)]

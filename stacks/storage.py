@@ -64,7 +64,7 @@ class PipelineStream(Construct):
 
 
 class ViewTable(Construct):
-    """A DynamoDB table: on-demand, PITR, customer-managed KMS, optional TTL."""
+    """A DynamoDB table: on-demand, PITR, customer-managed KMS, optional TTL, declared GSIs."""
 
     def __init__(
         self,
@@ -102,6 +102,21 @@ class ViewTable(Construct):
             removal_policy=removal_policy,
         )
         pin(self.view_table, stable_id("Table", declared.name))
+        for index in declared.indexes:
+            # The declaration says what each index carries (ALL: reads served by the index;
+            # KEYS_ONLY: the index only finds items, keeping its writes small).
+            self.view_table.add_global_secondary_index(
+                index_name=index.name,
+                partition_key=dynamodb.Attribute(
+                    name=index.partition_key, type=dynamodb.AttributeType.STRING
+                ),
+                sort_key=(
+                    dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING)
+                    if index.sort_key
+                    else None
+                ),
+                projection_type=dynamodb.ProjectionType(index.projection),
+            )
 
 
 class AccessLogBucket(Construct):

@@ -1,10 +1,14 @@
-"""`StreamProcessor`: one declared processor rendered as a Lambda function and its mapping.
+"""`StreamProcessor`: one declared processor rendered as a Lambda function and its mappings.
 
-A processor is a function (Python 3.11 on arm64, the shared `lambdas/` asset, the Powertools
-layer, JSON logs into its own encrypted log group, X-Ray), its own execution role holding only
-the declared grants, the event source mapping built from the declared `EventSource` with an
-on-failure destination that keeps the payload, and the alarms an operator needs to know the
-processor is healthy: lag, errors, throttles, on-failure records and deliveries, quarantine.
+A processor is a `PipelineFunction` plus one event source mapping per declared `EventSource`,
+each built from its declaration with its own on-failure destination that keeps the payload, and
+the alarms an operator needs to know the processor is healthy: lag, errors, throttles,
+on-failure records (per mapping) and deliveries, quarantine.
+
+The first source's mapping keeps the id it had when processors had a single source
+(`EventSourceMapping<Processor>`, construct `EventSourceMapping`); every further one is named
+after its stream (`EventSourceMapping<Processor><Stream>`), so adding a source never replaces,
+and never resets the read position of, an existing mapping.
 """
 
 from __future__ import annotations
@@ -12,48 +16,54 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cascata.pipeline import Processor
-from stacks.bindings import BoundResource, StoredResource, on_failure_destination
+from cascata.pipeline import EventSource, Processor
+from stacks.bindings import BoundResource, on_failure_destination
 from stacks.config import AlarmThresholds
-from stacks.naming import pin, stable_id
+from stacks.function import AlarmSpec, FunctionRuntime, PipelineFunction, VpcPlacement
+from stacks.naming import pascal, pin, stable_id
 from stacks.sources import StreamSource
 
 QUARANTINE_NAMESPACE = "Cascata"
 QUARANTINE_METRIC = "Quarantined"
 """Emitted by the functions through Powertools Metrics, with dimension `service`."""
 
-# Python logging level names (POWERTOOLS_LOG_LEVEL) -> Lambda's application log levels.
-_APPLICATION_LOG_LEVEL = {
-    "DEBUG": lambda_.ApplicationLogLevel.DEBUG,
-    "INFO": lambda_.ApplicationLogLevel.INFO,
-    "WARNING": lambda_.ApplicationLogLevel.WARN,
-    "ERROR": lambda_.ApplicationLogLevel.ERROR,
-    "CRITICAL": lambda_.ApplicationLogLevel.FATAL,
-}
+__all__ = [
+    "QUARANTINE_METRIC",
+    "QUARANTINE_NAMESPACE",
+    "AttachedSource",
+    "StreamProcessor",
+    "VpcPlacement",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class VpcPlacement:
-    """Where functions run when the broker lives in a VPC (MSK)."""
+class AttachedSource:
+    """One declared source, the broker that carries its stream, and its on-failure resource."""
 
-    vpc: ec2.IVpc
-    subnets: ec2.SubnetSelection
-    security_groups: Sequence[ec2.ISecurityGroup]
+    settings: EventSource
+    source: StreamSource
+    on_failure: BoundResource
+    consumer_group: str
+    """Kafka consumer group of this mapping (unique per mapping); Kinesis ignores it."""
 
 
-class StreamProcessor(Construct):
-    """A declared processor: function, role, log group, event source mapping, alarms."""
+@dataclass(frozen=True, slots=True)
+class ProcessorMapping:
+    """A rendered event source mapping and the declared source it reads."""
+
+    settings: EventSource
+    mapping: lambda_.EventSourceMapping
+    suffix: str
+    """'' for the first source, the PascalCase stream name for the others (construct ids)."""
+
+
+class StreamProcessor(PipelineFunction):
+    """A declared processor: function, role, log group, event source mappings, alarms."""
 
     def __init__(
         self,
@@ -63,107 +73,56 @@ class StreamProcessor(Construct):
         processor: Processor,
         function_name: str,
         environment: Mapping[str, str],
-        code: lambda_.Code,
-        layers: Sequence[lambda_.ILayerVersion],
-        source: StreamSource,
+        sources: Sequence[AttachedSource],
         bindings: Mapping[str, BoundResource],
-        on_failure: BoundResource,
-        encryption_key: kms.IKey,
-        log_retention: logs.RetentionDays,
-        log_level: str,
-        removal_policy: RemovalPolicy,
+        runtime: FunctionRuntime,
         thresholds: AlarmThresholds,
         lag_threshold: int,
-        alarm_topic: sns.ITopic,
         placement: VpcPlacement | None = None,
     ) -> None:
-        super().__init__(scope, construct_id)
-        self.processor = processor
-        self.function_name = function_name
-
-        self.processor_log_group = logs.LogGroup(
-            self,
-            "LogGroup",
-            log_group_name=f"/aws/lambda/{function_name}",
-            retention=log_retention,
-            encryption_key=encryption_key,
-            removal_policy=removal_policy,
-        )
-        pin(self.processor_log_group, stable_id("LogGroup", processor.name))
-
-        # An explicit role without AWSLambdaBasicExecutionRole: logs go to this one log group.
-        self.processor_role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Execution role of {function_name}: declared bindings only",
-        )
-        self.processor_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.processor_log_group.log_group_arn],
-            )
-        )
-
-        self.processor_function = lambda_.Function(
-            self,
-            "Function",
+        super().__init__(
+            scope,
+            construct_id,
+            declared=processor,
             function_name=function_name,
-            description=processor.description,
-            runtime=lambda_.Runtime.PYTHON_3_11,
-            architecture=lambda_.Architecture.ARM_64,
-            handler=processor.handler,
-            code=code,
-            layers=list(layers),
-            memory_size=processor.memory_mb,
-            timeout=Duration.seconds(processor.timeout_s),
-            reserved_concurrent_executions=processor.reserved_concurrency,
-            environment=dict(environment),
-            role=self.processor_role,
-            log_group=self.processor_log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            # Same level as POWERTOOLS_LOG_LEVEL, so Lambda's filter and Powertools agree.
-            application_log_level_v2=_APPLICATION_LOG_LEVEL[log_level],
-            system_log_level_v2=lambda_.SystemLogLevel.WARN,
-            tracing=lambda_.Tracing.ACTIVE,
-            vpc=placement.vpc if placement else None,
-            vpc_subnets=placement.subnets if placement else None,
-            security_groups=list(placement.security_groups) if placement else None,
+            environment=environment,
+            bindings=bindings,
+            runtime=runtime,
+            placement=placement,
         )
-        pin(self.processor_function, stable_id("Function", processor.name))
+        if [s.settings for s in sources] != list(processor.sources):
+            raise ValueError(f"{processor.name}: sources must be attached in declared order")
+        self.processor = processor
+        # Kept under their historical names: the dashboard and callers read these.
+        self.processor_function = self.pipeline_function
+        self.processor_role = self.function_role
+        self.processor_log_group = self.function_log_group
 
-        granted = [bindings[b.resource] for b in processor.bindings] + [on_failure]
-        for binding in processor.bindings:
-            bindings[binding.resource].grant_access(
-                self.processor_function, access=binding.access, scope=self
+        self.processor_mappings: list[ProcessorMapping] = []
+        for position, attached in enumerate(sources):
+            suffix = "" if position == 0 else pascal(attached.settings.stream)
+            destination = on_failure_destination(
+                attached.on_failure, grantee=self.processor_function, scope=self
             )
-        destination = on_failure_destination(
-            on_failure, grantee=self.processor_function, scope=self
-        )
-        self.processor_mapping = source.attach(
-            self,
-            function=self.processor_function,
-            settings=processor.source,
-            on_failure=destination,
-            consumer_group=function_name,
-        )
-        pin(self.processor_mapping, stable_id("EventSourceMapping", processor.name))
+            self.note_granted(attached.on_failure)
+            mapping = attached.source.attach(
+                self,
+                construct_id=f"EventSourceMapping{suffix}",
+                function=self.processor_function,
+                settings=attached.settings,
+                on_failure=destination,
+                consumer_group=attached.consumer_group,
+            )
+            pin(mapping, stable_id("EventSourceMapping", processor.name) + suffix)
+            self.processor_mappings.append(
+                ProcessorMapping(settings=attached.settings, mapping=mapping, suffix=suffix)
+            )
+        # The first mapping under its historical attribute name.
+        self.processor_mapping = self.processor_mappings[0].mapping
 
-        self._acknowledge_findings(
-            object_findings=sorted(
-                {
-                    finding
-                    for resource in granted
-                    if isinstance(resource, StoredResource)
-                    and (finding := resource.object_arn_finding)
-                }
-            ),
-        )
+        self.acknowledge_policy_findings()
         self.processor_alarms = self._alarms(
-            source=source,
-            thresholds=thresholds,
-            lag_threshold=lag_threshold,
-            alarm_topic=alarm_topic,
+            source=sources[0].source, thresholds=thresholds, lag_threshold=lag_threshold
         )
 
     def _alarms(
@@ -172,58 +131,58 @@ class StreamProcessor(Construct):
         source: StreamSource,
         thresholds: AlarmThresholds,
         lag_threshold: int,
-        alarm_topic: sns.ITopic,
     ) -> dict[str, cloudwatch.Alarm]:
         fn = self.processor_function
         period = Duration.minutes(thresholds.period_minutes)
         name = self.processor.name
-        mapping_id = self.processor_mapping.event_source_mapping_id
-        specs: list[tuple[str, cloudwatch.Metric, int, int, str]] = [
-            (
+        # Lambda publishes the lag (IteratorAge, OffsetLag) per function: the oldest record
+        # across all of its mappings, so one alarm covers every source.
+        specs = [
+            AlarmSpec(
                 "LagAlarm",
                 source.lag_metric(fn, period=period),
                 lag_threshold,
-                3,
                 f"{name} is falling behind its source ({source.lag_unit}); records near the "
                 "maximum record age will go to the on-failure destination",
+                periods=3,
             ),
-            (
-                "ErrorsAlarm",
-                fn.metric_errors(period=period, statistic="Sum"),
-                thresholds.errors,
-                1,
-                f"{name} invocations are failing as a whole (not per record)",
+            *self.function_alarms(
+                errors=thresholds.errors,
+                throttles=thresholds.throttles,
+                period=period,
+                throttled_means="the mapping falls behind",
             ),
-            (
-                "ThrottlesAlarm",
-                fn.metric_throttles(period=period, statistic="Sum"),
-                thresholds.throttles,
-                1,
-                f"{name} is throttled; the mapping falls behind",
-            ),
-            (
-                "OnFailureRecordsAlarm",
-                cloudwatch.Metric(
-                    namespace="AWS/Lambda",
-                    metric_name="OnFailureDestinationDeliveredEventCount",
-                    dimensions_map={"EventSourceMappingUUID": mapping_id},
-                    statistic="Sum",
-                    period=period,
-                ),
-                0,
-                1,
-                f"{name} gave up on records and parked them in its on-failure destination; "
-                "inspect and replay them",
-            ),
-            (
+        ]
+        # Records given up on are counted per mapping (ESM EventCount metrics): one per source.
+        for rendered in self.processor_mappings:
+            stream = rendered.settings.stream
+            specs.append(
+                AlarmSpec(
+                    f"OnFailureRecordsAlarm{rendered.suffix}",
+                    cloudwatch.Metric(
+                        namespace="AWS/Lambda",
+                        metric_name="OnFailureDestinationDeliveredEventCount",
+                        dimensions_map={
+                            "EventSourceMappingUUID": rendered.mapping.event_source_mapping_id
+                        },
+                        statistic="Sum",
+                        period=period,
+                    ),
+                    0,
+                    f"{name} gave up on records"
+                    + (f" of {stream}" if rendered.suffix else "")
+                    + " and parked them in its on-failure destination; inspect and replay them",
+                )
+            )
+        specs += [
+            AlarmSpec(
                 "OnFailureDeliveryAlarm",
                 fn.metric("DestinationDeliveryFailures", statistic="Sum", period=period),
                 0,
-                1,
                 f"{name} could not write failed records to its on-failure destination: "
                 "those records are lost unless replayed from the stream",
             ),
-            (
+            AlarmSpec(
                 "QuarantineAlarm",
                 cloudwatch.Metric(
                     namespace=QUARANTINE_NAMESPACE,
@@ -233,50 +192,7 @@ class StreamProcessor(Construct):
                     period=period,
                 ),
                 thresholds.quarantined,
-                1,
                 f"{name} is quarantining more invalid events than usual",
             ),
         ]
-        alarms: dict[str, cloudwatch.Alarm] = {}
-        action = cloudwatch_actions.SnsAction(alarm_topic)
-        for construct_id, metric, threshold, periods, description in specs:
-            alarm = metric.create_alarm(
-                self,
-                construct_id,
-                threshold=threshold,
-                evaluation_periods=periods,
-                datapoints_to_alarm=periods,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description,
-            )
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
-            alarms[construct_id] = alarm
-        return alarms
-
-    def _acknowledge_findings(self, *, object_findings: Sequence[str]) -> None:
-        Validations.of(self.processor_function).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-L1",
-                reason="Pinned to python3.11 on purpose: the project, its tests and the "
-                "Powertools layer build all target 3.11; the runtime is bumped deliberately.",
-            )
-        )
-        policy = self.processor_role.node.try_find_child("DefaultPolicy")
-        if policy is not None:
-            Validations.of(policy).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-IAM5[Resource::*]",
-                    reason="X-Ray PutTraceSegments/PutTelemetryRecords (added by Tracing.ACTIVE) "
-                    "have no resource-level permissions.",
-                )
-            )
-            for finding in object_findings:
-                Validations.of(policy).acknowledge(
-                    Acknowledgment(
-                        id=finding,
-                        reason="Object-level S3 actions (PutObject, GetObject) need the objects "
-                        "of this one declared bucket, `<bucket-arn>/*`; no other bucket.",
-                    )
-                )
+        return self.create_alarms(specs)

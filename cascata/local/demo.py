@@ -24,11 +24,23 @@ from cascata.console import CliError, out, progress
 from cascata.local.chaos import ChaosSettings
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
 from cascata.local.esm import DrainTimeout
-from cascata.local.reference import Invariant, Observed, Reference, check, observe, read_stream
-from cascata.local.runtime import LocalRuntime
+from cascata.local.reference import (
+    Invariant,
+    Observed,
+    Reference,
+    check,
+    notifications_tap,
+    observe,
+    read_stream,
+    read_tap,
+)
+from cascata.local.runtime import LocalRuntime, mapping_key
 from cascata.pipeline import PIPELINE, Pipeline
 from cascata.producer import Outgoing, produce
-from cascata.workload import Generated, WorkloadSpec, generate
+from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
+
+QUIET_AFTER_S = 3600.0
+"""How far the demo moves the clock before the scheduled functions' turn."""
 
 
 @dataclass(frozen=True)
@@ -164,20 +176,34 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
     aws = runtime.aws
     events = list(generate(options.workload))
     events, producer_dups = _with_producer_duplicates(events, options.chaos)
+    customers = generate_customers(options.workload)
     reference = Reference.of(events)
+    reference.add_customers(customers, events)
     with progress(options.show_progress) as bar:
         setup = bar.add_task("provision", total=1)
         runtime.start()
+        tap = notifications_tap(aws, runtime.name("notifications"))
         bar.advance(setup)
         runtime.run_in_background()
         task = bar.add_task("produce → payments-raw", total=len(events))
+        crm = bar.add_task("produce → customers", total=len(customers))
         started = time.time()
+        # The CRM's customer events flow alongside the payments, so either may come first.
+        crm_reports: list[Any] = []
+        crm_thread = threading.Thread(target=lambda: crm_reports.append(produce(
+            aws.client("kinesis"), runtime.name("customers"),
+            [Outgoing(c.key, c.data) for c in customers],
+            on_progress=lambda n: bar.advance(crm, n))), daemon=True)
+        crm_thread.start()
         report = produce(aws.client("kinesis"), runtime.name("payments-raw"),
                          [Outgoing(e.key, e.data) for e in events],
                          on_progress=lambda n: bar.advance(task, n))
-        if report.failed:
-            raise CliError(f"the producer could not write {report.failed} events: "
-                           f"{report.failures[0]}")
+        crm_thread.join()
+        failed = report.failed + sum(r.failed for r in crm_reports)
+        if failed or not crm_reports:
+            first = (report.failures + [f for r in crm_reports for f in r.failures]
+                     or ["the customers producer stopped"])[0]
+            raise CliError(f"the producers could not write {failed} events: {first}")
         wait = bar.add_task("process until drained", total=len(reference.valid_ids))
         stop = threading.Event()
 
@@ -189,6 +215,12 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         follower.start()
         try:
             runtime.drain(options.timeout_s)
+            # The scheduler's turn, an hour later: every key has gone quiet, so the scheduled
+            # close emits the final results of the windows still open.
+            runtime.clock.advance(QUIET_AFTER_S)
+            for scheduled in runtime.pipeline.scheduled:
+                runtime.run_scheduled(scheduled.name)
+            runtime.drain(options.timeout_s)
         except DrainTimeout as exc:
             raise CliError(f"the pipeline did not drain within {options.timeout_s:.0f} s: "
                            f"{exc}") from None
@@ -198,8 +230,8 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         bar.update(wait, completed=len(latency.per_payment()))
         check_task = bar.add_task("check invariants", total=1)
         names = runtime.provisioned.names if runtime.provisioned else {}
-        seen = observe(aws, names)
-        invariants = check(reference, seen)
+        seen = observe(aws, names, read_tap(aws, tap))
+        invariants = check(reference, seen, _window_specs())
         bar.advance(check_task)
     applied = latency.per_payment()
     finished = max(applied.values(), default=time.time())
@@ -223,6 +255,13 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
     )
 
 
+def _window_specs() -> list[tuple[str, int, int]]:
+    """The windows the pipeline's windows processor runs (its configuration, as data)."""
+    from payments.domain.windows import WindowConfig
+
+    return [(w.name, w.size_s, w.advance_s) for w in WindowConfig().windows]
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p99": 0.0, "max": 0.0}
@@ -233,29 +272,40 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def _stages(runtime: LocalRuntime, seen: Observed, names: Mapping[str, str]) -> list[StageSummary]:
+    """Per processor: records read, records emitted (or, for view writers, items in the views
+    they keep), quarantined, and what its mappings went through."""
     kinesis = runtime.aws.client("kinesis")
+    ddb = runtime.aws.client("dynamodb")
     counts = {
         s.name: sum(1 for _ in read_stream(kinesis, names[s.name]))
         for s in runtime.pipeline.streams
     }
+    items: dict[str, int] = {}
+    for table in runtime.pipeline.tables:
+        items[table.name] = sum(
+            page["Count"] for page in ddb.get_paginator("scan").paginate(
+                TableName=names[table.name], Select="COUNT")
+        )
     quarantined: dict[str, int] = {}
     for q in seen.quarantined:
         quarantined[str(q.get("processor"))] = quarantined.get(str(q.get("processor")), 0) + 1
     summaries = []
     for proc in runtime.pipeline.processors:
-        stats = runtime.mappings[proc.name].stats
-        outputs = proc.outputs
-        produced = sum(counts.get(o, 0) for o in outputs) if outputs else len(
-            seen.balance_items)
+        stats = [runtime.mappings[mapping_key(proc.name, src.stream)].stats
+                 for src in proc.sources]
+        produced = sum(counts.get(o, 0) for o in proc.outputs)
+        if not proc.outputs:
+            produced = sum(items.get(b.resource, 0) for b in proc.bindings
+                           if b.access == "read_write")
         summaries.append(StageSummary(
             name=proc.name,
-            records_in=counts.get(proc.source.stream, 0),
+            records_in=sum(counts.get(src.stream, 0) for src in proc.sources),
             out=produced,
             quarantined=quarantined.get(proc.name, 0),
-            invocations=stats.invocations,
-            retried=stats.retries + stats.bisects,
-            function_errors=stats.function_errors,
-            on_failure=stats.on_failure_records,
+            invocations=sum(s.invocations for s in stats),
+            retried=sum(s.retries + s.bisects for s in stats),
+            function_errors=sum(s.function_errors for s in stats),
+            on_failure=sum(s.on_failure_records for s in stats),
         ))
     return summaries
 

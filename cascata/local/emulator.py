@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, Pipeline, ResourceKind
+from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, Pipeline, ResourceKind, Table
 
 _PATCH_LOCK = threading.Lock()
 _WRITE_LOCK = threading.RLock()
@@ -135,9 +135,10 @@ class Aws:
                     max_pool_connections=32,
                 )
                 credentials = (
-                    # The embedded emulator accepts any credentials; never use real ones there.
+                    # An emulator accepts any credentials: never send real ones to the embedded
+                    # one, and need none for one on this machine.
                     {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-                    if self.embedded else {}
+                    if self.embedded or (self._loopback() and not _has_credentials()) else {}
                 )
                 self._clients[service] = boto3.client(
                     service,
@@ -153,6 +154,10 @@ class Aws:
             return self.endpoint_url
         specific = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
         return specific or os.environ.get("AWS_ENDPOINT_URL")
+
+    def _loopback(self) -> bool:
+        host = urlparse(self.endpoint_url or "").hostname or ""
+        return host in ("127.0.0.1", "localhost", "::1")
 
     def check_reachable(self) -> None:
         """Fail fast, with one sentence, when the endpoint does not answer like AWS."""
@@ -170,8 +175,9 @@ class EmbeddedAws(Aws):
     starting one resets that state.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         super().__init__(endpoint_url=None, embedded=True)
+        self._port = port
         self._server: Any = None
 
     def start(self) -> EmbeddedAws:
@@ -179,7 +185,9 @@ class EmbeddedAws(Aws):
 
         patch_moto_kinesis()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        if self._port:
+            _check_port_free(self._port)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
@@ -206,6 +214,23 @@ class EmbeddedAws(Aws):
         from moto.kinesis.models import kinesis_backends
 
         return kinesis_backends[LOCAL_ACCOUNT][LOCAL_REGION]
+
+
+def _has_credentials() -> bool:
+    import boto3
+
+    return boto3.Session().get_credentials() is not None
+
+
+def _check_port_free(port: int) -> None:
+    """moto's server thread dies silently on a busy port; say so before starting it."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise EndpointError(f"127.0.0.1:{port} is not available: {exc.strerror}") from None
 
 
 def external(endpoint_url: str | None) -> Aws:
@@ -252,15 +277,7 @@ def provision(
         name = pipeline.physical_name(table.name, stage=stage, account=aws.account,
                                       region=aws.region)
         names[table.name] = name
-        keys = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
-        attrs = [{"AttributeName": table.partition_key, "AttributeType": "S"}]
-        if table.sort_key:
-            keys.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
-            attrs.append({"AttributeName": table.sort_key, "AttributeType": "S"})
-        if _create(
-            ddb.create_table, TableName=name, KeySchema=keys, AttributeDefinitions=attrs,
-            BillingMode="PAY_PER_REQUEST",
-        ):
+        if _create(ddb.create_table, **_table_definition(table, name)):
             created.append(name)
     s3 = aws.client("s3")
     for bucket in pipeline.buckets:
@@ -285,6 +302,38 @@ def provision(
         sns.create_topic(Name=name)
     _wait_active(pipeline, aws, names, timeout_s=timeout_s)
     return Provisioned(names=names, created=tuple(created))
+
+
+def _key_schema(partition_key: str, sort_key: str | None) -> list[dict[str, str]]:
+    keys = [{"AttributeName": partition_key, "KeyType": "HASH"}]
+    if sort_key:
+        keys.append({"AttributeName": sort_key, "KeyType": "RANGE"})
+    return keys
+
+
+def _table_definition(table: Table, name: str) -> dict[str, Any]:
+    """CreateTable arguments for a declared table: string keys, on demand, its indexes."""
+    attributes = [table.partition_key, table.sort_key] + [
+        key for index in table.indexes for key in (index.partition_key, index.sort_key)
+    ]
+    definition: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": _key_schema(table.partition_key, table.sort_key),
+        "AttributeDefinitions": [
+            {"AttributeName": a, "AttributeType": "S"} for a in dict.fromkeys(attributes) if a
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if table.indexes:
+        definition["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": _key_schema(index.partition_key, index.sort_key),
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in table.indexes
+        ]
+    return definition
 
 
 def _bucket_exists(s3: Any, name: str) -> bool:

@@ -10,6 +10,7 @@ faults or to record effects.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,10 +42,12 @@ def build_function(
     aws: Aws,
     stage: str,
     wrap: ClientWrapper | None = None,
+    now: Callable[[], float] | None = None,
 ) -> Function:
+    """`now`: the wall clock handed to functions that take one (time-driven logic such as
+    closing event-time windows), so the local runtime can move time for them."""
     quiet_powertools()
-    processor = pipeline.processor(name)
-    module = importlib.import_module(processor.module)
+    module = importlib.import_module(pipeline.function(name).module)
     env = pipeline.environment(name, stage=stage, account=aws.account, region=aws.region)
     settings = module.SETTINGS.from_env(env)
     clients: dict[str, Any] = {}
@@ -55,6 +58,9 @@ def build_function(
             clients[service] = wrap(service, real) if wrap else real
         return clients[service]
 
-    deps = module.dependencies(settings, client=client)
+    extra: dict[str, Any] = {}
+    if now is not None and "now" in inspect.signature(module.dependencies).parameters:
+        extra["now"] = now
+    deps = module.dependencies(settings, client=client, **extra)
     handler: Function = module.make_handler(deps)
     return handler

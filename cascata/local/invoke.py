@@ -134,13 +134,16 @@ def invoke_once(
     endpoint_url: str | None,
     pipeline: Pipeline = PIPELINE,
 ) -> dict[str, Any]:
-    declared = [p.name for p in pipeline.processors]
+    declared = [f.name for f in pipeline.functions]
     if function not in declared:
         raise CliError(f"unknown function {function!r}; declared: {', '.join(declared)}")
     event = read_event(event_path)
     kind = event_kind(event)
-    if kind == "apigateway":
+    is_api = any(a.name == function for a in pipeline.apis)
+    if kind == "apigateway" and not is_api:
         raise CliError(f"{function} consumes a stream; the file holds an API Gateway event")
+    if kind != "apigateway" and is_api:
+        raise CliError(f"{function} serves HTTP; the file holds a {kind} event")
     embedded = endpoint_url is None
     aws: Aws
     try:
@@ -153,7 +156,7 @@ def invoke_once(
     try:
         recorder = Recorder(provisioned.names["quarantine"])
         handler = build_function(pipeline, function, aws=aws, stage=stage, wrap=recorder.wrap)
-        proc = pipeline.processor(function)
+        proc = pipeline.function(function)
         name = pipeline.physical_name(function, stage=stage)
         context = LambdaContext(
             function_name=name,

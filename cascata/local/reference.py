@@ -12,6 +12,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from cascata.workload import Generated
@@ -25,6 +26,10 @@ class Reference:
     invalid: Counter[tuple[bytes, str]] = field(default_factory=Counter)
     sent: int = 0
     duplicates: int = 0
+    payments: list[Generated] = field(default_factory=list)
+    """The distinct valid payments."""
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invalid_customers: Counter[tuple[bytes, str]] = field(default_factory=Counter)
 
     @classmethod
     def of(cls, events: Iterable[Generated]) -> Reference:
@@ -41,6 +46,7 @@ class Reference:
             if event.event_id in ref.valid_ids:
                 continue
             ref.valid_ids.add(event.event_id)
+            ref.payments.append(event)
             amount = event.amount_minor or 0
             balances[event.payer][event.currency] -= amount
             balances[event.payee][event.currency] += amount
@@ -49,6 +55,52 @@ class Reference:
         ref.balances = {a: dict(b) for a, b in balances.items()}
         ref.postings = dict(postings)
         return ref
+
+    def add_customers(self, events: Iterable[Generated], payments: Iterable[Generated]) -> None:
+        """Expected profiles: registration fields by last writer in event time (ties: the
+        larger event id), payment activity per currency and direction from distinct payments."""
+        fields: dict[str, dict[str, tuple[str, str, str]]] = defaultdict(dict)
+        seen: set[str] = set()
+        for event in events:
+            if not event.valid:
+                self.invalid_customers[(event.data, event.expected_code or "")] += 1
+                continue
+            assert event.customer is not None and event.occurred_at and event.event_id
+            if event.event_id in seen:
+                continue
+            seen.add(event.event_id)
+            stamp = (event.occurred_at, event.event_id)
+            for name in ("name", "email", "country", "tier"):
+                if name in event.customer:
+                    current = fields[event.key].get(name)
+                    if current is None or stamp > current[1:]:
+                        fields[event.key][name] = (event.customer[name], *stamp)
+        profiles: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {"as_payer": defaultdict(lambda: [0, 0]),
+                     "as_payee": defaultdict(lambda: [0, 0]), "seen": []})
+        distinct: set[str] = set()
+        for p in payments:
+            if not p.valid or not p.event_id or p.event_id in distinct:
+                continue
+            distinct.add(p.event_id)
+            assert p.payer and p.payee and p.currency and p.occurred_at
+            for side, account in (("as_payer", p.payer), ("as_payee", p.payee)):
+                flow = profiles[account][side][p.currency]
+                flow[0] += 1
+                flow[1] += p.amount_minor or 0
+                profiles[account]["seen"].append(p.occurred_at)
+        for account, values in fields.items():
+            profiles[account].update({k: v[0] for k, v in values.items()})
+        self.profiles = {
+            account: {
+                **{k: v for k, v in prof.items() if k not in ("as_payer", "as_payee", "seen")},
+                "as_payer": {c: tuple(v) for c, v in prof["as_payer"].items()},
+                "as_payee": {c: tuple(v) for c, v in prof["as_payee"].items()},
+                "first_seen": min(prof["seen"]) if prof["seen"] else None,
+                "last_seen": max(prof["seen"]) if prof["seen"] else None,
+            }
+            for account, prof in profiles.items()
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +121,22 @@ class Observed:
     validated_ids: Counter[str]
     quarantined: Sequence[Mapping[str, Any]]
     on_failure_records: int
+    profile_items: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    alert_ids_on_stream: frozenset[str] = frozenset()
+    alert_items: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    notifications: Counter[str] = field(default_factory=Counter)
+    """alert id -> messages the notifications topic delivered for it."""
+    window_results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """window.closed events on the activity stream, by event id."""
+    late_payments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """payment.late events on the activity-late stream, by event id."""
+    open_windows: int = 0
 
 
-def check(ref: Reference, seen: Observed) -> list[Invariant]:
+def check(
+    ref: Reference, seen: Observed, windows: Sequence[tuple[str, int, int]] = ()
+) -> list[Invariant]:
+    """`windows`: the window definitions (name, size_s, advance_s) the pipeline runs."""
     out: list[Invariant] = []
     balances = {
         a: {c: int(v) for c, v in item.get("balances", {}).items() if int(v) != 0}
@@ -105,20 +170,31 @@ def check(ref: Reference, seen: Observed) -> list[Invariant]:
         f"{len(twice)} accounts over-applied"
         + f"; {ref.duplicates} duplicate sends absorbed",
     ))
+    # Invalid payments are refused by validate, invalid customer events by profiles; nothing
+    # else may be quarantined anywhere.
+    expected_q: Counter[tuple[str, bytes, str]] = Counter()
+    for (data, code), n in ref.invalid.items():
+        expected_q[("validate", data, code)] += n
+    for (data, code), n in ref.invalid_customers.items():
+        expected_q[("profiles", data, code)] += n
     got = Counter(
-        (base64.b64decode(q["data_base64"]), q["reason"]["code"])
-        for q in seen.quarantined if q.get("processor") == "validate"
+        (str(q.get("processor")), base64.b64decode(q["data_base64"]), q["reason"]["code"])
+        for q in seen.quarantined
     )
-    others = [q for q in seen.quarantined if q.get("processor") != "validate"]
-    missing_q = ref.invalid - got
-    unexpected_q = got - ref.invalid
+    missing_q = expected_q - got
+    unexpected_q = got - expected_q
     out.append(Invariant(
         "invalid_events_quarantined_with_reason",
-        not missing_q and not unexpected_q and not others,
-        f"{sum(ref.invalid.values())} invalid sends expected, {sum(got.values())} quarantined by "
-        f"validate with the expected reason; {sum(missing_q.values())} missing, "
-        f"{sum(unexpected_q.values())} unexpected, {len(others)} quarantined downstream",
+        not missing_q and not unexpected_q,
+        f"{sum(expected_q.values())} invalid sends expected, {sum(got.values())} quarantined; "
+        f"{sum(missing_q.values())} missing or with another reason, "
+        f"{sum(unexpected_q.values())} unexpected",
     ))
+    if ref.profiles:
+        out.append(_check_profiles(ref, seen))
+    out.append(_check_alerts(seen))
+    if windows:
+        out.append(_check_windows(ref, seen, windows))
     totals: dict[str, int] = defaultdict(int)
     for per_currency in balances.values():
         for currency, amount in per_currency.items():
@@ -133,11 +209,122 @@ def check(ref: Reference, seen: Observed) -> list[Invariant]:
     return out
 
 
+def _check_profiles(ref: Reference, seen: Observed) -> Invariant:
+    wrong: list[str] = []
+    for account, expected in ref.profiles.items():
+        item = seen.profile_items.get(account)
+        if item is None:
+            wrong.append(f"{account}: no profile")
+            continue
+        for name in ("name", "email", "country", "tier"):
+            if expected.get(name) != item.get(name):
+                wrong.append(f"{account}: {name} {item.get(name)!r} != {expected.get(name)!r}")
+        for side in ("as_payer", "as_payee"):
+            got = {c: (int(f["count"]), int(f["volume_minor"]))
+                   for c, f in item.get(side, {}).items()}
+            if got != expected[side]:
+                wrong.append(f"{account}: {side} {got} != {expected[side]}")
+        for key, attr in (("first_seen", "first_seen_at"), ("last_seen", "last_seen_at")):
+            if expected[key] and _instant(item.get(attr)) != _instant(expected[key]):
+                wrong.append(f"{account}: {attr} {item.get(attr)} != {expected[key]}")
+    extra = sorted(set(seen.profile_items) - set(ref.profiles))
+    return Invariant(
+        "profiles_match_reference",
+        not wrong and not extra,
+        f"{len(ref.profiles)} profiles expected (registration fields by event time, activity "
+        f"per currency and direction), {len(seen.profile_items)} found; {len(wrong)} "
+        f"differences, {len(extra)} unexpected"
+        + (f" (e.g. {wrong[0]})" if wrong else ""),
+    )
+
+
+def _check_alerts(seen: Observed) -> Invariant:
+    stream = set(seen.alert_ids_on_stream)
+    view = set(seen.alert_items)
+    unnotified = sorted(a for a, item in seen.alert_items.items() if not item.get("notified_at"))
+    twice = sorted(a for a, n in seen.notifications.items() if n > 1)
+    never = sorted(stream - set(seen.notifications))
+    strays = sorted(set(seen.notifications) - stream)
+    ok = stream == view and not unnotified and not twice and not never and not strays
+    return Invariant(
+        "every_alert_notified_exactly_once",
+        ok,
+        f"{len(stream)} distinct alerts on the alerts stream, {len(view)} in the alerts view, "
+        f"{sum(seen.notifications.values())} notifications; {len(never)} never notified, "
+        f"{len(twice)} notified more than once, {len(unnotified)} not marked notified, "
+        f"{len(strays)} notifications for unknown alerts",
+    )
+
+
+Cell = tuple[str, str, str, str]
+"""(account, window key, direction, currency)"""
+
+
+def _check_windows(
+    ref: Reference, seen: Observed, windows: Sequence[tuple[str, int, int]]
+) -> Invariant:
+    """Every distinct payment counts once in each of its windows, on each side: either in the
+    window's final result or in the late side output, never both, never neither."""
+    from datetime import datetime
+
+    expected: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
+    for p in ref.payments:
+        assert p.occurred_at and p.payer and p.payee and p.currency
+        at = datetime.fromisoformat(p.occurred_at.replace("Z", "+00:00")).timestamp()
+        for name, size, advance in windows:
+            first = (int(at) // advance) * advance
+            start = first
+            while start > at - size:
+                if start <= at < start + size:
+                    stamp = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    for account, direction in ((p.payer, "out"), (p.payee, "in")):
+                        cell = expected[(account, f"{name}#{stamp}", direction, p.currency)]
+                        cell[0] += 1
+                        cell[1] += p.amount_minor or 0
+                start -= advance
+    got: dict[Cell, list[int]] = defaultdict(lambda: [0, 0])
+    for result in seen.window_results.values():
+        for direction, per_currency in result["totals"].items():
+            for currency, totals in per_currency.items():
+                cell = got[(result["account"], result["window_key"], direction, currency)]
+                cell[0] += int(totals["count"])
+                cell[1] += int(totals["sum_minor"])
+    late = 0
+    for event in seen.late_payments.values():
+        for window in event["windows"]:
+            late += 1
+            cell = got[(event["account"], window["window_key"], event["direction"],
+                        event["currency"])]
+            cell[0] += 1
+            cell[1] += int(event["amount_minor"])
+    wrong = sorted(c for c in set(expected) | set(got) if expected.get(c) != got.get(c))
+    ok = not wrong and seen.open_windows == 0
+    return Invariant(
+        "window_results_equal_reference",
+        ok,
+        f"{len(seen.window_results)} final window results and {late} late (payment, window) "
+        f"pairs cover {len(expected)} reference cells (account, window, direction, currency); "
+        f"{len(wrong)} differ; {seen.open_windows} windows left open"
+        + (f" (e.g. {wrong[0]}: {got.get(wrong[0])} != {expected.get(wrong[0])})"
+           if wrong else ""),
+    )
+
+
+def _instant(value: object) -> str | None:
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+
+
 def _magnitude(balances: Mapping[str, int]) -> int:
     return sum(abs(v) for v in balances.values())
 
 
-def observe(aws: Any, names: Mapping[str, str]) -> Observed:
+def observe(
+    aws: Any, names: Mapping[str, str], notifications: Counter[str] | None = None
+) -> Observed:
     """Read the views, the validated stream and the quarantine through the AWS APIs."""
     from boto3.dynamodb.types import TypeDeserializer
 
@@ -154,8 +341,72 @@ def observe(aws: Any, names: Mapping[str, str]) -> Observed:
         validated[json.loads(data)["event_id"]] += 1
     s3 = aws.client("s3")
     quarantined = [json.loads(body) for body in read_objects(s3, names["quarantine"])]
-    failures = sum(1 for _ in list_keys(s3, names["failures"]))
-    return Observed(items, validated, quarantined, failures)
+    failures = sum(1 for key in list_keys(s3, names["failures"]) if key.startswith("aws/"))
+    profiles: dict[str, Mapping[str, Any]] = {}
+    if "profiles" in names:
+        for page in ddb.get_paginator("scan").paginate(TableName=names["profiles"],
+                                                       ConsistentRead=True):
+            for raw in page["Items"]:
+                item = {k: des.deserialize(v) for k, v in raw.items()}
+                profiles[str(item["customer_id"])] = item
+    alert_ids = frozenset(
+        json.loads(data)["event_id"] for data in read_stream(aws.client("kinesis"),
+                                                             names["alerts"])
+    ) if "alerts" in names else frozenset()
+    alerts: dict[str, Mapping[str, Any]] = {}
+    if "alerts-view" in names:
+        for page in ddb.get_paginator("scan").paginate(TableName=names["alerts-view"],
+                                                       ConsistentRead=True):
+            for raw in page["Items"]:
+                item = {k: des.deserialize(v) for k, v in raw.items()}
+                alerts[str(item["alert_id"])] = item
+    kinesis = aws.client("kinesis")
+    results = {}
+    late = {}
+    if "activity" in names:
+        for data in read_stream(kinesis, names["activity"]):
+            event = json.loads(data)
+            results[event["event_id"]] = event["data"]
+        for data in read_stream(kinesis, names["activity-late"]):
+            event = json.loads(data)
+            late[event["event_id"]] = event["data"]
+    still_open = 0
+    if "activity-view" in names:
+        for page in ddb.get_paginator("scan").paginate(TableName=names["activity-view"],
+                                                       ConsistentRead=True):
+            for raw in page["Items"]:
+                status = raw.get("status", {}).get("S")
+                still_open += status in ("open", "closing")
+    return Observed(items, validated, quarantined, failures, profiles, alert_ids,
+                    alerts, notifications or Counter(), results, late, still_open)
+
+
+def notifications_tap(aws: Any, topic_name: str) -> str:
+    """An SQS queue subscribed to the notifications topic, to count what subscribers get."""
+    sqs = aws.client("sqs")
+    sns = aws.client("sns")
+    url = sqs.create_queue(QueueName=f"{topic_name}-tap")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    topic_arn = f"arn:aws:sns:{aws.region}:{aws.account}:{topic_name}"
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                  Attributes={"RawMessageDelivery": "true"})
+    return str(url)
+
+
+def read_tap(aws: Any, url: str) -> Counter[str]:
+    sqs = aws.client("sqs")
+    seen: Counter[str] = Counter()
+    while True:
+        page = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = page.get("Messages", [])
+        if not messages:
+            return seen
+        for message in messages:
+            seen[str(json.loads(message["Body"]).get("event_id"))] += 1
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
+        ])
 
 
 def read_stream(kinesis: Any, stream: str) -> Iterable[bytes]:

@@ -7,12 +7,15 @@ source mapping per processor from the same `EventSource` settings the CDK stacks
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cascata.local.chaos import ChaosKinesis, ChaosSettings
+from cascata.local.clock import SystemClock
 from cascata.local.emulator import Aws, Provisioned, provision
 from cascata.local.esm import (
     DestinationWriter,
@@ -23,11 +26,37 @@ from cascata.local.esm import (
     KinesisBackendSource,
     MappingConfig,
 )
+from cascata.local.esm_events import LambdaContext
 from cascata.local.functions import Function, build_function
 from cascata.pipeline import Pipeline, ResourceKind
 
 Observer = Callable[[str, Mapping[str, Any], Any, float], None]
 """(processor, event, response, finished_at): called after each invocation that returned."""
+
+
+STATUS_KEY = "cascata/local-runtime/status.json"
+"""Where a running local runtime keeps its mappings' checkpoints (in the failures bucket)."""
+
+
+def mapping_key(processor: str, stream: str) -> str:
+    """Mappings are named `processor/stream`: a processor may read several streams."""
+    return f"{processor}/{stream}"
+
+
+class WallClock:
+    """Wall-clock time that the local runtime can move forward (never back) for its functions:
+    "the scheduler runs an hour later" without waiting an hour."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self._offset += seconds
 
 
 @dataclass
@@ -42,7 +71,10 @@ class LocalRuntime:
     provisioned: Provisioned | None = None
     engine: EventSourceMappingEngine | None = None
     mappings: dict[str, EventSourceMapping] = field(default_factory=dict)
+    scheduled: dict[str, Function] = field(default_factory=dict)
+    apis: dict[str, Function] = field(default_factory=dict)
     chaos_clients: list[ChaosKinesis] = field(default_factory=list)
+    clock: WallClock = field(default_factory=WallClock)
 
     def start(self) -> LocalRuntime:
         self.provisioned = provision(self.pipeline, self.aws, stage=self.stage,
@@ -66,23 +98,110 @@ class LocalRuntime:
         )
         for salt, proc in enumerate(self.pipeline.processors):
             function = self._function(proc.name, salt)
-            on_failure = self._arn(proc.source.on_failure)
-            source_name = self.name(proc.source.stream)
-            source: Any = (
-                KinesisBackendSource(source_name, account=self.aws.account,
-                                     region=self.aws.region)
-                if self.aws.embedded
-                else KinesisApiSource(self.aws.client("kinesis"), stream_name=source_name)
+            for src in proc.sources:
+                source_name = self.name(src.stream)
+                source: Any = (
+                    KinesisBackendSource(source_name, account=self.aws.account,
+                                         region=self.aws.region)
+                    if self.aws.embedded
+                    else KinesisApiSource(self.aws.client("kinesis"), stream_name=source_name)
+                )
+                config = MappingConfig.from_event_source(
+                    src, on_failure_arn=self._arn(src.on_failure)
+                )
+                self.mappings[mapping_key(proc.name, src.stream)] = self.engine.create_mapping(
+                    function=function,
+                    function_name=self.pipeline.physical_name(proc.name, stage=self.stage),
+                    source=source,
+                    config=config,
+                    memory_mb=proc.memory_mb,
+                    timeout_s=proc.timeout_s,
+                )
+        for sched in self.pipeline.scheduled:
+            self.scheduled[sched.name] = build_function(
+                self.pipeline, sched.name, aws=self.aws, stage=self.stage, now=self.clock.now
             )
-            self.mappings[proc.name] = self.engine.create_mapping(
-                function=function,
-                function_name=self.pipeline.physical_name(proc.name, stage=self.stage),
-                source=source,
-                config=MappingConfig.from_event_source(proc.source, on_failure_arn=on_failure),
-                memory_mb=proc.memory_mb,
-                timeout_s=proc.timeout_s,
+        for api in self.pipeline.apis:
+            self.apis[api.name] = build_function(
+                self.pipeline, api.name, aws=self.aws, stage=self.stage
             )
         return self
+
+    def routes(self) -> dict[str, Function]:
+        """`METHOD /path` -> the API function serving it, for the local HTTP front."""
+        return {
+            route.key: self.apis[api.name] for api in self.pipeline.apis for route in api.routes
+        }
+
+    def context(self, name: str) -> LambdaContext:
+        """A fresh Lambda context for one invocation of a declared function."""
+        fn = self.pipeline.function(name)
+        physical = self.pipeline.physical_name(name, stage=self.stage)
+        return LambdaContext(
+            function_name=physical,
+            function_arn=f"arn:aws:lambda:{self.aws.region}:{self.aws.account}:function:"
+            f"{physical}",
+            memory_limit_in_mb=fn.memory_mb,
+            aws_request_id=str(uuid.uuid4()),
+            log_stream_name=f"local/[$LATEST]{name}",
+            clock=SystemClock(),
+            timeout_s=fn.timeout_s,
+        )
+
+    def route_context(self, route_key: str) -> LambdaContext:
+        for api in self.pipeline.apis:
+            if any(r.key == route_key for r in api.routes):
+                return self.context(api.name)
+        return self.context(self.pipeline.apis[0].name)
+
+    def run_scheduled(self, name: str, *, now: float | None = None) -> Any:
+        """Invoke a scheduled function as the scheduler does, with a Scheduled Event."""
+        when = self.clock.now() if now is None else now
+        physical = self.pipeline.physical_name(name, stage=self.stage)
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.scheduler",
+            "account": self.aws.account,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
+            "region": self.aws.region,
+            "resources": [
+                f"arn:aws:scheduler:{self.aws.region}:{self.aws.account}:schedule/default/"
+                f"{physical}"
+            ],
+            "detail": {},
+        }
+        context = self.context(name)
+        return self.scheduled[name](event, context)
+
+    def checkpoint_report(self) -> dict[str, Any]:
+        """Every mapping's checkpoints and counters, as `cascata status` reads them."""
+        report: dict[str, Any] = {}
+        for proc in self.pipeline.processors:
+            for src in proc.sources:
+                mapping = self.mappings[mapping_key(proc.name, src.stream)]
+                stats = mapping.stats
+                report[mapping_key(proc.name, src.stream)] = {
+                    "processor": proc.name,
+                    "stream": src.stream,
+                    "physical_stream": self.name(src.stream),
+                    "checkpoints": {k: str(v) for k, v in mapping.checkpoints.items()},
+                    "invocations": stats.invocations,
+                    "records_in": stats.records_in,
+                    "retries": stats.retries,
+                    "on_failure_records": stats.on_failure_records,
+                    "updated_at": time.time(),
+                }
+        return report
+
+    def publish_checkpoints(self) -> None:
+        """Keep the checkpoint report in the emulator, where `cascata status` can read it."""
+        s3 = self.aws.client("s3")
+        bucket = self.name("failures")
+        s3.put_object(Bucket=bucket, Key=STATUS_KEY,
+                      Body=json.dumps(self.checkpoint_report()).encode(),
+                      ContentType="application/json")
 
     def name(self, declared: str) -> str:
         assert self.provisioned is not None, "start() first"
@@ -108,7 +227,7 @@ class LocalRuntime:
             return client
 
         function = build_function(self.pipeline, processor, aws=self.aws, stage=self.stage,
-                                  wrap=wrap)
+                                  wrap=wrap, now=self.clock.now)
         observer = self.observer
         if observer is None:
             return function

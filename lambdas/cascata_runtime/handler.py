@@ -59,6 +59,21 @@ class TransformDependencies:
     objects: ObjectStore
 
 
+def transform_dependencies(
+    *, output_stream: str, quarantine_bucket: str, client: ClientFactory
+) -> TransformDependencies:
+    """What a stream-to-stream processor needs, over boto3 clients from `client`."""
+    from cascata_runtime.adapters import S3ObjectStore
+    from cascata_runtime.emitter import KinesisSink
+
+    return TransformDependencies(
+        output_stream=output_stream,
+        quarantine_bucket=quarantine_bucket,
+        sink=KinesisSink(client("kinesis")),
+        objects=S3ObjectStore(client("s3")),
+    )
+
+
 def transform(
     processor: str, core: TransformCore, deps: TransformDependencies
 ) -> BatchFunction:

@@ -72,10 +72,115 @@ class BalancesSettings(_FromEnv):
     }
 
 
+@dataclass(frozen=True, slots=True)
+class FraudDetectSettings(_FromEnv):
+    alerts_stream: str
+    alerts_table: str
+    fraud_state_table: str
+    profiles_table: str
+    quarantine_bucket: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "alerts_stream": "ALERTS_STREAM",
+        "alerts_table": "ALERTS_TABLE",
+        "fraud_state_table": "FRAUD_STATE_TABLE",
+        "profiles_table": "PROFILES_TABLE",
+        "quarantine_bucket": "QUARANTINE_BUCKET",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowsSettings(_FromEnv):
+    activity_table: str
+    activity_stream: str
+    late_stream: str
+    quarantine_bucket: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "activity_table": "ACTIVITY_TABLE",
+        "activity_stream": "ACTIVITY_STREAM",
+        "late_stream": "LATE_STREAM",
+        "quarantine_bucket": "QUARANTINE_BUCKET",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowsCloseSettings(_FromEnv):
+    activity_table: str
+    activity_stream: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "activity_table": "ACTIVITY_TABLE",
+        "activity_stream": "ACTIVITY_STREAM",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilesSettings(_FromEnv):
+    profiles_table: str
+    quarantine_bucket: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "profiles_table": "PROFILES_TABLE",
+        "quarantine_bucket": "QUARANTINE_BUCKET",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings(_FromEnv):
+    notifications_topic: str
+    alerts_table: str
+    quarantine_bucket: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "notifications_topic": "NOTIFICATIONS_TOPIC",
+        "alerts_table": "ALERTS_TABLE",
+        "quarantine_bucket": "QUARANTINE_BUCKET",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySettings(_FromEnv):
+    balances_table: str
+    profiles_table: str
+    activity_table: str
+    alerts_table: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "balances_table": "BALANCES_TABLE",
+        "profiles_table": "PROFILES_TABLE",
+        "activity_table": "ACTIVITY_TABLE",
+        "alerts_table": "ALERTS_TABLE",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings(_FromEnv):
+    raw_stream: str
+    stage: str
+    ENVIRONMENT: ClassVar[Mapping[str, str]] = {
+        "raw_stream": "RAW_STREAM",
+        "stage": "PIPELINE_STAGE",
+    }
+
+
 SETTINGS_BY_FUNCTION: Mapping[str, type[_FromEnv]] = {
     "validate": ValidateSettings,
     "postings": PostingsSettings,
     "balances": BalancesSettings,
+    "fraud-detect": FraudDetectSettings,
+    "windows": WindowsSettings,
+    "windows-close": WindowsCloseSettings,
+    "profiles": ProfilesSettings,
+    "notify": NotifySettings,
+    "query": QuerySettings,
+    "ingest": IngestSettings,
 }
 """Declared processor name -> its settings class (the infrastructure tests read this)."""
 

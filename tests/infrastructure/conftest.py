@@ -64,34 +64,54 @@ class Synthesized:
         assert len(found) == 1, f"expected one {resource_type} with {prop}={value!r}: {found}"
         return found[0]
 
-    def function(self, processor: str) -> tuple[str, dict[str, Any]]:
-        name = self.pipeline.physical_name(
-            processor, stage=self.config.stage, account=ACCOUNT, region=REGION
+    def function(self, name: str) -> tuple[str, dict[str, Any]]:
+        """The Lambda function of a declared function of any kind, by its physical name."""
+        physical = self.pipeline.physical_name(
+            name, stage=self.config.stage, account=ACCOUNT, region=REGION
         )
-        logical_id = self.logical_id("AWS::Lambda::Function", "FunctionName", name)
+        logical_id = self.logical_id("AWS::Lambda::Function", "FunctionName", physical)
         return logical_id, self.resources[logical_id]
 
-    def mapping(self, processor: str) -> dict[str, Any]:
+    def mappings(self, processor: str) -> dict[str, dict[str, Any]]:
+        """The processor's event source mappings (properties), by logical id."""
         function_id, _ = self.function(processor)
-        found = [
-            r["Properties"]
-            for r in self.of_type("AWS::Lambda::EventSourceMapping").values()
+        return {
+            k: r["Properties"]
+            for k, r in self.of_type("AWS::Lambda::EventSourceMapping").items()
             if r["Properties"]["FunctionName"] == {"Ref": function_id}
-        ]
-        assert len(found) == 1, f"{processor}: expected one event source mapping, got {found}"
-        mapping: dict[str, Any] = found[0]
-        return mapping
+        }
 
-    def policy_statements(self, processor: str) -> list[dict[str, Any]]:
-        """Every statement of the identity policies attached to the processor's role."""
-        _, function = self.function(processor)
-        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    def mapping(self, processor: str, stream: str | None = None) -> dict[str, Any]:
+        """The one mapping of `processor` reading `stream` (default: its first source)."""
+        declared = self.pipeline.processor(processor)
+        stream = stream or declared.sources[0].stream
+        found = [m for m in self.mappings(processor).values() if self.reads(m) == stream]
+        assert len(found) == 1, f"{processor}: expected one mapping of {stream}, got {found}"
+        return found[0]
+
+    def reads(self, mapping: dict[str, Any]) -> str:
+        """The declared stream a mapping reads: its Kafka topic or its Kinesis stream."""
+        if "Topics" in mapping:
+            (topic,) = mapping["Topics"]
+            names = {self.physical(s.name): s.name for s in self.pipeline.streams}
+            return names[topic]
+        stream_id = mapping["EventSourceArn"]["Fn::GetAtt"][0]
+        physical = self.resources[stream_id]["Properties"]["Name"]
+        return next(s.name for s in self.pipeline.streams if self.physical(s.name) == physical)
+
+    def role_statements(self, role_id: str) -> list[dict[str, Any]]:
+        """Every statement of the identity policies attached to a role."""
         return [
             statement
             for policy in self.of_type("AWS::IAM::Policy").values()
             if {"Ref": role_id} in policy["Properties"]["Roles"]
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         ]
+
+    def policy_statements(self, function: str) -> list[dict[str, Any]]:
+        """Every statement of the identity policies attached to the function's role."""
+        _, rendered = self.function(function)
+        return self.role_statements(rendered["Properties"]["Role"]["Fn::GetAtt"][0])
 
     def physical(self, name: str) -> str:
         return self.pipeline.physical_name(
@@ -143,7 +163,7 @@ def every_stage(request: pytest.FixtureRequest) -> Iterator[Synthesized]:
 
 @pytest.fixture(scope="session")
 def features(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The variant pipeline of `variants.py` (filters, windows, queues, topics...)."""
+    """The variant pipeline of `variants.py` (filters, windows, queues, TTL, rates...)."""
     from .variants import FEATURES
 
     return synthesize(tmp_path_factory.mktemp("features"), pipeline=FEATURES, stage="dev")

@@ -24,8 +24,8 @@ def test_every_mapping_reports_item_failures_bisects_and_is_bounded(
     mappings = every_stage.of_type("AWS::Lambda::EventSourceMapping")
     retention_s = every_stage.config.stream_retention_seconds
 
-    # Then there is one mapping per declared processor
-    assert len(mappings) == len(every_stage.pipeline.processors)
+    # Then there is one mapping per declared source of every processor
+    assert len(mappings) == sum(len(p.sources) for p in every_stage.pipeline.processors)
     for logical_id, mapping in mappings.items():
         props = mapping["Properties"]
         # ... each reports partial batch failures and bisects failing batches
@@ -50,9 +50,10 @@ def _destination(synth: Synthesized, source: EventSource) -> dict[str, Any]:
     return {"Ref": synth.logical_id("AWS::SNS::Topic", "TopicName", name)}
 
 
-def _expected_kinesis_mapping(synth: Synthesized, processor: str) -> dict[str, Any]:
-    """The AWS::Lambda::EventSourceMapping properties the declaration implies."""
-    source = synth.pipeline.processor(processor).source
+def _expected_kinesis_mapping(
+    synth: Synthesized, processor: str, source: EventSource
+) -> dict[str, Any]:
+    """The AWS::Lambda::EventSourceMapping properties one declared source implies."""
     function_id, _ = synth.function(processor)
     stream_id = synth.logical_id("AWS::Kinesis::Stream", "Name", synth.physical(source.stream))
     return {
@@ -86,9 +87,18 @@ def _expected_kinesis_mapping(synth: Synthesized, processor: str) -> dict[str, A
 
 def _assert_mappings_match_declaration(synth: Synthesized) -> None:
     for proc in synth.pipeline.processors:
-        synth.template.has_resource_properties(
-            "AWS::Lambda::EventSourceMapping", _expected_kinesis_mapping(synth, proc.name)
-        )
+        # Given a processor, Then it has exactly one mapping per declared source...
+        mappings = synth.mappings(proc.name)
+        assert sorted(synth.reads(m) for m in mappings.values()) == sorted(
+            s.stream for s in proc.sources
+        ), proc.name
+        for source in proc.sources:
+            # ... and the mapping of each source (function and stream name it) has every
+            # setting of that source
+            synth.template.has_resource_properties(
+                "AWS::Lambda::EventSourceMapping",
+                _expected_kinesis_mapping(synth, proc.name, source),
+            )
 
 
 def test_mappings_equal_the_declared_ones(dev: Synthesized, prod: Synthesized) -> None:
@@ -116,38 +126,64 @@ def test_declared_filters_windows_positions_and_queue_destinations_render(
     assert balances["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": [queue_id, "Arn"]
     }
+    # ... and the two sources of profiles keep their own filters and destinations
+    customers = features.mapping("profiles", "customers")
+    payments = features.mapping("profiles", "payments-validated")
+    assert "FilterCriteria" not in customers
+    assert json.loads(payments["FilterCriteria"]["Filters"][0]["Pattern"]) == {
+        "data": {"type": ["payment.made"], "version": [1]}
+    }
+    failures_id = features.logical_id(
+        "AWS::S3::Bucket", "BucketName", features.physical("failures")
+    )
+    failed_profiles_id = features.logical_id(
+        "AWS::SQS::Queue", "QueueName", features.physical("failed-profiles")
+    )
+    assert customers["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [failures_id, "Arn"]
+    }
+    assert payments["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [failed_profiles_id, "Arn"]
+    }
 
 
 def test_kafka_mappings_render_the_declared_settings_on_provisioned_pollers(
     msk: Synthesized,
 ) -> None:
     cluster_id = next(iter(msk.of_type("AWS::MSK::ServerlessCluster")))
+    groups: list[str] = []
     for proc in msk.pipeline.processors:
-        # Given a declared processor on the MSK variant
-        props = msk.mapping(proc.name)
-        source = proc.source
-        # Then it reads the topic named after the declared stream, with its own group
-        assert props["EventSourceArn"] == {"Fn::GetAtt": [cluster_id, "Arn"]}
-        assert props["Topics"] == [msk.physical(source.stream)]
-        assert props["AmazonManagedKafkaEventSourceConfig"] == {
-            "ConsumerGroupId": msk.physical(proc.name)
-        }
-        # ... with the declared batching and error handling
-        assert props["StartingPosition"] == source.starting_position
-        assert props["BatchSize"] == source.batch_size
-        assert props["MaximumBatchingWindowInSeconds"] == source.batching_window_s
-        assert props["MaximumRetryAttempts"] == source.max_retries
-        assert props["MaximumRecordAgeInSeconds"] == source.max_record_age_s
-        assert props["BisectBatchOnFunctionError"] is source.bisect_on_error
-        # ... which Kafka mappings only honour with provisioned pollers
-        assert props["ProvisionedPollerConfig"] == {
-            "MinimumPollers": msk.config.kafka.min_pollers,
-            "MaximumPollers": msk.config.kafka.max_pollers,
-        }
-        assert props["DestinationConfig"]["OnFailure"]["Destination"] == _destination(msk, source)
-        # ... and no Kinesis-only setting leaks in
-        assert "ParallelizationFactor" not in props
-        assert "TumblingWindowInSeconds" not in props
+        assert len(msk.mappings(proc.name)) == len(proc.sources), proc.name
+        for position, source in enumerate(proc.sources):
+            # Given a declared source of a processor on the MSK variant
+            props = msk.mapping(proc.name, source.stream)
+            # Then it reads the topic named after the declared stream...
+            assert props["EventSourceArn"] == {"Fn::GetAtt": [cluster_id, "Arn"]}
+            assert props["Topics"] == [msk.physical(source.stream)]
+            # ... in a consumer group of its own: the function's name for the first source
+            # (the offsets it has always committed), function-stream for the others
+            group = props["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
+            function_name = msk.physical(proc.name)
+            assert group == (function_name if position == 0 else f"{function_name}-{source.stream}")
+            groups.append(group)
+            # ... with the declared batching and error handling
+            assert props["StartingPosition"] == source.starting_position
+            assert props["BatchSize"] == source.batch_size
+            assert props["MaximumBatchingWindowInSeconds"] == source.batching_window_s
+            assert props["MaximumRetryAttempts"] == source.max_retries
+            assert props["MaximumRecordAgeInSeconds"] == source.max_record_age_s
+            assert props["BisectBatchOnFunctionError"] is source.bisect_on_error
+            # ... which Kafka mappings only honour with provisioned pollers
+            assert props["ProvisionedPollerConfig"] == {
+                "MinimumPollers": msk.config.kafka.min_pollers,
+                "MaximumPollers": msk.config.kafka.max_pollers,
+            }
+            destination = props["DestinationConfig"]["OnFailure"]["Destination"]
+            assert destination == _destination(msk, source)
+            # ... and no Kinesis-only setting leaks in
+            assert "ParallelizationFactor" not in props
+            assert "TumblingWindowInSeconds" not in props
+    assert len(groups) == len(set(groups)), "Lambda needs one consumer group per Kafka mapping"
 
 
 def test_mapping_metrics_feed_the_on_failure_alarm(every_stage: Synthesized) -> None:

@@ -1,19 +1,21 @@
-"""Functions: runtime, packaging, logging, tracing, environment and least-privilege grants.
+"""Functions of every kind: runtime, packaging, logging, tracing, environment, grants.
 
-The environment test is the contract with the handlers: each function gets exactly the
-variables its settings class reads (plus Powertools'), and each value is the physical name of
-the resource the declaration binds, in the template, in this stage.
+The environment test is the contract with the handlers: each function (stream processor,
+scheduled or behind the API) gets exactly the variables its settings class reads (plus
+Powertools'), and each value is the physical name of the resource the declaration binds, in the
+template, in this stage.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cascata.pipeline import PIPELINE, ResourceKind
+from cascata.pipeline import PIPELINE, Function, Processor, ResourceKind, ScheduledFunction, Table
 from payments.settings import SETTINGS_BY_FUNCTION
 from stacks.access import permissions
 
@@ -33,35 +35,48 @@ _TYPE_AND_NAME = {
 }
 
 
-def _environment(synth: Synthesized, processor: str) -> dict[str, str]:
-    _, function = synth.function(processor)
-    variables: dict[str, str] = function["Properties"]["Environment"]["Variables"]
+def _environment(synth: Synthesized, function: str) -> dict[str, str]:
+    _, rendered = synth.function(function)
+    variables: dict[str, str] = rendered["Properties"]["Environment"]["Variables"]
     return variables
 
 
-def test_every_declared_processor_has_a_settings_class() -> None:
-    assert set(SETTINGS_BY_FUNCTION) == {p.name for p in PIPELINE.processors}
+def test_every_declared_function_has_a_settings_class() -> None:
+    assert set(SETTINGS_BY_FUNCTION) == {f.name for f in PIPELINE.functions}
+
+
+def test_every_function_kind_is_rendered(every_stage: Synthesized) -> None:
+    # One Lambda function per declared function, stream processors, scheduled and API alike
+    assert {
+        r["Properties"]["FunctionName"]
+        for r in every_stage.of_type("AWS::Lambda::Function").values()
+    } == {every_stage.physical(f.name) for f in every_stage.pipeline.functions}
+    assert {type(f).__name__ for f in every_stage.pipeline.functions} == {
+        "Processor",
+        "ScheduledFunction",
+        "ApiFunction",
+    }
 
 
 def test_environment_is_exactly_what_the_settings_read_plus_powertools(
     every_stage: Synthesized,
 ) -> None:
-    for proc in every_stage.pipeline.processors:
+    for fn in every_stage.pipeline.functions:
         # Given the variables the function's settings class reads
-        reads = SETTINGS_BY_FUNCTION[proc.name].variables()
+        reads = SETTINGS_BY_FUNCTION[fn.name].variables()
         # Then the function gets exactly those plus the Powertools ones
-        environment = _environment(every_stage, proc.name)
-        assert set(environment) == reads | POWERTOOLS_VARIABLES, proc.name
+        environment = _environment(every_stage, fn.name)
+        assert set(environment) == reads | POWERTOOLS_VARIABLES, fn.name
         # ... which are the declaration's own rendering, nothing hand-written
         assert {k: v for k, v in environment.items() if k in reads} == (
             every_stage.pipeline.environment(
-                proc.name,
+                fn.name,
                 stage=every_stage.config.stage,
                 account=every_stage.config.account,
                 region=every_stage.config.region,
             )
-        )
-        assert environment["POWERTOOLS_SERVICE_NAME"] == proc.name
+        ), fn.name
+        assert environment["POWERTOOLS_SERVICE_NAME"] == fn.name
         assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "Cascata"
         assert environment["POWERTOOLS_LOG_LEVEL"] == every_stage.config.log_level
         assert environment["PIPELINE_STAGE"] == every_stage.config.stage
@@ -72,17 +87,17 @@ def test_each_bound_variable_names_a_resource_the_function_may_use(
     variant: str, request: pytest.FixtureRequest
 ) -> None:
     synth: Synthesized = request.getfixturevalue(variant)
-    for proc in synth.pipeline.processors:
-        environment = _environment(synth, proc.name)
-        granted = _granted_resources(synth.policy_statements(proc.name))
-        for binding in proc.bindings:
+    for fn in synth.pipeline.functions:
+        environment = _environment(synth, fn.name)
+        granted = _granted_resources(synth.policy_statements(fn.name))
+        for binding in fn.bindings:
             # Given a declared binding
             kind = synth.pipeline.resource(binding.resource).kind
             resource_type, name_property = _TYPE_AND_NAME[kind]
             # Then its variable holds the physical name of that resource in the template
             logical_id = synth.logical_id(resource_type, name_property, environment[binding.env])
             # ... and the function's policy grants on that very resource
-            assert logical_id in granted, f"{proc.name}: {binding.env} -> {logical_id}"
+            assert logical_id in granted, f"{fn.name}: {binding.env} -> {logical_id}"
 
 
 def test_msk_stream_variables_name_the_topics_the_mappings_read(msk: Synthesized) -> None:
@@ -92,13 +107,15 @@ def test_msk_stream_variables_name_the_topics_the_mappings_read(msk: Synthesized
         for t in m["Properties"]["Topics"]
     }
     outputs = {o["Value"] for o in msk.json["Outputs"].values() if isinstance(o["Value"], str)}
-    for proc in msk.pipeline.processors:
-        environment = _environment(msk, proc.name)
-        for binding in proc.bindings:
+    for fn in msk.pipeline.functions:
+        environment = _environment(msk, fn.name)
+        for binding in fn.bindings:
             if msk.pipeline.resource(binding.resource).kind is ResourceKind.STREAM:
                 assert environment[binding.env] in outputs, binding.env
                 assert environment[binding.env] == msk.physical(binding.resource)
     assert topics <= outputs
+    # ... and every declared stream, read or only written, has its topic named in the outputs
+    assert {msk.physical(s.name) for s in msk.pipeline.streams} <= outputs
 
 
 def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
@@ -109,15 +126,15 @@ def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
         rf"^arn:aws:lambda:{REGION}:017000801446:layer:"
         r"AWSLambdaPowertoolsPythonV3-python311-arm64:\d+$"
     )
-    for proc in every_stage.pipeline.processors:
-        _, function = every_stage.function(proc.name)
+    for fn in every_stage.pipeline.functions:
+        _, function = every_stage.function(fn.name)
         props = function["Properties"]
         assert props["Runtime"] == "python3.11"
         assert props["Architectures"] == ["arm64"]
-        assert props["Handler"] == proc.handler
-        assert props["MemorySize"] == proc.memory_mb
-        assert props["Timeout"] == proc.timeout_s
-        assert props["FunctionName"] == every_stage.physical(proc.name)
+        assert props["Handler"] == fn.handler
+        assert props["MemorySize"] == fn.memory_mb
+        assert props["Timeout"] == fn.timeout_s
+        assert props["FunctionName"] == every_stage.physical(fn.name)
         assert len(props["Layers"]) == 1 and layer.match(props["Layers"][0]), props["Layers"]
         assert props["Layers"][0].endswith(f":{every_stage.config.powertools_layer_version}")
         # Structured logs into the function's own log group, traced
@@ -128,21 +145,32 @@ def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
         assert log_group["LogGroupName"] == f"/aws/lambda/{props['FunctionName']}"
         assert log_group["RetentionInDays"] == every_stage.config.log_retention_days
         assert "KmsKeyId" in log_group
-        # No reserved concurrency unless declared
-        assert "ReservedConcurrentExecutions" not in props
+        # Reserved concurrency exactly as declared (scheduled functions: one at a time)
+        if fn.reserved_concurrency is None:
+            assert "ReservedConcurrentExecutions" not in props, fn.name
+        else:
+            assert props["ReservedConcurrentExecutions"] == fn.reserved_concurrency, fn.name
 
 
-def test_declared_reserved_concurrency_is_applied(features: Synthesized) -> None:
+def test_declared_reserved_concurrency_is_applied(dev: Synthesized, features: Synthesized) -> None:
     _, function = features.function("balances")
     assert function["Properties"]["ReservedConcurrentExecutions"] == 4
+    _, function = dev.function("notify")
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 5
 
 
-def test_msk_functions_run_in_the_private_subnets(msk: Synthesized) -> None:
+def test_msk_processors_run_in_the_private_subnets_and_the_others_do_not(
+    msk: Synthesized,
+) -> None:
     subnets = set(msk.of_type("AWS::EC2::Subnet"))
     for proc in msk.pipeline.processors:
         _, function = msk.function(proc.name)
         vpc_config = function["Properties"]["VpcConfig"]
         assert {s["Ref"] for s in vpc_config["SubnetIds"]} == subnets
+    # Scheduled and API functions are not fed by Kafka pollers: no ENIs, no VPC cold starts
+    for fn in (*msk.pipeline.scheduled, *msk.pipeline.apis):
+        _, function = msk.function(fn.name)
+        assert "VpcConfig" not in function["Properties"], fn.name
 
 
 def test_code_asset_is_the_lambdas_folder_without_caches_or_tests(dev: Synthesized) -> None:
@@ -158,8 +186,12 @@ def test_code_asset_is_the_lambdas_folder_without_caches_or_tests(dev: Synthesiz
     assert "payments/settings.py" in files
     assert "cascata_runtime/errors.py" in files
     # ... every declared handler module (a typo would only show at the first invocation)
-    for proc in dev.pipeline.processors:
-        assert proc.module.replace(".", "/") + ".py" in files, proc.handler
+    missing = [
+        fn.handler
+        for fn in dev.pipeline.functions
+        if fn.module.replace(".", "/") + ".py" not in files
+    ]
+    assert not missing, f"handler modules missing from lambdas/: {missing}"
     # ... and nothing that changes the asset hash without changing the code
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
     assert not [f for f in files if "/tests/" in f or Path(f).name.startswith("test_")]
@@ -192,18 +224,38 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [action] if isinstance(action, str) else list(action)
 
 
+def _declared_resources(synth: Synthesized, fn: Function) -> set[str]:
+    """Logical ids of what a function may touch: its log group, the key, its bindings, its
+    sources and on-failure destinations, and a scheduled function's dead-letter queue."""
+    expected = {synth.function(fn.name)[1]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]}
+    expected.add(next(iter(synth.of_type("AWS::KMS::Key"))))
+    names = [b.resource for b in fn.bindings]
+    if isinstance(fn, Processor):
+        names += [s.stream for s in fn.sources] + [s.on_failure for s in fn.sources]
+    for name in names:
+        kind = synth.pipeline.resource(name).kind
+        resource_type, name_property = _TYPE_AND_NAME[kind]
+        expected.add(synth.logical_id(resource_type, name_property, synth.physical(name)))
+    if isinstance(fn, ScheduledFunction):
+        expected.add(
+            synth.logical_id("AWS::SQS::Queue", "QueueName", f"{synth.physical(fn.name)}-dlq")
+        )
+    return expected
+
+
 @pytest.mark.parametrize("variant", ["dev", "features"])
 def test_grants_are_exactly_the_declared_access(
     variant: str, request: pytest.FixtureRequest
 ) -> None:
     synth: Synthesized = request.getfixturevalue(variant)
     key_id = next(iter(synth.of_type("AWS::KMS::Key")))
-    for proc in synth.pipeline.processors:
-        statements = synth.policy_statements(proc.name)
+    for fn in synth.pipeline.functions:
+        statements = synth.policy_statements(fn.name)
         # Then no action is a wildcard, and the only wildcard resource is X-Ray's
         for statement in statements:
             assert statement["Effect"] == "Allow"
             assert not [a for a in _actions(statement) if "*" in a], statement
+            assert "*" not in json.dumps(_resource_names(statement)), statement
             if statement["Resource"] == "*":
                 assert set(_actions(statement)) == {
                     "xray:PutTraceSegments",
@@ -212,17 +264,29 @@ def test_grants_are_exactly_the_declared_access(
             # ... and the key may only be used through the service owning the resource
             if _granted_resources([statement]) == {key_id}:
                 assert "kms:ViaService" in statement["Condition"]["StringEquals"], statement
-        # ... and the resources are the declared ones: bindings, source, destination, logs
-        expected = {synth.function(proc.name)[1]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]}
-        expected.add(key_id)
-        for name in [b.resource for b in proc.bindings] + [
-            proc.source.stream,
-            proc.source.on_failure,
-        ]:
-            kind = synth.pipeline.resource(name).kind
-            resource_type, name_property = _TYPE_AND_NAME[kind]
-            expected.add(synth.logical_id(resource_type, name_property, synth.physical(name)))
-        assert _granted_resources(statements) == expected, proc.name
+        # ... and the resources are the declared ones: bindings, sources, destinations, logs
+        assert _granted_resources(statements) == _declared_resources(synth, fn), fn.name
+
+
+def _resource_names(statement: dict[str, Any]) -> list[str]:
+    """The literal parts of a statement's resources, e.g. `/index/by-day`, `/*` (not `*`)."""
+    resources = statement["Resource"]
+    if resources == "*":
+        return []
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, dict) and "Fn::Join" in node:
+            walk(node["Fn::Join"][1])
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(resources)
+    # Object-level grants on one declared bucket are `<bucket-arn>/*` by necessity.
+    return [name for name in found if name != "/*"]
 
 
 def _actions_on(statements: list[dict[str, Any]], logical_id: str) -> set[str]:
@@ -234,8 +298,32 @@ def _actions_on(statements: list[dict[str, Any]], logical_id: str) -> set[str]:
     }
 
 
+def _index_statements(statements: list[dict[str, Any]], logical_id: str) -> list[list[str]]:
+    """For each statement on a table's indexes: the index names it names."""
+    found = []
+    for statement in statements:
+        resources = statement["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        names = [
+            r["Fn::Join"][1][1].removeprefix("/index/")
+            for r in resources
+            if isinstance(r, dict)
+            and "Fn::Join" in r
+            and r["Fn::Join"][1][0] == {"Fn::GetAtt": [logical_id, "Arn"]}
+            and str(r["Fn::Join"][1][1]).startswith("/index/")
+        ]
+        if names:
+            assert _actions(statement) == ["dynamodb:Query"], statement
+            found.append(names)
+    return found
+
+
+TABLE_READ = {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
+TABLE_WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+
+
 def test_access_levels_map_to_actions(features: Synthesized) -> None:
-    # Given balances: table read_write, quarantine write, sessions read, alerts write
+    # Given balances: table read_write, quarantine write, sessions read, balance-events write
     statements = features.policy_statements("balances")
     balances = features.logical_id(
         "AWS::DynamoDB::Table", "TableName", features.physical("balances")
@@ -246,22 +334,73 @@ def test_access_levels_map_to_actions(features: Synthesized) -> None:
     quarantine = features.logical_id(
         "AWS::S3::Bucket", "BucketName", features.physical("quarantine")
     )
-    alerts = features.logical_id("AWS::SNS::Topic", "TopicName", features.physical("alerts"))
-    table_read = set(permissions(ResourceKind.TABLE, "read")[0].actions)
-    table_write = set(permissions(ResourceKind.TABLE, "write")[0].actions)
-    # Then read_write is read plus write, read is read only, write is write only
-    assert _actions_on(statements, balances) == table_read | table_write
-    assert _actions_on(statements, sessions) == table_read
+    events = features.logical_id(
+        "AWS::SNS::Topic", "TopicName", features.physical("balance-events")
+    )
+    # Then the access table is the documented one...
+    assert set(permissions(ResourceKind.TABLE, "read")[0].actions) == TABLE_READ
+    assert set(permissions(ResourceKind.TABLE, "write")[0].actions) == TABLE_WRITE
+    # ... read_write is read plus write, read is read only, write is write only
+    assert _actions_on(statements, balances) == TABLE_READ | TABLE_WRITE
+    assert _actions_on(statements, sessions) == TABLE_READ
     assert _actions_on(statements, quarantine) == {"s3:PutObject", "s3:AbortMultipartUpload"}
-    assert _actions_on(statements, alerts) == {"sns:Publish"}
-    # ... and nobody may delete a quarantined record or read another function's output
+    assert _actions_on(statements, events) == {"sns:Publish"}
+    # ... and nobody may delete a quarantined record, an item, or scan a whole table
     every = {
         a
-        for p in features.pipeline.processors
-        for s in features.policy_statements(p.name)
+        for f in features.pipeline.functions
+        for s in features.policy_statements(f.name)
         for a in _actions(s)
     }
-    assert not [a for a in every if a.startswith(("s3:Delete", "dynamodb:DeleteTable"))]
+    assert not [
+        a
+        for a in every
+        if a.startswith(("s3:Delete", "dynamodb:Delete"))
+        or a in ("dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:DescribeTable")
+    ]
+
+
+def test_table_reads_reach_the_declared_indexes_by_name(dev: Synthesized) -> None:
+    for fn in dev.pipeline.functions:
+        statements = dev.policy_statements(fn.name)
+        for binding in fn.bindings:
+            declared = dev.pipeline.resource(binding.resource)
+            if not isinstance(declared, Table):
+                continue
+            # Given a function bound to a table
+            table = dev.logical_id("AWS::DynamoDB::Table", "TableName", dev.physical(declared.name))
+            indexes = _index_statements(statements, table)
+            # Then it may Query each declared index, named one by one (never `index/*`)...
+            assert sorted(n for names in indexes for n in names) == sorted(
+                i.name for i in declared.indexes
+            ), (fn.name, declared.name)
+            # ... and reads or writes the table as declared, with the key through DynamoDB
+            expected = TABLE_READ if binding.access == "read" else TABLE_READ | TABLE_WRITE
+            assert _actions_on(statements, table) == expected, (fn.name, declared.name)
+    # e.g. the API's query function reads both indexed views through their indexes
+    query = dev.policy_statements("query")
+    alerts = dev.logical_id("AWS::DynamoDB::Table", "TableName", dev.physical("alerts-view"))
+    assert _index_statements(query, alerts) == [["by-day"]]
+
+
+def test_topic_write_is_publish_on_that_topic_and_the_key_through_sns(dev: Synthesized) -> None:
+    statements = dev.policy_statements("notify")
+    topic = dev.logical_id("AWS::SNS::Topic", "TopicName", dev.physical("notifications"))
+    key_id = next(iter(dev.of_type("AWS::KMS::Key")))
+    on_topic = [s for s in statements if topic in _granted_resources([s])]
+    assert [_actions(s) for s in on_topic] == [["sns:Publish"]]
+    assert on_topic[0]["Resource"] == {"Ref": topic}
+    via_sns = [
+        s
+        for s in statements
+        if _granted_resources([s]) == {key_id}
+        and s["Condition"]["StringEquals"]["kms:ViaService"].startswith("sns.")
+    ]
+    assert [sorted(_actions(s)) for s in via_sns] == [["kms:Decrypt", "kms:GenerateDataKey"]]
+    # ... and no other function may publish to it
+    for fn in dev.pipeline.functions:
+        if fn.name != "notify":
+            assert topic not in _granted_resources(dev.policy_statements(fn.name)), fn.name
 
 
 def test_s3_on_failure_destination_may_only_receive_records(dev: Synthesized) -> None:

@@ -16,6 +16,7 @@ STATEFUL_TYPES = (
     "AWS::Kinesis::Stream",
     "AWS::DynamoDB::Table",
     "AWS::S3::Bucket",
+    "AWS::SQS::Queue",
     "AWS::KMS::Key",
     "AWS::Logs::LogGroup",
 )
@@ -94,22 +95,44 @@ def test_shard_counts_and_retention_come_from_context(tmp_path: Path) -> None:
             assert props["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
 
 
-def test_tables_have_declared_keys_ttl_pitr_and_the_key(features: Synthesized) -> None:
-    for table in features.pipeline.tables:
+@pytest.mark.parametrize("variant", ["dev", "features"])
+def test_tables_have_declared_keys_indexes_ttl_pitr_and_the_key(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(variant)
+    assert len(synth.of_type("AWS::DynamoDB::Table")) == len(synth.pipeline.tables)
+    for table in synth.pipeline.tables:
         key_schema = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
         if table.sort_key:
             key_schema.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
-        features.template.has_resource_properties(
+        indexes = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    *(
+                        [{"AttributeName": index.sort_key, "KeyType": "RANGE"}]
+                        if index.sort_key
+                        else []
+                    ),
+                ],
+                # As declared: ALL answers reads from the index, KEYS_ONLY only finds items
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in table.indexes
+        ]
+        synth.template.has_resource_properties(
             "AWS::DynamoDB::Table",
             {
-                "TableName": features.physical(table.name),
+                "TableName": synth.physical(table.name),
                 "KeySchema": key_schema,
+                "GlobalSecondaryIndexes": indexes or Match.absent(),
                 "BillingMode": "PAY_PER_REQUEST",
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
                 "SSESpecification": {
                     "SSEEnabled": True,
                     "SSEType": "KMS",
-                    "KMSMasterKeyId": _key_ref(features),
+                    "KMSMasterKeyId": _key_ref(synth),
                 },
                 "TimeToLiveSpecification": (
                     {"AttributeName": table.ttl_attribute, "Enabled": True}
@@ -118,6 +141,20 @@ def test_tables_have_declared_keys_ttl_pitr_and_the_key(features: Synthesized) -
                 ),
             },
         )
+        # Every key attribute, of the table and its indexes, is declared as a string
+        (rendered,) = [
+            t["Properties"]
+            for t in synth.of_type("AWS::DynamoDB::Table").values()
+            if t["Properties"]["TableName"] == synth.physical(table.name)
+        ]
+        keys = {table.partition_key, table.sort_key} | {
+            k for i in table.indexes for k in (i.partition_key, i.sort_key)
+        }
+        assert sorted(rendered["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == [
+            {"AttributeName": k, "AttributeType": "S"} for k in sorted(keys - {None})
+        ]
+    # The reference pipeline really declares composite keys and indexes
+    assert any(t.indexes for t in synth.pipeline.tables)
 
 
 def test_buckets_are_encrypted_private_tls_only_versioned_logged_and_expiring(
@@ -190,37 +227,48 @@ def test_buckets_are_encrypted_private_tls_only_versioned_logged_and_expiring(
         )
 
 
-def test_declared_queues_and_topics_are_encrypted_and_tls_only(features: Synthesized) -> None:
-    key = _key_ref(features)
-    features.template.has_resource_properties(
-        "AWS::SQS::Queue",
+def _denies_plain_http(synth: Synthesized, policy_type: str, target: str, ref: Any) -> None:
+    synth.template.has_resource_properties(
+        policy_type,
         {
-            "QueueName": features.physical("failed-balances"),
-            "KmsMasterKeyId": key,
-            "RedrivePolicy": Match.object_like({"maxReceiveCount": 5}),
+            target: [ref],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
         },
     )
-    features.template.has_resource_properties(
-        "AWS::SNS::Topic", {"TopicName": features.physical("alerts"), "KmsMasterKeyId": key}
-    )
-    for policy_type in ("AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
+
+
+def test_declared_topics_are_encrypted_and_tls_only(dev: Synthesized) -> None:
+    assert dev.pipeline.topics
+    for topic in dev.pipeline.topics:
+        topic_id = dev.logical_id("AWS::SNS::Topic", "TopicName", dev.physical(topic.name))
+        assert dev.resources[topic_id]["Properties"]["KmsMasterKeyId"] == _key_ref(dev)
+        _denies_plain_http(dev, "AWS::SNS::TopicPolicy", "Topics", {"Ref": topic_id})
+
+
+def test_declared_queues_are_encrypted_and_tls_only(features: Synthesized) -> None:
+    key = _key_ref(features)
+    for queue in features.pipeline.queues:
         features.template.has_resource_properties(
-            policy_type,
+            "AWS::SQS::Queue",
             {
-                "PolicyDocument": {
-                    "Statement": Match.array_with(
-                        [
-                            Match.object_like(
-                                {
-                                    "Effect": "Deny",
-                                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                                }
-                            )
-                        ]
-                    )
-                }
+                "QueueName": features.physical(queue.name),
+                "KmsMasterKeyId": key,
+                "RedrivePolicy": Match.object_like({"maxReceiveCount": 5}),
             },
         )
+    for queue_id in features.of_type("AWS::SQS::Queue"):
+        _denies_plain_http(features, "AWS::SQS::QueuePolicy", "Queues", {"Ref": queue_id})
 
 
 def test_prod_retains_and_protects_state_dev_does_not(dev: Synthesized, prod: Synthesized) -> None:

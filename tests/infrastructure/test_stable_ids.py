@@ -1,9 +1,10 @@
 """Stateful resources and event source mappings keep their logical ids across refactors.
 
 `stable_ids.json` records, per variant, the logical id and type of every resource whose
-replacement would lose data or a read position (streams, tables, buckets, the key, log groups,
-event source mappings, the MSK cluster and its network) or collide on a fixed name (functions,
-the dashboard, the alarm topic). A refactor that changes one of those ids would make
+replacement would lose data or a read position (streams, tables, buckets, queues, the key, log
+groups, event source mappings, the MSK cluster and its network), collide on a fixed name
+(functions, the dashboard, topics) or change an address clients call (the HTTP API, whose URL
+embeds its id). A refactor that changes one of those ids would make
 CloudFormation create a new resource and delete the old one.
 """
 
@@ -33,6 +34,7 @@ PROTECTED_TYPES = frozenset(
         "AWS::Lambda::Function",
         "AWS::CloudWatch::Dashboard",
         "AWS::MSK::ServerlessCluster",
+        "AWS::ApiGatewayV2::Api",
         "AWS::EC2::VPC",
         "AWS::EC2::Subnet",
         "AWS::EC2::SecurityGroup",

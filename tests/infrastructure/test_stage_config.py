@@ -97,7 +97,7 @@ def test_a_maximum_record_age_not_well_below_retention_is_refused() -> None:
     slow = replace(
         PIPELINE,
         processors=tuple(
-            replace(p, source=replace(p.source, max_record_age_s=72_000))
+            replace(p, sources=tuple(replace(s, max_record_age_s=72_000) for s in p.sources))
             if p.name == "postings"
             else p
             for p in PIPELINE.processors

@@ -1,8 +1,9 @@
-"""A variant of the declared pipeline that uses every declaration feature.
+"""A variant of the declared pipeline that uses the declaration features the reference omits.
 
-The reference payments pipeline declares no filters, tumbling windows, reserved concurrency,
-sort keys, TTL, queues or topics; the stacks must still render them correctly, so the tests
-also synthesize this variant (same processors, a few settings changed).
+The reference payments pipeline declares no filters, tumbling windows, TTL, queues or
+non-bucket on-failure destinations, and runs its one scheduled function every minute; the
+stacks must still render all of that correctly, so the tests also synthesize this variant
+(same functions, a few settings changed).
 """
 
 from __future__ import annotations
@@ -12,23 +13,36 @@ from dataclasses import replace
 from cascata.pipeline import PIPELINE, Binding, Processor, Queue, Table, Topic
 
 PAYMENT_FILTER = '{"data": {"type": ["payment.made"], "version": [1]}}'
+WINDOWS_CLOSE_EVERY_S = 300
 
 
 def _vary(processor: Processor) -> Processor:
     if processor.name == "validate":
+        (source,) = processor.sources
         return replace(
             processor,
-            source=replace(processor.source, filters=(PAYMENT_FILTER,), starting_position="LATEST"),
+            sources=(replace(source, filters=(PAYMENT_FILTER,), starting_position="LATEST"),),
         )
     if processor.name == "balances":
+        (source,) = processor.sources
         return replace(
             processor,
             reserved_concurrency=4,
-            source=replace(processor.source, tumbling_window_s=60, on_failure="failed-balances"),
+            sources=(replace(source, tumbling_window_s=60, on_failure="failed-balances"),),
             bindings=(
                 *processor.bindings,
-                Binding(env="ALERTS_TOPIC", resource="alerts", access="write"),
+                Binding(env="BALANCE_EVENTS_TOPIC", resource="balance-events", access="write"),
                 Binding(env="SESSIONS_TABLE", resource="sessions", access="read"),
+            ),
+        )
+    if processor.name == "profiles":
+        # Two sources with different settings and destinations: each mapping must get its own.
+        first, second = processor.sources
+        return replace(
+            processor,
+            sources=(
+                first,
+                replace(second, filters=(PAYMENT_FILTER,), on_failure="failed-profiles"),
             ),
         )
     return processor
@@ -46,8 +60,15 @@ FEATURES = replace(
             ttl_attribute="expires_at",
         ),
     ),
-    queues=(Queue(name="failed-balances", description="An SQS on-failure destination."),),
-    topics=(Topic(name="alerts", description="A topic a processor publishes to."),),
+    queues=(
+        Queue(name="failed-balances", description="An SQS on-failure destination."),
+        Queue(name="failed-profiles", description="Another, for a second source."),
+    ),
+    topics=(
+        *PIPELINE.topics,
+        Topic(name="balance-events", description="A topic a processor publishes to."),
+    ),
     processors=tuple(_vary(p) for p in PIPELINE.processors),
+    scheduled=tuple(replace(s, every_s=WINDOWS_CLOSE_EVERY_S) for s in PIPELINE.scheduled),
 )
 assert not FEATURES.validate(), FEATURES.validate()

@@ -137,14 +137,15 @@ def test_every_declared_processor_converts() -> None:
     """Given the payments pipeline, when each processor's source is converted, then it is a
     valid mapping with the production defaults the declaration promises."""
     for processor in PIPELINE.processors:
-        config = MappingConfig.from_event_source(
-            processor.source, on_failure_arn="arn:aws:s3:::cascata-failures"
-        )
-        assert config.report_batch_item_failures
-        assert config.bisect_batch_on_function_error
-        assert config.maximum_retry_attempts != -1
-        assert config.maximum_record_age_in_seconds != -1
-        assert config.batch_size == processor.source.batch_size
+        for source in processor.sources:
+            config = MappingConfig.from_event_source(
+                source, on_failure_arn="arn:aws:s3:::cascata-failures"
+            )
+            assert config.report_batch_item_failures
+            assert config.bisect_batch_on_function_error
+            assert config.maximum_retry_attempts != -1
+            assert config.maximum_record_age_in_seconds != -1
+            assert config.batch_size == source.batch_size
 
 
 def test_a_zero_window_in_the_declaration_means_the_source_default() -> None:

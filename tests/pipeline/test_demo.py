@@ -11,6 +11,7 @@ from cascata.cli import main
 from cascata.local.chaos import ChaosSettings
 from cascata.local.demo import DemoOptions, run_demo
 from cascata.local.reference import Observed, Reference, check
+from cascata.pipeline import PIPELINE
 from cascata.workload import WorkloadSpec, generate
 
 pytestmark = pytest.mark.pipeline
@@ -23,9 +24,10 @@ def test_demo_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) 
     assert result["ok"] is True
     assert set(result["invariants"]) == {
         "no_event_lost", "no_event_applied_twice", "invalid_events_quarantined_with_reason",
-        "balances_sum_to_zero_per_currency"}
+        "balances_sum_to_zero_per_currency", "profiles_match_reference",
+        "every_alert_notified_exactly_once", "window_results_equal_reference"}
     assert all(v["ok"] and v["detail"] for v in result["invariants"].values())
-    assert set(result["stages"]) == {"validate", "postings", "balances"}
+    assert set(result["stages"]) == {p.name for p in PIPELINE.processors}
     validate = result["stages"]["validate"]
     assert validate["in"] if "in" in validate else validate["records_in"] >= 300
     assert result["throughput_eps"] > 0

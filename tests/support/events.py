@@ -151,3 +151,134 @@ def payment(
     }
     event.update(overrides)
     return event
+
+
+def customer_registered(
+    event_id: str,
+    *,
+    customer_id: str = "alice",
+    name: str = "Alice Liddell",
+    email: str = "alice@example.com",
+    country: str = "GB",
+    tier: str = "plus",
+    occurred_at: str = "2020-06-25T14:00:00Z",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A `customer.registered` v1 envelope as the CRM sends it to the customers stream."""
+    event: dict[str, Any] = {
+        "event_id": event_id,
+        "type": "customer.registered",
+        "version": 1,
+        "key": customer_id,
+        "occurred_at": occurred_at,
+        "data": {"customer_id": customer_id, "name": name, "email": email,
+                 "country": country, "tier": tier},
+    }
+    event.update(overrides)
+    return event
+
+
+def customer_updated(
+    event_id: str,
+    *,
+    customer_id: str = "alice",
+    occurred_at: str = "2020-06-25T15:00:00Z",
+    **changes: Any,
+) -> dict[str, Any]:
+    """A `customer.updated` v1 envelope carrying only the fields that changed."""
+    return {
+        "event_id": event_id,
+        "type": "customer.updated",
+        "version": 1,
+        "key": customer_id,
+        "occurred_at": occurred_at,
+        "data": {"customer_id": customer_id, **changes},
+    }
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    route_key: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+    query: Mapping[str, str | Sequence[str]] | None = None,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    is_base64: bool = False,
+    stage: str = "$default",
+    request_id: str = "JKJaXmPLvHcESHA=",
+) -> dict[str, Any]:
+    """An API Gateway HTTP API event, payload format 2.0 (ESM spec 7.6), as Lambda receives it.
+
+    `route_key` defaults to "METHOD path"; `query` values may be lists (repeated parameters,
+    comma-joined in queryStringParameters as API Gateway does); `body` is a str, bytes, or any
+    other value sent as JSON; with `is_base64` the body bytes are base64-encoded. Optional keys
+    are omitted when empty, as API Gateway omits them.
+    """
+    from urllib.parse import urlencode
+
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    lowered.setdefault("host", "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com")
+    lowered.setdefault("x-forwarded-for", "198.51.100.7")
+    raw_query = ""
+    params: dict[str, str] = {}
+    if query:
+        pairs = [(k, v) for k, vs in query.items()
+                 for v in ([vs] if isinstance(vs, str) else list(vs))]
+        raw_query = urlencode(pairs)
+        for k, v in pairs:
+            params[k] = f"{params[k]},{v}" if k in params else v
+    raw_path = path if stage == "$default" else f"/{stage}{path}"
+    key = route_key if route_key is not None else f"{method} {path}"
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": lowered,
+    }
+    if params:
+        event["queryStringParameters"] = params
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    event["requestContext"] = {
+        "accountId": ACCOUNT,
+        "apiId": "a1b2c3d4e5",
+        "domainName": lowered["host"],
+        "domainPrefix": lowered["host"].split(".", 1)[0],
+        "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1",
+                 "sourceIp": "198.51.100.7", "userAgent": lowered.get("user-agent", "curl/8.5.0")},
+        "requestId": request_id,
+        "routeKey": key,
+        "stage": stage,
+        "time": "25/Nov/2026:14:06:00 +0000",
+        "timeEpoch": 1_795_615_560_000,
+    }
+    if body is not None:
+        data = body.encode() if isinstance(body, str) else (
+            body if isinstance(body, bytes) else json.dumps(body).encode())
+        event["body"] = base64.b64encode(data).decode() if is_base64 else data.decode()
+    event["isBase64Encoded"] = is_base64 and body is not None
+    return event
+
+
+def scheduled_event(
+    schedule: str = "cascata-test-windows-close",
+    *,
+    time: str = "2026-11-25T14:06:00Z",
+    group: str = "default",
+) -> dict[str, Any]:
+    """The event EventBridge Scheduler sends a Lambda target when no input is templated: an
+    EventBridge "Scheduled Event" naming the schedule."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{schedule}/{time}")),
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": ACCOUNT,
+        "time": time,
+        "region": REGION,
+        "resources": [f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{group}/{schedule}"],
+        "detail": {},
+    }

@@ -137,3 +137,41 @@ def test_the_property_catches_a_double_apply() -> None:
     assert kept.state.balances == {"USD": 20000} and kept.duplicates == (1,)
     forgot = apply_postings(AccountBalance("bob"), [first], window=0).state
     assert apply_postings(forgot, [second], window=0).state.balances == {"USD": 40000}
+
+
+def test_real_kinesis_sequence_numbers_survive_the_item_round_trip() -> None:
+    # 56-digit sequence numbers do not fit DynamoDB's 38-digit numbers: fences are strings.
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    from payments.domain.balances import AccountBalance, PostingAt, apply_postings
+    from payments.domain.schemas import LedgerPosting
+
+    seq = 49655120332106537122198547307836423917393715633398530082
+    [rec] = [r for rs in ledger([payment("p1")]).values() for r in rs
+             if r["kinesis"]["partitionKey"] == "bob"]
+    env = parse_envelope(__import__("json").loads(base64.b64decode(rec["kinesis"]["data"])))
+    assert isinstance(env, Envelope)
+    posting = parse_event(env)
+    assert isinstance(posting, LedgerPosting)
+    state = apply_postings(AccountBalance("bob"),
+                           [PostingAt(posting, "shardId-000000000002", seq, 0)]).state
+    wire = {k: TypeSerializer().serialize(v) for k, v in state.to_item().items()}
+    back = {k: TypeDeserializer().deserialize(v) for k, v in wire.items()}
+    again = AccountBalance.from_item("bob", back)
+    assert again.fences == {"2": seq}
+    assert apply_postings(again, [PostingAt(posting, "shardId-000000000002", seq, 0)]).redelivered
+
+
+def test_kafka_offset_zero_is_applied_not_taken_for_a_redelivery() -> None:
+    from payments.domain.balances import AccountBalance, PostingAt, apply_postings
+    from payments.domain.schemas import LedgerPosting
+
+    [rec] = [r for rs in ledger([payment("p1")]).values() for r in rs
+             if r["kinesis"]["partitionKey"] == "bob"]
+    env = parse_envelope(__import__("json").loads(base64.b64decode(rec["kinesis"]["data"])))
+    assert isinstance(env, Envelope)
+    posting = parse_event(env)
+    assert isinstance(posting, LedgerPosting)
+    result = apply_postings(AccountBalance("bob"), [PostingAt(posting, "0", 0, 0)])
+    assert result.applied == (0,)
+    assert apply_postings(result.state, [PostingAt(posting, "0", 0, 0)]).redelivered == (0,)

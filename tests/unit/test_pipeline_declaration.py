@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from cascata.pipeline import PIPELINE, Binding, EventSource, Pipeline, Processor
+from cascata.pipeline import (
+    PIPELINE,
+    ApiFunction,
+    Binding,
+    EventSource,
+    Function,
+    Pipeline,
+    Processor,
+    Route,
+    ScheduledFunction,
+)
 from payments.settings import SETTINGS_BY_FUNCTION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +39,7 @@ def test_the_declaration_imports_neither_cdk_nor_boto3() -> None:
     assert not {m for m in imported if m.split(".")[0] in {"aws_cdk", "boto3", "botocore"}}
 
 
-@pytest.mark.parametrize("processor", [p.name for p in PIPELINE.processors])
+@pytest.mark.parametrize("processor", [f.name for f in PIPELINE.functions])
 def test_each_function_environment_is_exactly_what_its_settings_read(processor: str) -> None:
     env = PIPELINE.environment(processor, stage="dev", account="111122223333", region="eu-west-1")
     assert set(env) == SETTINGS_BY_FUNCTION[processor].variables()
@@ -37,8 +47,8 @@ def test_each_function_environment_is_exactly_what_its_settings_read(processor: 
     assert settings.stage == "dev"  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("processor", PIPELINE.processors, ids=lambda p: p.name)
-def test_each_handler_module_follows_the_convention(processor: Processor) -> None:
+@pytest.mark.parametrize("processor", PIPELINE.functions, ids=lambda p: p.name)
+def test_each_handler_module_follows_the_convention(processor: Function) -> None:
     module = importlib.import_module(processor.module)
     assert callable(getattr(module, processor.function))
     assert module.SETTINGS is SETTINGS_BY_FUNCTION[processor.name]
@@ -77,15 +87,23 @@ def test_validation_catches_structural_mistakes() -> None:
                 name="Bad_Name",
                 handler="x.y.handler",
                 description="",
-                source=EventSource(stream="balances", batch_size=0, max_record_age_s=30,
-                                   on_failure="payments-raw", filters=("{nope",)),
+                sources=(EventSource(stream="balances", batch_size=0, max_record_age_s=30,
+                                     on_failure="payments-raw", filters=("{nope",)),),
                 bindings=(Binding("OUT_STREAM", "missing", "write"),
                           Binding("OUT_STREAM", "payments-raw", "write")),
             ),
+        ),
+        scheduled=(ScheduledFunction("tick", "x.tick.handler", "", every_s=30, bindings=()),),
+        apis=(
+            ApiFunction("api-a", "x.a.handler", "", routes=(Route("GET", "/x"),), bindings=()),
+            ApiFunction("api-b", "x.b.handler", "", routes=(Route("GET", "/x"),
+                                                              Route("GET", "y")), bindings=()),
         ),
     )
     problems = "\n".join(broken.validate())
     for expected in ("'Bad_Name'", "source 'balances' is not a stream", "on_failure",
                      "batch_size 0", "max_record_age_s 30", "is not JSON",
-                     "OUT_STREAM is bound twice", "unknown resource 'missing'"):
+                     "OUT_STREAM is bound twice", "unknown resource 'missing'",
+                     "every_s 30", "'GET /x' belongs to more than one function",
+                     "must start with /"):
         assert expected in problems

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cascata_runtime.envelope import Envelope, Rejection
-from payments.domain.schemas import LedgerPosting, parse_event
+from payments.domain.schemas import LedgerPosting, sort_by_type
 
 RECENT_IDS = 64
 """How many recent posting ids each account remembers. 64 ids of 11 characters keep the item
@@ -55,7 +55,8 @@ class AccountBalance:
         item: dict[str, Any] = {
             key: self.account,
             "balances": dict(self.balances),
-            "fences": dict(self.fences),
+            # Strings: Kinesis sequence numbers have 56 digits, DynamoDB numbers hold 38.
+            "fences": {k: str(v) for k, v in self.fences.items()},
             "postings": self.postings,
             "version": self.version,
         }
@@ -110,7 +111,9 @@ def apply_postings(
     redelivered: list[int] = []
     for item in sorted(postings, key=lambda p: (p.shard, p.sequence)):
         tag = shard_tag(item.shard)
-        if item.sequence <= fences.get(tag, 0):
+        fence = fences.get(tag)
+        # Kafka offsets start at 0, so "no fence yet" must not read as "fence at 0".
+        if fence is not None and item.sequence <= fence:
             redelivered.append(item.index)
             continue
         fences[tag] = item.sequence
@@ -140,22 +143,15 @@ def group_postings(
     events: Sequence[Envelope | Rejection],
 ) -> tuple[dict[str, list[PostingAt]], list[tuple[int, Rejection]]]:
     """Postings of a batch grouped by account, and the records that are not valid postings."""
+    postings, rejected = sort_by_type(events, LedgerPosting)
     by_account: dict[str, list[PostingAt]] = {}
-    rejected: list[tuple[int, Rejection]] = []
-    for index, item in enumerate(events):
-        if isinstance(item, Rejection):
-            rejected.append((index, item))
+    for index, posting in postings:
+        assert isinstance(posting, LedgerPosting)
+        causation = posting.envelope.causation
+        if causation is None:
+            rejected.append((index, Rejection("causation", "missing", "no source position")))
             continue
-        event = parse_event(item)
-        if isinstance(event, Rejection):
-            rejected.append((index, event))
-            continue
-        if not isinstance(event, LedgerPosting) or item.causation is None:
-            rejected.append(
-                (index, Rejection("type", "unexpected_type", f"{item.type} is not a posting"))
-            )
-            continue
-        by_account.setdefault(event.account, []).append(
-            PostingAt(event, item.causation.shard, int(item.causation.sequence), index)
+        by_account.setdefault(posting.account, []).append(
+            PostingAt(posting, causation.shard, int(causation.sequence), index)
         )
     return by_account, rejected

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from cascata_runtime.envelope import Envelope, Rejection
 from cascata_runtime.shell import Effects, Emission
-from payments.domain.schemas import LedgerPosting, PaymentMade, derived_envelope, parse_event
+from payments.domain.schemas import LedgerPosting, PaymentMade, derived_envelope, sort_by_type
 
 
 def postings_for(payment: PaymentMade) -> tuple[Envelope, Envelope]:
@@ -42,21 +42,11 @@ def postings_for(payment: PaymentMade) -> tuple[Envelope, Envelope]:
 
 
 def postings_batch(events: Sequence[Envelope | Rejection], *, output_stream: str) -> Effects:
-    emissions: list[Emission] = []
-    quarantined: list[tuple[int, Rejection]] = []
-    for index, item in enumerate(events):
-        if isinstance(item, Rejection):
-            quarantined.append((index, item))
-            continue
-        event = parse_event(item)
-        if isinstance(event, Rejection):
-            quarantined.append((index, event))
-            continue
-        if not isinstance(event, PaymentMade):
-            quarantined.append(
-                (index, Rejection("type", "unexpected_type", f"{item.type} is not a payment"))
-            )
-            continue
-        for posting in postings_for(event):
-            emissions.append(Emission(output_stream, posting, index))
-    return Effects(emissions=tuple(emissions), quarantined=tuple(quarantined))
+    payments, rejected = sort_by_type(events, PaymentMade)
+    emissions = tuple(
+        Emission(output_stream, posting, index)
+        for index, payment in payments
+        if isinstance(payment, PaymentMade)
+        for posting in postings_for(payment)
+    )
+    return Effects(emissions=emissions, quarantined=tuple(rejected))

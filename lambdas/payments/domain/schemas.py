@@ -4,17 +4,28 @@ Public contract (other services produce these; extend, never break): `payment.ma
 `customer.registered` v1, `customer.updated` v1. cascata's own: `ledger.posting` v1 and
 `fraud.alert` v1. `parse_event` turns a checked `Envelope` into one of these or a `Rejection`
 naming the field (`data.amount_minor`, ...), a stable code and a sentence.
+
+The windows processor adds `window.closed` v1 (the final result of an event-time window of an
+account) and `payment.late` v1 (the side output: a payment that missed closed windows), both
+keyed by account.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
-from cascata_runtime.envelope import Envelope, Rejection, derive_event_id, format_time
+from cascata_runtime.envelope import (
+    Envelope,
+    Rejection,
+    derive_event_id,
+    format_time,
+    parse_time,
+)
 from payments.domain.iso import COUNTRIES, CURRENCY_EXPONENTS
 
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -145,7 +156,144 @@ class FraudAlert:
         }
 
 
-Event: TypeAlias = PaymentMade | CustomerRegistered | CustomerUpdated | LedgerPosting | FraudAlert
+WindowDirection: TypeAlias = Literal["out", "in"]
+"""`out`: the account paid (it was the payer); `in`: the account was paid (the payee)."""
+WINDOW_DIRECTIONS: tuple[WindowDirection, ...] = ("out", "in")
+LateCause: TypeAlias = Literal["watermark_passed", "window_closed"]
+ClosedBy: TypeAlias = Literal["watermark", "schedule"]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    """Count, sum, min and max of the payments of one currency in one direction of a window."""
+
+    count: int
+    sum_minor: int
+    min_minor: int
+    max_minor: int
+
+    @classmethod
+    def of(cls, amount_minor: int) -> WindowTotals:
+        return cls(1, amount_minor, amount_minor, amount_minor)
+
+    def add(self, amount_minor: int) -> WindowTotals:
+        return WindowTotals(
+            self.count + 1,
+            self.sum_minor + amount_minor,
+            min(self.min_minor, amount_minor),
+            max(self.max_minor, amount_minor),
+        )
+
+    def data(self) -> dict[str, int]:
+        return {
+            "count": self.count,
+            "sum_minor": self.sum_minor,
+            "min_minor": self.min_minor,
+            "max_minor": self.max_minor,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowClosed:
+    """The final result of one event-time window of one account: emitted once it closed.
+
+    Its id derives from (account, window key), so closing a window twice emits the same event.
+    `occurred_at` is the window's end.
+    """
+
+    TYPE = "window.closed"
+    VERSION = 1
+    envelope: Envelope
+    account: str
+    window: str
+    window_key: str
+    start: datetime
+    end: datetime
+    closes_at: datetime
+    """The end plus the allowed lateness: no payment was counted after the watermark passed it."""
+    totals: Mapping[WindowDirection, Mapping[str, WindowTotals]]
+    """Direction -> currency -> totals; only the directions and currencies seen."""
+    payments: int
+    closed_by: ClosedBy
+    watermark: datetime | None
+    """The pipeline's watermark when the window closed (None when it was unknown)."""
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "window": self.window,
+            "window_key": self.window_key,
+            "start": format_time(self.start),
+            "end": format_time(self.end),
+            "closes_at": format_time(self.closes_at),
+            "totals": {
+                direction: {cur: t.data() for cur, t in sorted(per_currency.items())}
+                for direction, per_currency in self.totals.items()
+            },
+            "payments": self.payments,
+            "closed_by": self.closed_by,
+            "watermark": None if self.watermark is None else format_time(self.watermark),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LateWindow:
+    """A window a late payment missed, and why: the watermark had passed its close, or its
+    final result had already been emitted."""
+
+    window_key: str
+    closes_at: datetime
+    cause: LateCause
+
+    def data(self) -> dict[str, str]:
+        return {
+            "window_key": self.window_key,
+            "closes_at": format_time(self.closes_at),
+            "cause": self.cause,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLate:
+    """A payment that arrived after some of its windows closed (the side output of windows).
+
+    Keyed by the account whose windows it missed; its id derives from the payment's id and
+    the direction, so a redelivered late payment is the same event.
+    """
+
+    TYPE = "payment.late"
+    VERSION = 1
+    envelope: Envelope
+    account: str
+    counterparty: str
+    direction: WindowDirection
+    payment_event_id: str
+    amount: Money
+    windows: tuple[LateWindow, ...]
+    watermark: datetime | None
+    """The source shard's watermark when the payment was read."""
+    allowed_lateness_s: int
+    reason: str
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "counterparty": self.counterparty,
+            "direction": self.direction,
+            "payment_event_id": self.payment_event_id,
+            "amount_minor": self.amount.amount_minor,
+            "currency": self.amount.currency,
+            "windows": [w.data() for w in self.windows],
+            "watermark": None if self.watermark is None else format_time(self.watermark),
+            "allowed_lateness_s": self.allowed_lateness_s,
+            "reason": self.reason,
+        }
+
+
+Event: TypeAlias = (
+    PaymentMade | CustomerRegistered | CustomerUpdated | LedgerPosting | FraudAlert
+    | WindowClosed | PaymentLate
+)
 
 
 def parse_event(envelope: Envelope) -> Event | Rejection:
@@ -266,6 +414,157 @@ def _parse_alert(env: Envelope) -> FraudAlert | Rejection:
     return FraudAlert(env, account, rule, severity, payment, evidence)
 
 
+_WINDOW_KEY = re.compile(r"^[a-z][a-z0-9-]{0,31}#\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+def _parse_window_closed(env: Envelope) -> WindowClosed | Rejection:
+    d = env.data
+    account = _account(d, "account")
+    if isinstance(account, Rejection):
+        return account
+    if env.key != account:
+        return Rejection("key", "key_mismatch", "a window result is keyed by its account")
+    window_key = d.get("window_key")
+    if not isinstance(window_key, str) or not _WINDOW_KEY.match(window_key):
+        return Rejection(
+            "data.window_key", "invalid_window_key",
+            "window_key must be <window>#<start, RFC 3339 UTC to the second>",
+        )
+    window = d.get("window")
+    if not isinstance(window, str) or not window_key.startswith(f"{window}#"):
+        return Rejection("data.window", "invalid_window", "window must name the window_key's spec")
+    times: dict[str, datetime] = {}
+    for name in ("start", "end", "closes_at"):
+        value = parse_time(d.get(name), f"data.{name}")
+        if isinstance(value, Rejection):
+            return value
+        times[name] = value
+    if not times["start"] < times["end"] <= times["closes_at"]:
+        return Rejection("data.end", "invalid_bounds", "a window needs start < end <= closes_at")
+    totals = _window_totals(d.get("totals"))
+    if isinstance(totals, Rejection):
+        return totals
+    payments = d.get("payments")
+    counted = sum(t.count for per in totals.values() for t in per.values())
+    if isinstance(payments, bool) or not isinstance(payments, int) or payments < 1:
+        return Rejection("data.payments", "invalid_count", "payments must be a positive integer")
+    if counted != payments:
+        return Rejection(
+            "data.payments", "count_mismatch",
+            f"payments is {payments} but the totals count {counted}",
+        )
+    closed_by = d.get("closed_by")
+    if closed_by not in ("watermark", "schedule"):
+        return Rejection("data.closed_by", "invalid_closed_by", "closed_by: watermark or schedule")
+    watermark = _optional_time(d, "watermark")
+    if isinstance(watermark, Rejection):
+        return watermark
+    return WindowClosed(
+        env, account, window, window_key, times["start"], times["end"], times["closes_at"],
+        totals, payments, closed_by, watermark,
+    )
+
+
+def _window_totals(
+    value: object,
+) -> Mapping[WindowDirection, Mapping[str, WindowTotals]] | Rejection:
+    if not isinstance(value, Mapping) or not value:
+        return Rejection("data.totals", "invalid_totals", "totals must be a non-empty object")
+    out: dict[WindowDirection, Mapping[str, WindowTotals]] = {}
+    for direction in WINDOW_DIRECTIONS:
+        per_currency = value.get(direction)
+        if per_currency is None:
+            continue
+        field = f"data.totals.{direction}"
+        if not isinstance(per_currency, Mapping) or not per_currency:
+            return Rejection(field, "invalid_totals", f"{field} must be a non-empty object")
+        parsed: dict[str, WindowTotals] = {}
+        for currency, raw in per_currency.items():
+            if currency not in CURRENCY_EXPONENTS:
+                return Rejection(field, "unknown_currency", f"{currency!r} is not ISO 4217")
+            raw_numbers = [raw.get(k) if isinstance(raw, Mapping) else None
+                           for k in ("count", "sum_minor", "min_minor", "max_minor")]
+            numbers = [n for n in raw_numbers if isinstance(n, int) and not isinstance(n, bool)]
+            if len(numbers) != 4:
+                return Rejection(
+                    f"{field}.{currency}", "invalid_totals",
+                    "count, sum_minor, min_minor and max_minor must be integers",
+                )
+            count, total, low, high = numbers
+            if not (count >= 1 and 1 <= low <= high and low * count <= total <= high * count):
+                return Rejection(
+                    f"{field}.{currency}", "inconsistent_totals",
+                    "totals need count >= 1, 1 <= min <= max and min*count <= sum <= max*count",
+                )
+            parsed[currency] = WindowTotals(count, total, low, high)
+        out[direction] = MappingProxyType(parsed)
+    unknown = set(value) - set(WINDOW_DIRECTIONS)
+    if unknown or not out:
+        return Rejection("data.totals", "invalid_totals", "totals has only the keys out and in")
+    return MappingProxyType(out)
+
+
+def _parse_payment_late(env: Envelope) -> PaymentLate | Rejection:
+    d = env.data
+    account = _account(d, "account")
+    if isinstance(account, Rejection):
+        return account
+    if env.key != account:
+        return Rejection("key", "key_mismatch", "a late payment is keyed by its account")
+    counterparty = _account(d, "counterparty")
+    if isinstance(counterparty, Rejection):
+        return counterparty
+    direction = d.get("direction")
+    if direction not in WINDOW_DIRECTIONS:
+        return Rejection("data.direction", "invalid_direction", "direction must be out or in")
+    payment = d.get("payment_event_id")
+    if not isinstance(payment, str) or not payment:
+        return Rejection("data.payment_event_id", "missing", "payment_event_id is required")
+    money = _money(d, "amount_minor", "currency")
+    if isinstance(money, Rejection):
+        return money
+    raw_windows = d.get("windows")
+    if not isinstance(raw_windows, tuple | list) or not raw_windows:
+        return Rejection("data.windows", "invalid_windows", "windows must be a non-empty list")
+    windows: list[LateWindow] = []
+    for n, raw in enumerate(raw_windows):
+        field = f"data.windows[{n}]"
+        if not isinstance(raw, Mapping):
+            return Rejection(field, "invalid_windows", f"{field} must be an object")
+        key = raw.get("window_key")
+        if not isinstance(key, str) or not _WINDOW_KEY.match(key):
+            return Rejection(f"{field}.window_key", "invalid_window_key", "not a window key")
+        closes_at = parse_time(raw.get("closes_at"), f"{field}.closes_at")
+        if isinstance(closes_at, Rejection):
+            return closes_at
+        cause = raw.get("cause")
+        if cause not in ("watermark_passed", "window_closed"):
+            return Rejection(
+                f"{field}.cause", "invalid_cause", "cause: watermark_passed or window_closed"
+            )
+        windows.append(LateWindow(key, closes_at, cause))
+    watermark = _optional_time(d, "watermark")
+    if isinstance(watermark, Rejection):
+        return watermark
+    lateness = d.get("allowed_lateness_s")
+    if isinstance(lateness, bool) or not isinstance(lateness, int) or lateness < 0:
+        return Rejection(
+            "data.allowed_lateness_s", "invalid_lateness", "allowed_lateness_s must be >= 0"
+        )
+    reason = d.get("reason")
+    if not isinstance(reason, str) or not reason:
+        return Rejection("data.reason", "missing", "reason is required")
+    return PaymentLate(
+        env, account, counterparty, direction, payment, money, tuple(windows), watermark,
+        lateness, reason,
+    )
+
+
+def _optional_time(d: Mapping[str, Any], name: str) -> datetime | Rejection | None:
+    value = d.get(name)
+    return None if value is None else parse_time(value, f"data.{name}")
+
+
 _PARSERS: Mapping[tuple[str, int], Callable[[Envelope], Event | Rejection]] = MappingProxyType(
     {
         (PaymentMade.TYPE, PaymentMade.VERSION): _parse_payment,
@@ -273,6 +572,8 @@ _PARSERS: Mapping[tuple[str, int], Callable[[Envelope], Event | Rejection]] = Ma
         (CustomerUpdated.TYPE, CustomerUpdated.VERSION): _parse_updated,
         (LedgerPosting.TYPE, LedgerPosting.VERSION): _parse_posting,
         (FraudAlert.TYPE, FraudAlert.VERSION): _parse_alert,
+        (WindowClosed.TYPE, WindowClosed.VERSION): _parse_window_closed,
+        (PaymentLate.TYPE, PaymentLate.VERSION): _parse_payment_late,
     }
 )
 
@@ -355,6 +656,33 @@ def _profile_field(name: str, value: object) -> str | Rejection:
     return value
 
 
+def sort_by_type(
+    events: Sequence[Envelope | Rejection], *kinds: type[Event]
+) -> tuple[list[tuple[int, Event]], list[tuple[int, Rejection]]]:
+    """Parse a decoded batch: events of the expected kinds with their index, and rejections.
+
+    An event of a valid but unexpected type (a customer event on the payments stream) is
+    rejected too: it does not belong where it was found.
+    """
+    accepted: list[tuple[int, Event]] = []
+    rejected: list[tuple[int, Rejection]] = []
+    for index, item in enumerate(events):
+        if isinstance(item, Rejection):
+            rejected.append((index, item))
+            continue
+        event = parse_event(item)
+        if isinstance(event, Rejection):
+            rejected.append((index, event))
+        elif not isinstance(event, kinds):
+            expected = ", ".join(k.TYPE for k in kinds)
+            rejected.append((index, Rejection(
+                "type", "unexpected_type", f"{item.type} does not belong here (expected {expected})"
+            )))
+        else:
+            accepted.append((index, event))
+    return accepted, rejected
+
+
 def derived_envelope(
     *,
     cause: Envelope,
@@ -382,10 +710,15 @@ __all__ = [
     "CustomerUpdated",
     "Event",
     "FraudAlert",
+    "LateWindow",
     "LedgerPosting",
     "Money",
+    "PaymentLate",
     "PaymentMade",
+    "WindowClosed",
+    "WindowTotals",
     "derived_envelope",
     "format_time",
     "parse_event",
+    "sort_by_type",
 ]

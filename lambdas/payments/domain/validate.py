@@ -3,44 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 
 from cascata_runtime.envelope import Envelope, Rejection
 from cascata_runtime.shell import Effects, Emission
-from payments.domain.schemas import PaymentMade, parse_event
+from payments.domain.schemas import PaymentMade, sort_by_type
 
 
 def validate_batch(events: Sequence[Envelope | Rejection], *, output_stream: str) -> Effects:
-    emissions: list[Emission] = []
-    quarantined: list[tuple[int, Rejection]] = []
-    for index, item in enumerate(events):
-        if isinstance(item, Rejection):
-            quarantined.append((index, item))
-            continue
-        event = parse_event(item)
-        if isinstance(event, Rejection):
-            quarantined.append((index, event))
-            continue
-        if not isinstance(event, PaymentMade):
-            quarantined.append(
-                (
-                    index,
-                    Rejection(
-                        "type",
-                        "unexpected_type",
-                        f"{item.type} does not belong on the payments stream",
-                    ),
-                )
-            )
-            continue
-        emissions.append(Emission(output_stream, normalised(event), index))
-    return Effects(emissions=tuple(emissions), quarantined=tuple(quarantined))
+    payments, rejected = sort_by_type(events, PaymentMade)
+    emissions = tuple(
+        Emission(output_stream, normalised(p), index)
+        for index, p in payments
+        if isinstance(p, PaymentMade)
+    )
+    return Effects(emissions=emissions, quarantined=tuple(rejected))
 
 
 def normalised(payment: PaymentMade) -> Envelope:
     """The same event (same id: it is the same fact), with canonical data and its lineage."""
     env = payment.envelope
-    from types import MappingProxyType
-
     return Envelope(
         event_id=env.event_id,
         type=env.type,

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from cascata_runtime import adapters
-from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import (
-    BatchFunction,
     ClientFactory,
     Handler,
     TransformDependencies,
     lambda_handler,
     lazy,
     transform,
+    transform_dependencies,
 )
 from payments.domain.postings import postings_batch
 from payments.settings import PostingsSettings
@@ -23,20 +22,15 @@ SETTINGS = PostingsSettings
 def dependencies(
     settings: PostingsSettings, client: ClientFactory = adapters.client
 ) -> TransformDependencies:
-    return TransformDependencies(
+    return transform_dependencies(
         output_stream=settings.ledger_stream,
         quarantine_bucket=settings.quarantine_bucket,
-        sink=KinesisSink(client("kinesis")),
-        objects=adapters.S3ObjectStore(client("s3")),
+        client=client,
     )
 
 
-def process(deps: TransformDependencies) -> BatchFunction:
-    return transform(PROCESSOR, postings_batch, deps)
-
-
 def make_handler(deps: TransformDependencies) -> Handler:
-    return lambda_handler(PROCESSOR, process(deps))
+    return lambda_handler(PROCESSOR, transform(PROCESSOR, postings_batch, deps))
 
 
-handler = lazy(lambda: make_handler(dependencies(PostingsSettings.from_env())))
+handler = lazy(lambda: make_handler(dependencies(SETTINGS.from_env())))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from cascata_runtime import adapters
-from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import (
-    BatchFunction,
     ClientFactory,
     Handler,
     TransformDependencies,
     lambda_handler,
     lazy,
     transform,
+    transform_dependencies,
 )
 from payments.domain.validate import validate_batch
 from payments.settings import ValidateSettings
@@ -23,20 +22,15 @@ SETTINGS = ValidateSettings
 def dependencies(
     settings: ValidateSettings, client: ClientFactory = adapters.client
 ) -> TransformDependencies:
-    return TransformDependencies(
+    return transform_dependencies(
         output_stream=settings.validated_stream,
         quarantine_bucket=settings.quarantine_bucket,
-        sink=KinesisSink(client("kinesis")),
-        objects=adapters.S3ObjectStore(client("s3")),
+        client=client,
     )
 
 
-def process(deps: TransformDependencies) -> BatchFunction:
-    return transform(PROCESSOR, validate_batch, deps)
-
-
 def make_handler(deps: TransformDependencies) -> Handler:
-    return lambda_handler(PROCESSOR, process(deps))
+    return lambda_handler(PROCESSOR, transform(PROCESSOR, validate_batch, deps))
 
 
-handler = lazy(lambda: make_handler(dependencies(ValidateSettings.from_env())))
+handler = lazy(lambda: make_handler(dependencies(SETTINGS.from_env())))

@@ -1,0 +1,1 @@
+"""Performance and cost measurements of cascata, and the baseline they are compared with."""

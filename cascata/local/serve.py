@@ -1,0 +1,216 @@
+"""`cascata up` and `cascata status`: the pipeline as a long-running local service.
+
+`up` starts the embedded emulator on a chosen loopback port, provisions and runs every
+processor, runs the scheduled functions on the clock, serves the HTTP APIs on loopback, and
+keeps running until Ctrl-C or SIGTERM, then stops everything cleanly. While it runs, it keeps
+its mappings' checkpoints in the emulator, so `status` (any process, any AWS client) can report
+each processor's backlog and each view's size.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from cascata.console import CliError, err, out
+from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
+from cascata.local.reference import list_keys
+from cascata.local.runtime import STATUS_KEY, LocalRuntime
+from cascata.pipeline import PIPELINE, Pipeline
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    port: int = 4566
+    api_port: int = 0
+    stage: str = "local"
+    tick_s: float | None = None
+    """Run scheduled functions this often instead of their declared period (demos, tests)."""
+
+
+def up(options: UpOptions, *, pipeline: Pipeline = PIPELINE,
+       ready: Callable[[dict[str, Any]], None] | None = None,
+       stop: threading.Event | None = None) -> None:
+    from cascata.local.http import serve
+
+    stop = stop or threading.Event()
+    try:
+        aws = EmbeddedAws(port=options.port).start()
+    except EndpointError as exc:
+        raise CliError(str(exc)) from None
+    runtime = LocalRuntime(pipeline, aws, stage=options.stage)
+    server: Any = None
+    threads: list[threading.Thread] = []
+    try:
+        runtime.start()
+        runtime.run_in_background()
+        try:
+            server = serve(runtime.routes(), port=options.api_port,
+                           context=runtime.route_context)
+        except OSError as exc:
+            raise CliError(f"cannot serve the APIs on 127.0.0.1:{options.api_port}: "
+                           f"{exc.strerror or exc}") from None
+        for sched in pipeline.scheduled:
+            period = options.tick_s or float(sched.every_s)
+            threads.append(_every(period, partial(runtime.run_scheduled, sched.name), stop))
+        threads.append(_every(1.0, runtime.publish_checkpoints, stop))
+        api_url = server.url
+        endpoints = {
+            "aws_endpoint_url": aws.endpoint_url,
+            "api_url": api_url,
+            "stage": options.stage,
+            "routes": sorted(runtime.routes()),
+            "streams": {s.name: runtime.name(s.name) for s in pipeline.streams},
+        }
+        if ready:
+            ready(endpoints)
+        _wait_for_signal(stop)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        if server is not None:
+            server.shutdown()
+        runtime.close()
+        aws.stop()
+
+
+def _every(period: float, action: Callable[[], Any], stop: threading.Event) -> threading.Thread:
+    def loop() -> None:
+        while not stop.wait(period):
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - a failed tick is reported, the next runs
+                err.print(f"warning: {getattr(action, '__name__', 'tick')} failed: {exc}",
+                          markup=False)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:
+        stop.wait()
+
+
+def print_endpoints(endpoints: dict[str, Any]) -> None:
+    out.print("[bold]cascata is up[/] (Ctrl-C or SIGTERM stops it)")
+    out.print(f"  AWS endpoint   {endpoints['aws_endpoint_url']}   "
+              f"(export AWS_ENDPOINT_URL={endpoints['aws_endpoint_url']})")
+    out.print(f"  HTTP APIs      {endpoints['api_url']}")
+    for route in endpoints["routes"]:
+        out.print(f"    {route}")
+    out.print(f"  stage          {endpoints['stage']}")
+
+
+def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline = PIPELINE
+           ) -> dict[str, Any]:
+    try:
+        aws = external(endpoint_url)
+        aws.check_reachable()
+    except EndpointError as exc:
+        raise CliError(str(exc)) from None
+    names = {r: pipeline.physical_name(r, stage=stage, account=aws.account, region=aws.region)
+             for r in pipeline.resources()}
+    report = _read_report(aws, names["failures"])
+    kinesis = aws.client("kinesis")
+    processors: list[dict[str, Any]] = []
+    total = 0
+    for key, mapping in sorted(report.items()):
+        behind, age_ms = _backlog(kinesis, mapping["physical_stream"], mapping["checkpoints"])
+        total += behind
+        processors.append({
+            "mapping": key,
+            "processor": mapping["processor"],
+            "stream": mapping["stream"],
+            "records_behind": behind,
+            "iterator_age_ms": age_ms,
+            "invocations": mapping["invocations"],
+            "on_failure_records": mapping["on_failure_records"],
+        })
+    ddb = aws.client("dynamodb")
+    views = {}
+    for table in pipeline.tables:
+        count = 0
+        for page in ddb.get_paginator("scan").paginate(TableName=names[table.name],
+                                                       Select="COUNT"):
+            count += page["Count"]
+        views[table.name] = count
+    age = time.time() - max((m["updated_at"] for m in report.values()), default=time.time())
+    return {"lag_records": total, "processors": processors, "views": views,
+            "report_age_s": round(age, 1)}
+
+
+def _read_report(aws: Aws, bucket: str) -> dict[str, Any]:
+    s3 = aws.client("s3")
+    try:
+        if STATUS_KEY not in set(list_keys(s3, bucket, STATUS_KEY)):
+            raise CliError("no local runtime reports to this endpoint: is `cascata up` running "
+                           "there, with the same --stage?")
+        body = s3.get_object(Bucket=bucket, Key=STATUS_KEY)["Body"].read()
+    except CliError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line for the user
+        raise CliError(f"cannot read the local runtime's status: {exc}") from None
+    report: dict[str, Any] = json.loads(body)
+    return report
+
+
+def _backlog(kinesis: Any, stream: str, checkpoints: dict[str, str]) -> tuple[int, int]:
+    """Records after each shard's checkpoint, and the age of the oldest of them."""
+    behind = 0
+    oldest: float | None = None
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        shard_id = shard["ShardId"]
+        done = checkpoints.get(shard_id)
+        kwargs: dict[str, Any] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": done}
+            if done and int(done) > 0 else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id,
+                                              **kwargs)["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            records = page["Records"]
+            if records:
+                first = records[0]["ApproximateArrivalTimestamp"].timestamp()
+                oldest = first if oldest is None else min(oldest, first)
+            behind += len(records)
+            if len(records) < 10_000:
+                break
+            iterator = page.get("NextShardIterator")
+    age = 0 if oldest is None else int((time.time() - oldest) * 1000)
+    return behind, age
+
+
+def render_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="processors", title_justify="left", header_style="bold")
+    for column in ("mapping", "records behind", "iterator age", "invocations", "on-failure"):
+        table.add_column(column, justify="left" if column == "mapping" else "right")
+    for p in report["processors"]:
+        table.add_row(p["mapping"], f"{p['records_behind']:,}",
+                      f"{p['iterator_age_ms'] / 1000:,.1f} s", f"{p['invocations']:,}",
+                      f"{p['on_failure_records']:,}")
+    out.print(table)
+    views = ", ".join(f"{k} {v:,}" for k, v in report["views"].items())
+    out.print(f"views: {views}")
+    out.print(f"total lag: [bold]{report['lag_records']:,}[/] records "
+              f"(runtime report {report['report_age_s']} s old)")

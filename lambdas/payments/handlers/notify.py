@@ -1,0 +1,244 @@
+"""Lambda handler of `notify`: alerts stream -> one SNS message per fraud alert.
+
+Per batch: one strongly consistent BatchGetItem of the alerts' items in `alerts-view`, then for
+each distinct alert without `notified_at`: Publish, then a conditional UpdateItem recording
+`notified_at` and the SNS message id (creating the item from the alert if fraud-detect's write
+is not there). Why publish-then-record, and the duplicate it can leave behind in a crash
+window, is explained in `payments.domain.notify`.
+
+A failed Publish fails only that record (Lambda retries from the lowest failed record; alerts
+already recorded are skipped on the retry). A failed recording write after a successful
+Publish does not fail the record: the message is out, and failing the record would make the
+retry send it a second time for certain; it is logged instead.
+
+The topic. The declaration binds the topic's NAME (`NOTIFICATIONS_TOPIC`); Publish needs its
+ARN. It is built from the caller's identity (STS GetCallerIdentity: account and partition)
+and the client's region, once per execution environment. GetCallerIdentity needs no IAM
+permission, whereas `CreateTopic` (idempotent, returns the ARN) would need `sns:CreateTopic`,
+which the least-privilege grant of a `write` binding (`sns:Publish` only) rightly does not
+give, and could create a stray unencrypted topic if the name were ever wrong.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from cascata_runtime import adapters
+from cascata_runtime.envelope import format_time
+from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
+from cascata_runtime.ports import EmitFailure, ObjectStore, OutRecord
+from cascata_runtime.quarantine import QuarantineWriter
+from cascata_runtime.records import decode_event
+from cascata_runtime.shell import BatchReport, Effects, apply_effects, parse_records
+from payments.domain.fraud import VIEW_PARTITION_KEY, VIEW_SORT_KEY
+from payments.domain.notify import Notification, Recorded, plan, to_publish
+from payments.settings import NotifySettings
+
+PROCESSOR = "notify"
+SETTINGS = NotifySettings
+
+ViewKey = tuple[str, str]
+
+
+class Publisher(Protocol):
+    def publish(self, notification: Notification) -> str:
+        """Send the message; return the message id. Raises when it was not accepted."""
+        ...
+
+
+class AlertLedger(Protocol):
+    def recorded(self, keys: Sequence[ViewKey]) -> Mapping[ViewKey, Recorded]:
+        """What the alerts view holds for each key (absent keys: no item)."""
+        ...
+
+    def mark_notified(
+        self, notification: Notification, *, create: bool, notified_at: str, message_id: str
+    ) -> bool:
+        """Record the message on the alert's item (creating it when `create`); False when
+        another invocation had recorded one already."""
+        ...
+
+
+class SnsPublisher:
+    def __init__(self, sns: Any, sts: Any, topic_name: str) -> None:
+        self._sns = sns
+        self._sts = sts
+        self._topic_name = topic_name
+        self._arn: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def topic_arn(self) -> str:
+        with self._lock:
+            if self._arn is None:
+                identity = self._sts.get_caller_identity()
+                partition = str(identity["Arn"]).split(":")[1]
+                region = self._sns.meta.region_name
+                self._arn = f"arn:{partition}:sns:{region}:{identity['Account']}:{self._topic_name}"
+            return self._arn
+
+    def publish(self, notification: Notification) -> str:
+        response = self._sns.publish(
+            TopicArn=self.topic_arn,
+            Subject=notification.subject,
+            Message=notification.message,
+            MessageAttributes={
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in notification.attributes.items()
+            },
+        )
+        return str(response["MessageId"])
+
+
+class DynamoAlertLedger:
+    """`notified_at` marks on the items of the `alerts-view` table."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._ddb = dynamodb
+        self._table = table
+
+    def recorded(self, keys: Sequence[ViewKey]) -> Mapping[ViewKey, Recorded]:
+        found: dict[ViewKey, Recorded] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        {VIEW_PARTITION_KEY: {"S": a}, VIEW_SORT_KEY: {"S": k}}
+                        for a, k in unique[start : start + 100]
+                    ],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#a, #k, notified_at",
+                    "ExpressionAttributeNames": {"#a": VIEW_PARTITION_KEY, "#k": VIEW_SORT_KEY},
+                }
+            }
+            while request:
+                response = self._ddb.batch_get_item(RequestItems=request)
+                for raw in response["Responses"].get(self._table, []):
+                    key = (raw[VIEW_PARTITION_KEY]["S"], raw[VIEW_SORT_KEY]["S"])
+                    found[key] = Recorded(exists=True, notified="notified_at" in raw)
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def mark_notified(
+        self, notification: Notification, *, create: bool, notified_at: str, message_id: str
+    ) -> bool:
+        from boto3.dynamodb.types import TypeSerializer
+
+        ser = TypeSerializer()
+        item = notification.view_item()
+        fields: dict[str, Any] = {"notified_at": notified_at, "notification_id": message_id}
+        if create:
+            # The alert's own attributes, exactly as fraud-detect writes them.
+            fields |= {k: v for k, v in item.items() if k not in (VIEW_PARTITION_KEY,
+                                                                   VIEW_SORT_KEY)}
+        names = list(fields)
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key={k: ser.serialize(item[k]) for k in (VIEW_PARTITION_KEY, VIEW_SORT_KEY)},
+                UpdateExpression="SET " + ", ".join(f"#a{n} = :v{n}" for n in range(len(names))),
+                ConditionExpression="attribute_not_exists(notified_at)",
+                ExpressionAttributeNames={f"#a{n}": f for n, f in enumerate(names)},
+                ExpressionAttributeValues={
+                    f":v{n}": ser.serialize(fields[f]) for n, f in enumerate(names)
+                },
+            )
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    quarantine_bucket: str
+    publisher: Publisher
+    ledger: AlertLedger
+    objects: ObjectStore
+    now: Callable[[], datetime] = _utcnow
+    senders: int = 8
+
+
+class _NoSink:
+    """notify emits no events; quarantining goes through the shared shell all the same."""
+
+    def emit(self, stream: str, records: Sequence[OutRecord]) -> list[EmitFailure]:
+        raise AssertionError("notify emits no events")
+
+
+def dependencies(settings: NotifySettings, client: ClientFactory = adapters.client) -> Dependencies:
+    return Dependencies(
+        quarantine_bucket=settings.quarantine_bucket,
+        publisher=SnsPublisher(client("sns"), client("sts"), settings.notifications_topic),
+        ledger=DynamoAlertLedger(client("dynamodb"), settings.alerts_table),
+        objects=adapters.S3ObjectStore(client("s3")),
+    )
+
+
+def process(deps: Dependencies) -> BatchFunction:
+    quarantine = QuarantineWriter(deps.objects, bucket=deps.quarantine_bucket, processor=PROCESSOR)
+    logger = Logger(service=PROCESSOR, child=True)
+
+    def send(notification: Notification, recorded: Recorded | None) -> str | None:
+        try:
+            message_id = deps.publisher.publish(notification)
+        except Exception as exc:  # noqa: BLE001 - fails this record only; retried
+            return f"publish failed: {exc}"
+        try:
+            first = deps.ledger.mark_notified(
+                notification,
+                create=recorded is None or not recorded.exists,
+                notified_at=format_time(deps.now()),
+                message_id=message_id,
+            )
+            if not first:
+                logger.warning("alert published by two invocations at once",
+                               extra={"alert_id": notification.alert_id})
+        except Exception as exc:  # noqa: BLE001 - the message is out: do not send it again
+            logger.error("alert published but not recorded; a redelivery would repeat it",
+                         extra={"alert_id": notification.alert_id, "error": str(exc)})
+        return None
+
+    def run(event: Mapping[str, Any]) -> BatchReport:
+        records = decode_event(event)
+        batch = plan(parse_records(records))
+        failed: dict[int, str] = {}
+        recorded: Mapping[ViewKey, Recorded] = {}
+        pending: list[Notification] = []
+        if batch.notifications:
+            try:
+                recorded = deps.ledger.recorded([n.key for n in batch.notifications])
+            except Exception as exc:  # noqa: BLE001 - nothing known to be sent: all retried
+                failed = {n.index: f"alerts view read failed: {exc}" for n in batch.notifications}
+            else:
+                pending, _already = to_publish(batch.notifications, recorded)
+        with ThreadPoolExecutor(max_workers=deps.senders) as pool:
+            outcomes = list(pool.map(lambda n: send(n, recorded.get(n.key)), pending))
+        for notification, problem in zip(pending, outcomes, strict=True):
+            if problem:
+                failed[notification.index] = problem
+        effects = Effects(quarantined=batch.rejected, failed=failed)
+        return apply_effects(records, effects, sink=_NoSink(), quarantine=quarantine)
+
+    return run
+
+
+def make_handler(deps: Dependencies) -> Handler:
+    return lambda_handler(PROCESSOR, process(deps))
+
+
+handler = lazy(lambda: make_handler(dependencies(NotifySettings.from_env())))

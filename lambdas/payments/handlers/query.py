@@ -1,0 +1,151 @@
+"""Lambda handler of `query`: the serving layer's HTTP reads of the materialized views.
+
+A thin shell: the API Gateway HTTP API event (payload format 2.0) is parsed into an
+`HttpRequest`, the pure core (`payments.domain.query.serve`) routes it and shapes the answer,
+and the views are read through `DynamoViewReader`. Reads are eventually consistent (half the
+read units of strongly consistent ones; a view a few milliseconds behind is what a serving
+layer over streams offers anyway).
+
+Routing is a small table over the declared route keys rather than Powertools'
+`APIGatewayHttpResolver`: the resolver answers 404 where a wrong method deserves a 405 with
+`Allow`, uses its own `<param>` route syntax instead of API Gateway's `{param}` (the routes are
+declared once, in API Gateway's terms), and would be one more module to import on a cold
+start. Errors are JSON answers; an unexpected exception is logged with its stack trace and
+answered with a 500 that carries the request id and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from cascata_runtime import adapters
+from cascata_runtime.handler import ClientFactory, Handler, lazy
+from payments.domain.query import (
+    ApiError,
+    HttpRequest,
+    KeyQuery,
+    Page,
+    Response,
+    View,
+    ViewReader,
+    item_from_wire,
+    key_to_wire,
+    serve,
+)
+from payments.settings import QuerySettings
+
+PROCESSOR = "query"
+SETTINGS = QuerySettings
+
+_THROTTLED = frozenset({
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+})
+_PRIMARY_KEY = {View.BALANCES: "account_id", View.PROFILES: "customer_id"}
+
+
+class DynamoViewReader(ViewReader):
+    """`ViewReader` over a boto3 DynamoDB client; decodes attribute values in the domain."""
+
+    def __init__(self, dynamodb: Any, tables: Mapping[View, str]) -> None:
+        self._ddb = dynamodb
+        self._tables = dict(tables)
+
+    def get(self, view: View, key: Mapping[str, str]) -> Mapping[str, Any] | None:
+        response = self._ddb.get_item(TableName=self._tables[view], Key=key_to_wire(key))
+        item = response.get("Item")
+        return item_from_wire(item) if item else None
+
+    def query(self, query: KeyQuery) -> Page:
+        names = {"#p": query.partition[0]}
+        values: dict[str, Any] = {":p": {"S": query.partition[1]}}
+        condition = "#p = :p"
+        if query.sort_at_least is not None:
+            names["#s"] = query.sort_at_least[0]
+            values[":s"] = {"S": query.sort_at_least[1]}
+            condition += " AND #s >= :s"
+        request: dict[str, Any] = {
+            "TableName": self._tables[query.view],
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": not query.newest_first,
+            "Limit": query.limit,
+        }
+        if query.index is not None:
+            request["IndexName"] = query.index
+        if query.start_key is not None:
+            request["ExclusiveStartKey"] = key_to_wire(query.start_key)
+        response = self._ddb.query(**request)
+        last = response.get("LastEvaluatedKey")
+        return Page(
+            items=tuple(item_from_wire(i) for i in response.get("Items", [])),
+            last_key={k: str(v) for k, v in item_from_wire(last).items()} if last else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    reader: ViewReader
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def dependencies(settings: QuerySettings, client: ClientFactory = adapters.client) -> Dependencies:
+    return Dependencies(
+        reader=DynamoViewReader(client("dynamodb"), {
+            View.BALANCES: settings.balances_table,
+            View.PROFILES: settings.profiles_table,
+            View.ACTIVITY: settings.activity_table,
+            View.ALERTS: settings.alerts_table,
+        }),
+    )
+
+
+def api_handler(
+    function: str, answer: Callable[[HttpRequest], Response], *, logger: Logger | None = None
+) -> Handler:
+    """Wraps a request -> response function as a Lambda handler behind an HTTP API."""
+    logger = logger or Logger(service=function)
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            request = HttpRequest.from_event(event)
+        except ValueError as exc:
+            logger.error("not an HTTP API event", extra={"reason": str(exc)})
+            return ApiError(400, "bad_request", str(exc)).response().to_event_response()
+        logger.append_keys(request_id=request.request_id, route=request.route_key)
+        try:
+            response = answer(request)
+        except Exception as exc:  # noqa: BLE001 - answered as a 5xx, logged with its trace
+            response = _failure(exc, request, logger)
+        if response.status >= 500:
+            logger.warning("request answered with a server error",
+                           extra={"status": response.status})
+        return response.to_event_response()
+
+    return handle
+
+
+def _failure(exc: Exception, request: HttpRequest, logger: Logger) -> Response:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    if code in _THROTTLED:
+        logger.warning("throttled by DynamoDB", extra={"code": code})
+        return ApiError(503, "throttled", "the views are busy; retry shortly",
+                        headers={"retry-after": "1"}).response()
+    logger.exception("request failed")
+    return Response(500, {"error": "internal_error", "message": "internal error",
+                          "request_id": request.request_id})
+
+
+def make_handler(deps: Dependencies) -> Handler:
+    return api_handler(PROCESSOR, lambda request: serve(request, deps.reader, now=deps.now()))
+
+
+handler = lazy(lambda: make_handler(dependencies(QuerySettings.from_env())))

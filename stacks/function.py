@@ -1,0 +1,228 @@
+"""`PipelineFunction`: what every declared function is, whatever invokes it.
+
+A stream processor, a scheduled function and an API function are the same thing underneath:
+Python 3.11 on arm64, the shared `lambdas/` asset, the Powertools layer, JSON logs into its own
+encrypted log group with bounded retention, X-Ray, and its own execution role holding only the
+grants its declared bindings imply. The kinds differ only in what invokes them and in the
+alarms that say they are healthy, which the subclasses add (`StreamProcessor`,
+`ScheduledTask`, `ApiHandler`). The children are created directly in the subclass construct, so
+the construct paths (and the generated ids of roles and alarms) are the same for every kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from cascata.pipeline import Function
+from stacks.bindings import BoundResource, StoredResource
+from stacks.naming import pin, stable_id
+
+# Python logging level names (POWERTOOLS_LOG_LEVEL) -> Lambda's application log levels.
+_APPLICATION_LOG_LEVEL = {
+    "DEBUG": lambda_.ApplicationLogLevel.DEBUG,
+    "INFO": lambda_.ApplicationLogLevel.INFO,
+    "WARNING": lambda_.ApplicationLogLevel.WARN,
+    "ERROR": lambda_.ApplicationLogLevel.ERROR,
+    "CRITICAL": lambda_.ApplicationLogLevel.FATAL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VpcPlacement:
+    """Where functions run when the broker lives in a VPC (MSK)."""
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_groups: Sequence[ec2.ISecurityGroup]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRuntime:
+    """What every function of a stage shares: code, layers, key, logging, removal, alarms."""
+
+    code: lambda_.Code
+    layers: Sequence[lambda_.ILayerVersion]
+    encryption_key: kms.IKey
+    log_retention: logs.RetentionDays
+    log_level: str
+    removal_policy: RemovalPolicy
+    alarm_topic: sns.ITopic
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSpec:
+    """One alarm: a metric, when it fires, and what it means to the person paged."""
+
+    construct_id: str
+    metric: cloudwatch.IMetric
+    threshold: float
+    description: str
+    periods: int = 1
+
+
+class PipelineFunction(Construct):
+    """A declared function: log group, role, function and the grants of its bindings."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        declared: Function,
+        function_name: str,
+        environment: Mapping[str, str],
+        bindings: Mapping[str, BoundResource],
+        runtime: FunctionRuntime,
+        placement: VpcPlacement | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.declared = declared
+        self.function_name = function_name
+        self.runtime = runtime
+        self._object_findings: set[str] = set()
+
+        self.function_log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=runtime.log_retention,
+            encryption_key=runtime.encryption_key,
+            removal_policy=runtime.removal_policy,
+        )
+        pin(self.function_log_group, stable_id("LogGroup", declared.name))
+
+        # An explicit role without AWSLambdaBasicExecutionRole: logs go to this one log group.
+        self.function_role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of {function_name}: declared bindings only",
+        )
+        self.function_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.function_log_group.log_group_arn],
+            )
+        )
+
+        self.pipeline_function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            description=declared.description,
+            runtime=lambda_.Runtime.PYTHON_3_11,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=declared.handler,
+            code=runtime.code,
+            layers=list(runtime.layers),
+            memory_size=declared.memory_mb,
+            timeout=Duration.seconds(declared.timeout_s),
+            reserved_concurrent_executions=declared.reserved_concurrency,
+            environment=dict(environment),
+            role=self.function_role,
+            log_group=self.function_log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            # Same level as POWERTOOLS_LOG_LEVEL, so Lambda's filter and Powertools agree.
+            application_log_level_v2=_APPLICATION_LOG_LEVEL[runtime.log_level],
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            tracing=lambda_.Tracing.ACTIVE,
+            vpc=placement.vpc if placement else None,
+            vpc_subnets=placement.subnets if placement else None,
+            security_groups=list(placement.security_groups) if placement else None,
+        )
+        pin(self.pipeline_function, stable_id("Function", declared.name))
+
+        for binding in declared.bindings:
+            resource = bindings[binding.resource]
+            resource.grant_access(self.pipeline_function, access=binding.access, scope=self)
+            self.note_granted(resource)
+        Validations.of(self.pipeline_function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason="Pinned to python3.11 on purpose: the project, its tests and the "
+                "Powertools layer build all target 3.11; the runtime is bumped deliberately.",
+            )
+        )
+
+    def note_granted(self, resource: BoundResource) -> None:
+        """Remember a bucket granted at object level, to acknowledge its `bucket/*` finding."""
+        if isinstance(resource, StoredResource) and (finding := resource.object_arn_finding):
+            self._object_findings.add(finding)
+
+    def acknowledge_policy_findings(self) -> None:
+        """Acknowledge, on the role's policy, the findings its exact grants still raise.
+
+        Called once every grant is made: the policy only exists after the first statement.
+        """
+        policy = self.function_role.node.try_find_child("DefaultPolicy")
+        if policy is None:
+            return
+        Validations.of(policy).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords (added by Tracing.ACTIVE) "
+                "have no resource-level permissions.",
+            )
+        )
+        for finding in sorted(self._object_findings):
+            Validations.of(policy).acknowledge(
+                Acknowledgment(
+                    id=finding,
+                    reason="Object-level S3 actions (PutObject, GetObject) need the objects "
+                    "of this one declared bucket, `<bucket-arn>/*`; no other bucket.",
+                )
+            )
+
+    def function_alarms(
+        self, *, errors: int, throttles: int, period: Duration, throttled_means: str
+    ) -> list[AlarmSpec]:
+        """Whole invocations failing and throttling: the two signals every kind shares."""
+        fn = self.pipeline_function
+        name = self.declared.name
+        return [
+            AlarmSpec(
+                "ErrorsAlarm",
+                fn.metric_errors(period=period, statistic="Sum"),
+                errors,
+                f"{name} invocations are failing as a whole (not per record)",
+            ),
+            AlarmSpec(
+                "ThrottlesAlarm",
+                fn.metric_throttles(period=period, statistic="Sum"),
+                throttles,
+                f"{name} is throttled; {throttled_means}",
+            ),
+        ]
+
+    def create_alarms(self, specs: Sequence[AlarmSpec]) -> dict[str, cloudwatch.Alarm]:
+        """Alarms that notify the alarm topic when they fire and when they recover."""
+        alarms: dict[str, cloudwatch.Alarm] = {}
+        action = cloudwatch_actions.SnsAction(self.runtime.alarm_topic)
+        for spec in specs:
+            alarm = cloudwatch.Alarm(
+                self,
+                spec.construct_id,
+                metric=spec.metric,
+                threshold=spec.threshold,
+                evaluation_periods=spec.periods,
+                datapoints_to_alarm=spec.periods,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=spec.description,
+            )
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+            alarms[spec.construct_id] = alarm
+        return alarms

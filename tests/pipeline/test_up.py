@@ -1,0 +1,94 @@
+"""`cascata up` end to end: the pipeline as a local service, its APIs, `status`, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from cascata.local.emulator import external
+from cascata.local.serve import UpOptions, status, up
+from cascata.pipeline import PIPELINE
+from cascata.producer import Outgoing, produce
+from tests.support.events import payment
+
+pytestmark = pytest.mark.pipeline
+
+
+def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_up_serves_the_pipeline_its_apis_and_status_then_stops_cleanly() -> None:
+    stop = threading.Event()
+    ready: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            up(UpOptions(port=0, api_port=0, stage="uptest", tick_s=0.5),
+               ready=ready.append, stop=stop)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertions below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not ready and time.time() < deadline and not errors:
+        time.sleep(0.1)
+    assert not errors and ready
+    endpoints = ready[0]
+    api = endpoints["api_url"]
+    assert endpoints["aws_endpoint_url"].startswith("http://127.0.0.1:")
+    assert api.startswith("http://127.0.0.1:")
+    assert sorted(endpoints["routes"]) == sorted(
+        r.key for a in PIPELINE.apis for r in a.routes)
+    try:
+        # When events arrive through the producer and through the ingest API
+        aws = external(endpoints["aws_endpoint_url"])
+        raw = PIPELINE.physical_name("payments-raw", stage="uptest")
+        sent = produce(aws.client("kinesis"), raw, [
+            Outgoing("alice", json.dumps(payment(f"u{i}", amount_minor=100)).encode())
+            for i in range(20)])
+        assert sent.sent == 20
+        code, answer = http("POST", f"{api}/events", [payment("via-api", amount_minor=5),
+                                                      {"not": "an envelope"}])
+        assert code == 207
+        assert [e["status"] for e in answer["results"]] == ["accepted", "rejected"]
+        # Then the views fill in and the query API serves them
+        balance: dict[str, Any] = {}
+        while time.time() < deadline + 60:
+            code, balance = http("GET", f"{api}/accounts/bob")
+            if code == 200 and balance.get("balance", {}).get("balances") == [
+                    {"currency": "USD", "amount_minor": 2005}]:
+                break
+            time.sleep(0.5)
+        assert balance["balance"]["balances"] == [{"currency": "USD", "amount_minor": 2005}]
+        assert balance["profile"]["as_payee"] == {"USD": {"count": 21, "volume_minor": 2005}}
+        assert http("GET", f"{api}/accounts/nobody")[0] == 404
+        assert http("GET", f"{api}/accounts/bad%20id!")[0] == 400
+        assert http("GET", f"{api}/nowhere")[0] == 404
+        # And status reports the backlog and the views
+        time.sleep(1.5)
+        report = status(endpoints["aws_endpoint_url"], stage="uptest")
+        assert report["lag_records"] == 0
+        assert report["views"]["balances"] == 2
+        assert {p["processor"] for p in report["processors"]} == {
+            p.name for p in PIPELINE.processors}
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert not errors

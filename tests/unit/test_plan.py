@@ -1,0 +1,213 @@
+"""`cascata plan`: fan-out from the declaration, shards, concurrency, capacity, cost, limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import typer
+
+from cascata import prices
+from cascata.cli import app, main
+from cascata.cli_extra import register
+from cascata.pipeline import PIPELINE, Binding, EventSource, Processor, Stream, Table
+from cascata.plan import ASSUMPTIONS, LIMITS, Plan, PlanError, distinct, plan
+
+
+def _cli() -> typer.Typer:
+    registered = {c.callback.__name__ for c in app.registered_commands if c.callback}
+    if "plan" not in registered:
+        register(app)
+    return app
+
+
+def _hits(result: Plan, limit: str) -> list[str]:
+    return [c.resource for c in result.hits if c.limit == limit]
+
+
+def test_fan_out_follows_the_declaration() -> None:
+    # Given 1,000 payments a second of 300 bytes
+    result = plan(1000, 300)
+    # Then validate passes the valid ones on, postings doubles them, and every declared
+    # consumer of a stream is counted on it
+    valid = 1000 * (1 - ASSUMPTIONS.invalid_share)
+    assert result.streams["payments-raw"].records_per_s == pytest.approx(1000)
+    assert result.streams["payments-validated"].records_per_s == pytest.approx(valid)
+    assert result.streams["ledger-entries"].records_per_s == pytest.approx(2 * valid)
+    readers = sum(1 for p in PIPELINE.processors for s in p.sources
+                  if s.stream == "payments-validated")
+    assert result.streams["payments-validated"].consumers == readers
+    assert result.functions["balances"].records_per_s == pytest.approx(2 * valid)
+    # and derived records are bigger than raw ones (they carry lineage)
+    assert result.streams["ledger-entries"].record_bytes > result.streams[
+        "payments-raw"].record_bytes
+
+
+def test_shards_keep_every_stream_within_the_per_shard_limits() -> None:
+    result = plan(20_000, 1000)
+    u = ASSUMPTIONS.target_utilisation
+    for stream in result.streams.values():
+        assert stream.records_per_s <= stream.shards * LIMITS[
+            "kinesis_shard_write_records"].value * u + 1e-6
+        assert stream.bytes_per_s <= stream.shards * LIMITS["kinesis_shard_write_bytes"].value * u
+        assert stream.bytes_per_s * max(1, stream.consumers) <= stream.shards * LIMITS[
+            "kinesis_shard_read_bytes"].value * u
+    # 20k records/s of 1 KB into the raw stream needs at least 25 shards at 80%
+    assert result.streams["payments-raw"].shards >= 25
+
+
+def test_concurrency_is_one_per_shard_lane() -> None:
+    result = plan(5000, 400)
+    for proc in PIPELINE.processors:
+        lanes = sum(result.streams[s.stream].shards * s.parallelization_factor
+                    for s in proc.sources)
+        assert result.functions[proc.name].max_concurrency == lanes
+
+
+def test_a_quiet_pipeline_hits_no_limit_and_costs_mostly_fixed_hours() -> None:
+    result = plan(1, 300)
+    assert result.hits == []
+    active = [s for s in result.streams.values() if s.records_per_s > 0]
+    fixed = len(active) * prices.HOURS_PER_MONTH * prices.usd("kinesis_shard_hour")
+    assert result.monthly_usd["kinesis"] == pytest.approx(fixed, rel=0.05)
+
+
+def test_a_hot_account_hits_the_per_shard_limit_that_more_shards_cannot_fix() -> None:
+    hot = dataclasses.replace(ASSUMPTIONS, hot_key_share=0.05)
+    result = plan(50_000, 300, assumptions=hot)
+    # 5% of 50k payments on one account: 2,500 records/s on one raw shard, 5,000 postings/s
+    assert "payments-raw (busiest key)" in _hits(result, "kinesis_shard_write_records")
+    assert "ledger-entries (busiest key)" in _hits(result, "kinesis_shard_write_records")
+
+
+def test_big_records_hit_the_six_megabyte_invocation_payload() -> None:
+    result = plan(2, 200_000)
+    assert "validate ← payments-raw" in _hits(result, "lambda_payload_bytes")
+    small = plan(2, 300)
+    assert _hits(small, "lambda_payload_bytes") == []
+
+
+def test_high_rates_hit_account_concurrency_and_table_quotas() -> None:
+    result = plan(200_000, 300)
+    assert _hits(result, "lambda_account_concurrency")
+    assert "balances" in _hits(result, "dynamodb_table_wcu")
+
+
+def test_coalescing_caps_the_busiest_accounts_writes_per_batch() -> None:
+    # Given a merchant in 30% of 20k payments a second
+    hot = dataclasses.replace(ASSUMPTIONS, hot_key_share=0.3)
+    result = plan(20_000, 300, assumptions=hot)
+    balances = result.functions["balances"]
+    # Then its balance item is written at most once per invocation of its lane
+    lanes = balances.max_concurrency
+    assert result.tables["balances"].hot_key_wcu_per_s <= balances.invocations_per_s / lanes + 1e-9
+    assert not [c for c in result.hits if c.resource == "balances (busiest key)"]
+
+
+def test_a_processor_without_a_model_gets_declared_outputs_and_conservative_writes() -> None:
+    # Given a new processor declared with an output stream and a table, and no model
+    extra = Processor(
+        name="enrich", handler="payments.handlers.enrich.handler", description="d",
+        sources=(EventSource(stream="payments-validated", batch_size=100),),
+        bindings=(Binding(env="ENRICHED_STREAM", resource="enriched", access="write"),
+                  Binding(env="CACHE_TABLE", resource="cache", access="read_write")),
+    )
+    pipeline = dataclasses.replace(
+        PIPELINE,
+        streams=(*PIPELINE.streams, Stream(name="enriched", partition_key="k", description="d")),
+        tables=(*PIPELINE.tables, Table(name="cache", description="d")),
+        processors=(*PIPELINE.processors, extra),
+    )
+    result = plan(30_000, 300, pipeline=pipeline)
+    validated = result.streams["payments-validated"].records_per_s
+    # Then it emits 1:1, writes once per record, and the plan says it assumed so
+    assert result.streams["enriched"].records_per_s == pytest.approx(validated)
+    assert result.tables["cache"].wcu_per_s == pytest.approx(validated)
+    assert "no model" in result.functions["enrich"].basis
+    assert any("enrich" in note for note in result.notes)
+    # and its uncoalesced hot key (1% of 30k/s = 300 writes/s) is measured against 1,000/s
+    assert result.tables["cache"].hot_key_wcu_per_s == pytest.approx(0.01 * validated)
+
+
+def test_cost_grows_with_the_rate_and_the_cheaper_kinesis_mode_is_chosen() -> None:
+    low, high = plan(100, 300), plan(10_000, 300)
+    assert high.monthly_usd["total"] > 10 * low.monthly_usd["total"]
+    for result in (low, high):
+        assert result.monthly_usd["kinesis"] == pytest.approx(min(result.kinesis_usd.values()))
+        assert result.monthly_usd["total"] == pytest.approx(
+            sum(result.monthly_usd[k] for k in ("kinesis", "lambda", "dynamodb", "s3", "sns")))
+
+
+def test_distinct_keys_saturates_at_the_number_of_keys() -> None:
+    assert distinct(10, 1_000_000) == pytest.approx(10, rel=1e-4)
+    assert distinct(1_000_000, 100) == pytest.approx(100)
+    assert distinct(0, 5) == 0
+
+
+@pytest.mark.parametrize(
+    ("rate", "record_bytes", "message"),
+    [(0, 300, "positive"), (-5, 300, "positive"), (math.nan, 300, "positive"),
+     (math.inf, 300, "positive"), (1e12, 300, "beyond"), (10, 0, "positive"),
+     (10, 2_000_000, "record size limit")],
+)
+def test_bad_numbers_are_refused(rate: float, record_bytes: int, message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        plan(rate, record_bytes)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--rate", "0", "--record-bytes", "300"], ["--rate", "-1", "--record-bytes", "300"],
+     ["--rate", "1e15", "--record-bytes", "300"], ["--rate", "10", "--record-bytes", "-3"],
+     ["--rate", "ten", "--record-bytes", "300"], ["--rate", "10"],
+     ["--rate", "10", "--record-bytes", "300", "--hot-key-share", "1.5"]],
+)
+def test_bad_arguments_get_one_line_and_exit_2(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cli()
+    assert main(["plan", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error")
+
+
+def test_json_output_has_shards_concurrency_capacity_cost_and_limits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _cli()
+    assert main(["plan", "--rate", "150000", "--record-bytes", "500", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["shards"]["payments-raw"] >= 1
+    assert {p.name for p in PIPELINE.processors} <= set(out["functions"])
+    assert out["functions"]["balances"]["concurrency"]["max"] >= 1
+    assert out["dynamodb"]["balances"]["wcu_per_s"] > 0
+    assert out["dynamodb"]["balances"]["rcu_per_s"] > 0
+    assert out["monthly_usd"]["total"] > 0
+    assert out["limits_hit"], "150k events/s must hit some limit"
+    for hit in out["limits_hit"]:
+        assert hit["figure"] > hit["max"] and hit["unit"] and hit["advice"]
+    assert out["prices"]["as_of"] == prices.AS_OF
+
+
+def test_text_output_names_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
+    _cli()
+    assert main(["plan", "--rate", "200000", "--record-bytes", "300"]) == 0
+    text = capsys.readouterr().out
+    assert "LIMIT" in text and "shards" in text and "monthly" in text
+
+
+def test_every_declared_stream_and_written_table_is_planned() -> None:
+    result = plan(100, 300)
+    assert set(result.streams) == {s.name for s in PIPELINE.streams}
+    written = {b.resource for p in PIPELINE.processors for b in p.bindings
+               if b.access != "read" and b.resource in {t.name for t in PIPELINE.tables}}
+    assert written <= set(result.tables)
+
+
+def test_the_price_table_is_dated_and_sourced() -> None:
+    assert prices.AS_OF and prices.REGION == "us-east-1"
+    for price in prices.PRICES.values():
+        assert price.usd > 0
+        assert prices.SOURCES[price.source].startswith("https://aws.amazon.com/")
