@@ -180,8 +180,23 @@ class EventSource:
         return problems
 
 
+class _HasHandler:
+    """`handler` is `package.module.function` inside the Lambda asset."""
+
+    __slots__ = ()
+    handler: str
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def function(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+
 @dataclass(frozen=True, slots=True)
-class Processor:
+class Processor(_HasHandler):
     """One Lambda function consuming one or more streams through event source mappings."""
 
     name: str
@@ -198,17 +213,9 @@ class Processor:
         """Streams this processor writes to (by binding), in declaration order."""
         return tuple(b.resource for b in self.bindings if b.env.endswith("_STREAM"))
 
-    @property
-    def module(self) -> str:
-        return self.handler.rsplit(".", 1)[0]
-
-    @property
-    def function(self) -> str:
-        return self.handler.rsplit(".", 1)[1]
-
 
 @dataclass(frozen=True, slots=True)
-class ScheduledFunction:
+class ScheduledFunction(_HasHandler):
     """A function run every `every_s` seconds (EventBridge Scheduler on AWS, the local
     runtime's clock locally), e.g. to close event-time windows of keys that went quiet."""
 
@@ -220,14 +227,6 @@ class ScheduledFunction:
     memory_mb: int = 512
     timeout_s: int = 60
     reserved_concurrency: int | None = 1
-
-    @property
-    def module(self) -> str:
-        return self.handler.rsplit(".", 1)[0]
-
-    @property
-    def function(self) -> str:
-        return self.handler.rsplit(".", 1)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +241,7 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
-class ApiFunction:
+class ApiFunction(_HasHandler):
     """A function behind an HTTP API (API Gateway HTTP API with IAM authorization on AWS,
     the local runtime's HTTP server locally)."""
 
@@ -256,14 +255,6 @@ class ApiFunction:
     memory_mb: int = 512
     timeout_s: int = 29
     reserved_concurrency: int | None = None
-
-    @property
-    def module(self) -> str:
-        return self.handler.rsplit(".", 1)[0]
-
-    @property
-    def function(self) -> str:
-        return self.handler.rsplit(".", 1)[1]
 
 
 Function = Processor | ScheduledFunction | ApiFunction
