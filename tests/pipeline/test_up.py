@@ -71,8 +71,11 @@ def test_up_serves_the_pipeline_its_apis_and_status_then_stops_cleanly() -> None
         balance: dict[str, Any] = {}
         while time.time() < deadline + 60:
             code, balance = http("GET", f"{api}/accounts/bob")
+            # balances and profiles are separate processors: wait for both views
             if code == 200 and balance.get("balance", {}).get("balances") == [
-                    {"currency": "USD", "amount_minor": 2005}]:
+                    {"currency": "USD", "amount_minor": 2005}] and (
+                    balance.get("profile") or {}).get("as_payee", {}).get("USD", {}).get(
+                    "count") == 21:
                 break
             time.sleep(0.5)
         assert balance["balance"]["balances"] == [{"currency": "USD", "amount_minor": 2005}]
@@ -80,9 +83,11 @@ def test_up_serves_the_pipeline_its_apis_and_status_then_stops_cleanly() -> None
         assert http("GET", f"{api}/accounts/nobody")[0] == 404
         assert http("GET", f"{api}/accounts/bad%20id!")[0] == 400
         assert http("GET", f"{api}/nowhere")[0] == 404
-        # And status reports the backlog and the views
-        time.sleep(1.5)
+        # And status reports the backlog (draining to zero) and the views
         report = status(endpoints["aws_endpoint_url"], stage="uptest")
+        while report["lag_records"] and time.time() < deadline + 120:
+            time.sleep(1)
+            report = status(endpoints["aws_endpoint_url"], stage="uptest")
         assert report["lag_records"] == 0
         assert report["views"]["balances"] == 2
         assert {p["processor"] for p in report["processors"]} == {
