@@ -47,29 +47,11 @@ class DynamoItemStore(ItemStore):
         self.write_requests = 0
 
     def get_many(self, keys: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        des = TypeDeserializer()
-        found: dict[str, Mapping[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [{self._key: {"S": k}} for k in unique[start : start + 100]],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                response = self._ddb.batch_get_item(
-                    RequestItems=request, ReturnConsumedCapacity="TOTAL"
-                )
-                for used in response.get("ConsumedCapacity", []):
-                    self.read_units += float(used.get("CapacityUnits", 0))
-                for raw in response["Responses"].get(self._table, []):
-                    item = {k: des.deserialize(v) for k, v in raw.items()}
-                    found[str(item[self._key])] = _plain(item)
-                request = response.get("UnprocessedKeys") or {}
-        return found
+        items, units = batch_get_consistent(
+            self._ddb, self._table, [{self._key: k} for k in dict.fromkeys(keys)]
+        )
+        self.read_units += units
+        return {str(item[self._key]): item for item in items}
 
     def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool:
         from boto3.dynamodb.types import TypeSerializer
@@ -99,12 +81,48 @@ class DynamoItemStore(ItemStore):
         return True
 
 
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; the domain works in int (money is never float)."""
+def batch_get_consistent(
+    dynamodb: Any, table: str, keys: Sequence[Mapping[str, str]]
+) -> tuple[list[dict[str, Any]], float]:
+    """Strongly consistent reads of items by their (string) keys, 100 per BatchGetItem,
+    unprocessed keys retried; returns the items as plain Python values and the read units."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    des = TypeDeserializer()
+    found: list[dict[str, Any]] = []
+    units = 0.0
+    for start in range(0, len(keys), 100):
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [
+                    {name: {"S": value} for name, value in key.items()}
+                    for key in keys[start : start + 100]
+                ],
+                "ConsistentRead": True,
+            }
+        }
+        while request:
+            response = dynamodb.batch_get_item(
+                RequestItems=request, ReturnConsumedCapacity="TOTAL"
+            )
+            for used in response.get("ConsumedCapacity", []):
+                units += float(used.get("CapacityUnits", 0))
+            for raw in response["Responses"].get(table, []):
+                found.append(plain({k: des.deserialize(v) for k, v in raw.items()}))
+            request = response.get("UnprocessedKeys") or {}
+    return found, units
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal and binaries as `Binary`: back to int and bytes
+    (the domain works in int: money is never a float)."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else value
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
+    raw = getattr(value, "value", None)
+    if isinstance(raw, bytes):
+        return raw
     return value

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -108,32 +107,13 @@ class DynamoWindowStore:
         self.read_units = 0.0
 
     def get_many(self, keys: Sequence[ItemKey]) -> Mapping[ItemKey, Mapping[str, Any]]:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        des = TypeDeserializer()
-        found: dict[ItemKey, Mapping[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        {"account_id": {"S": a}, "window_key": {"S": w}}
-                        for a, w in unique[start : start + 100]
-                    ],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                response = self._ddb.batch_get_item(
-                    RequestItems=request, ReturnConsumedCapacity="TOTAL"
-                )
-                for used in response.get("ConsumedCapacity", []):
-                    self.read_units += float(used.get("CapacityUnits", 0))
-                for raw in response["Responses"].get(self._table, []):
-                    item = _plain({k: des.deserialize(v) for k, v in raw.items()})
-                    found[(str(item["account_id"]), str(item["window_key"]))] = item
-                request = response.get("UnprocessedKeys") or {}
-        return found
+        items, units = adapters.batch_get_consistent(
+            self._ddb,
+            self._table,
+            [{"account_id": a, "window_key": w} for a, w in dict.fromkeys(keys)],
+        )
+        self.read_units += units
+        return {(str(i["account_id"]), str(i["window_key"])): i for i in items}
 
     def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool:
         from boto3.dynamodb.types import TypeSerializer
@@ -173,7 +153,7 @@ class DynamoWindowStore:
         }
         while True:
             page = self._ddb.query(**kwargs)
-            out.extend(_plain({k: des.deserialize(v) for k, v in i.items()})
+            out.extend(adapters.plain({k: des.deserialize(v) for k, v in i.items()})
                        for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return out
@@ -270,20 +250,6 @@ def _kinesis_sources(event: Mapping[str, Any]) -> dict[str, str]:
             if arn:
                 out[arn.rsplit("/", 1)[-1]] = arn
     return out
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal and binaries as `Binary`: back to int and bytes."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    raw = getattr(value, "value", None)
-    if isinstance(raw, bytes):
-        return raw
-    return value
 
 
 # -- closing (shared with windows-close) -----------------------------------------------------
