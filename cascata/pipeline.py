@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Literal
@@ -49,6 +49,9 @@ class Stream:
     name: str
     partition_key: str
     description: str
+    origin: bool = False
+    """An input from outside the pipeline (producers write it): archived, shared by every
+    version of the views. Other streams are derived by processors and belong to a version."""
     kind: ResourceKind = field(default=ResourceKind.STREAM, init=False)
 
 
@@ -77,6 +80,15 @@ class Table:
     sort_key: str | None = None
     ttl_attribute: str | None = None
     indexes: tuple[Index, ...] = ()
+    role: Literal["view", "state", "control"] = "view"
+    """`view`: a materialized view readers query (compared by `diff` and `audit`); `state`: a
+    processor's own state; both exist once per version. `control`: the pipeline's own
+    bookkeeping (the version registry), one table shared by every version."""
+    bookkeeping: tuple[str, ...] = ()
+    """Attributes that record how an item was processed (fences, recent ids, item versions,
+    delivery receipts), not what the view says: `diff` and `audit` ignore them."""
+    internal_partitions: tuple[str, ...] = ()
+    """Partition keys of processor bookkeeping items kept in a view's table (not view rows)."""
     kind: ResourceKind = field(default=ResourceKind.TABLE, init=False)
 
 
@@ -207,6 +219,9 @@ class Processor(_HasHandler):
     memory_mb: int = 512
     timeout_s: int = 60
     reserved_concurrency: int | None = None
+    replayable: bool = True
+    """False for a processor whose effect leaves the pipeline (a notification to people):
+    a replay must not repeat it, so a version being rebuilt runs without it."""
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -261,6 +276,32 @@ Function = Processor | ScheduledFunction | ApiFunction
 
 
 @dataclass(frozen=True, slots=True)
+class Archive:
+    """A raw stream copied to S3 for good (Firehose on AWS, the local archiver locally), in the
+    layout `cascata_runtime.archive` documents, so history outlives stream retention."""
+
+    stream: str
+    bucket: str
+    handler: str = "cascata_runtime.archive.handler"
+    """The record transformation that turns each record into an archive line."""
+    buffer_interval_s: int = 60
+    buffer_size_mib: int = 64
+    """Firehose buffering hints (dynamic partitioning needs at least 64 MiB)."""
+
+
+FIRST_VERSION = "v1"
+_VERSION = re.compile(r"^v[1-9][0-9]{0,4}$")
+ReplayFrom = Literal["stream", "archive"]
+
+
+def check_version(version: str) -> str:
+    """`version` if it is a version name (v1, v2, ... v99999), else ValueError saying so."""
+    if not isinstance(version, str) or not _VERSION.match(version):
+        raise ValueError(f"version {version!r} is not a version name like v2 (v1 to v99999)")
+    return version
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     """The whole dataflow. Resource names are short logical names; physical names derive."""
 
@@ -273,6 +314,58 @@ class Pipeline:
     processors: tuple[Processor, ...]
     scheduled: tuple[ScheduledFunction, ...] = ()
     apis: tuple[ApiFunction, ...] = ()
+    archives: tuple[Archive, ...] = ()
+    version: str = FIRST_VERSION
+    """Which version of the views this pipeline writes. v1 is the deployed pipeline; others
+    are built by replay (`for_version`)."""
+    replay_from: ReplayFrom | None = None
+    """None for the live pipeline; for a replay, where history comes from. From the archive,
+    the origin streams are replay streams of the version's own, refilled from S3."""
+
+    def for_version(self, version: str, *, replay_from: ReplayFrom = "stream") -> Pipeline:
+        """The pipeline that rebuilds `version` of every view: the same processors and code,
+        writing the version's own tables and derived streams, without the processors whose
+        effects leave the pipeline, without APIs (readers follow the live pointer) and
+        without archives (history is archived once)."""
+        check_version(version)
+        if version == FIRST_VERSION:
+            raise ValueError(f"{FIRST_VERSION} is the deployed pipeline's version; "
+                             "replay into a new version (v2, v3, ...)")
+        if replay_from not in ("stream", "archive"):
+            raise ValueError(f"replay_from must be stream or archive, got {replay_from!r}")
+        return replace(
+            self,
+            version=version,
+            replay_from=replay_from,
+            processors=tuple(p for p in self.processors if p.replayable),
+            apis=(),
+            archives=(),
+        )
+
+    def versioned(self, resource: str) -> bool:
+        """Whether each version has its own copy of a resource (its name carries the version).
+
+        Views, processor state and derived streams do; origin streams, buckets, queues, topics
+        and control tables are shared. Replaying from the archive, the origin streams too are
+        the version's own replay streams."""
+        res = self.resource(resource)
+        if isinstance(res, Table):
+            return res.role != "control"
+        if isinstance(res, Stream):
+            return not res.origin or self.replay_from == "archive"
+        return False
+
+    def owns(self, resource: str) -> bool:
+        """Whether this pipeline creates a resource (a version references the shared ones)."""
+        return self.replay_from is None or self.versioned(resource)
+
+    @property
+    def views(self) -> tuple[Table, ...]:
+        return tuple(t for t in self.tables if t.role == "view")
+
+    @property
+    def versioned_tables(self) -> tuple[Table, ...]:
+        return tuple(t for t in self.tables if t.role != "control")
 
     @property
     def functions(self) -> tuple[Function, ...]:
@@ -321,13 +414,14 @@ class Pipeline:
 
         Buckets live in a global namespace, so their names carry the account and region.
         """
+        suffix = "" if self.version == FIRST_VERSION else f"-{self.version}"
         if any(f.name == resource for f in self.functions):
-            return f"{self.app}-{stage}-{resource}"
+            return f"{self.app}-{stage}-{resource}{suffix}"
         res = self.resource(resource)
         base = f"{self.app}-{stage}-{res.name}"
         if res.kind is ResourceKind.BUCKET:
             return f"{base}-{account}-{region}"
-        return base
+        return base + suffix if self.versioned(resource) else base
 
     def environment(
         self,
@@ -412,6 +506,23 @@ class Pipeline:
             for route in api.routes:
                 if not route.path.startswith("/"):
                     problems.append(f"{api.name}: route path {route.path!r} must start with /")
+        for archive in self.archives:
+            stream = resources.get(archive.stream)
+            if not isinstance(stream, Stream) or not stream.origin:
+                problems.append(f"archive of {archive.stream!r}: not an origin stream")
+            bucket = resources.get(archive.bucket)
+            if bucket is None or bucket.kind is not ResourceKind.BUCKET:
+                problems.append(f"archive of {archive.stream!r}: {archive.bucket!r} is not a "
+                                "bucket")
+            if not 60 <= archive.buffer_interval_s <= 900:
+                problems.append(f"archive of {archive.stream!r}: buffer_interval_s is outside "
+                                "60..900")
+            if not 64 <= archive.buffer_size_mib <= 128:
+                problems.append(f"archive of {archive.stream!r}: buffer_size_mib is outside "
+                                "64..128 (dynamic partitioning needs at least 64)")
+        controls = [t.name for t in self.tables if t.role == "control"]
+        if len(controls) > 1:
+            problems.append(f"more than one control table: {', '.join(controls)}")
         all_routes = [r.key for a in self.apis for r in a.routes]
         for dup in sorted({k for k in all_routes if all_routes.count(k) > 1}):
             problems.append(f"route {dup!r} belongs to more than one function")
@@ -437,6 +548,8 @@ class Pipeline:
                 {**asdict(r), "kind": r.kind.value} for r in self.resources().values()
             ],
             "functions": [{"kind": type(f).__name__, **asdict(f)} for f in self.functions],
+            "archives": [asdict(a) for a in self.archives],
+            "version": self.version,
         }
 
 
@@ -455,6 +568,7 @@ PIPELINE = Pipeline(
             name="payments-raw",
             partition_key="payer",
             description="Payments as producers send them, unvalidated.",
+            origin=True,
         ),
         Stream(
             name="payments-validated",
@@ -471,6 +585,7 @@ PIPELINE = Pipeline(
             name="customers",
             partition_key="customer_id",
             description="customer.registered and customer.updated events from the CRM.",
+            origin=True,
         ),
         Stream(
             name="alerts",
@@ -494,11 +609,13 @@ PIPELINE = Pipeline(
             name="balances",
             description="Balance per account and currency, materialized from ledger-entries.",
             partition_key="account_id",
+            bookkeeping=("fences", "version", "recent"),
         ),
         Table(
             name="profiles",
             description="Unified customer profile: registration data and payment activity.",
             partition_key="customer_id",
+            bookkeeping=("fences", "version", "recent", "field_times"),
         ),
         Table(
             name="alerts-view",
@@ -506,11 +623,14 @@ PIPELINE = Pipeline(
             partition_key="account_id",
             sort_key="alert_key",
             indexes=(Index(name="by-day", partition_key="day", sort_key="alert_key"),),
+            # Notification receipts belong to the version that notified (replays never do).
+            bookkeeping=("notified_at", "notification_id"),
         ),
         Table(
             name="fraud-state",
             description="fraud-detect's rule state per payer: recent payments and payees.",
             partition_key="payer",
+            role="state",
         ),
         Table(
             name="activity-view",
@@ -521,9 +641,24 @@ PIPELINE = Pipeline(
                 Index(name="open-by-close", partition_key="status", sort_key="closes_at",
                       projection="KEYS_ONLY"),
             ),
+            bookkeeping=("fences", "version", "recent", "closed_by", "closed_at",
+                         "watermark_us", "closes_at", "window_closes_at"),
+            internal_partitions=("#shards",),
+        ),
+        Table(
+            name="versions",
+            description="The version registry: each version of the views (how it was built, "
+            "its replay checkpoint) and the live pointer readers follow.",
+            partition_key="version",
+            role="control",
         ),
     ),
     buckets=(
+        Bucket(
+            name="archive",
+            description="Every raw event for good (history beyond stream retention), "
+            "partitioned by event date and hour: the source of replays and of the audit.",
+        ),
         Bucket(
             name="quarantine",
             description="Invalid events: the original record, the reason, the source position.",
@@ -630,6 +765,7 @@ PIPELINE = Pipeline(
                 _quarantine(),
             ),
             reserved_concurrency=5,
+            replayable=False,
         ),
     ),
     scheduled=(
@@ -660,6 +796,7 @@ PIPELINE = Pipeline(
                 _reads("PROFILES_TABLE", "profiles"),
                 _reads("ACTIVITY_TABLE", "activity-view"),
                 _reads("ALERTS_TABLE", "alerts-view"),
+                _reads("VERSIONS_TABLE", "versions"),
             ),
         ),
         ApiFunction(
@@ -672,5 +809,9 @@ PIPELINE = Pipeline(
             throttle_rps=50,
             throttle_burst=100,
         ),
+    ),
+    archives=(
+        Archive(stream="payments-raw", bucket="archive"),
+        Archive(stream="customers", bucket="archive"),
     ),
 )

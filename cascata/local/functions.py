@@ -43,12 +43,15 @@ def build_function(
     stage: str,
     wrap: ClientWrapper | None = None,
     now: Callable[[], float] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Function:
     """`now`: the wall clock handed to functions that take one (time-driven logic such as
-    closing event-time windows), so the local runtime can move time for them."""
+    closing event-time windows), so the local runtime can move time for them.
+    `environment`: variables on top of the declared ones (a version's configuration)."""
     quiet_powertools()
     module = importlib.import_module(pipeline.function(name).module)
     env = pipeline.environment(name, stage=stage, account=aws.account, region=aws.region)
+    env.update(environment or {})
     settings = module.SETTINGS.from_env(env)
     clients: dict[str, Any] = {}
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascata.local.archiver import Archiver
 from cascata.local.chaos import ChaosKinesis, ChaosSettings
 from cascata.local.clock import SystemClock
 from cascata.local.emulator import Aws, Provisioned, provision
@@ -32,6 +33,10 @@ from cascata.pipeline import Pipeline, ResourceKind
 
 Observer = Callable[[str, Mapping[str, Any], Any, float], None]
 """(processor, event, response, finished_at): called after each invocation that returned."""
+SourceWrapper = Callable[[str, str, Any], Any]
+"""(processor, declared stream, source) -> the source its mapping reads (a replay bounds it)."""
+ARCHIVER = "archive"
+"""Mappings of the local archiver are named `archive/<stream>`."""
 
 
 STATUS_KEY = "cascata/local-runtime/status.json"
@@ -75,6 +80,10 @@ class LocalRuntime:
     apis: dict[str, Function] = field(default_factory=dict)
     chaos_clients: list[ChaosKinesis] = field(default_factory=list)
     clock: WallClock = field(default_factory=WallClock)
+    environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Function name -> variables on top of the declared environment (a version's settings)."""
+    source_wrapper: SourceWrapper | None = None
+    archivers: dict[str, Archiver] = field(default_factory=dict)
 
     def start(self) -> LocalRuntime:
         self.provisioned = provision(self.pipeline, self.aws, stage=self.stage,
@@ -99,13 +108,9 @@ class LocalRuntime:
         for salt, proc in enumerate(self.pipeline.processors):
             function = self._function(proc.name, salt)
             for src in proc.sources:
-                source_name = self.name(src.stream)
-                source: Any = (
-                    KinesisBackendSource(source_name, account=self.aws.account,
-                                         region=self.aws.region)
-                    if self.aws.embedded
-                    else KinesisApiSource(self.aws.client("kinesis"), stream_name=source_name)
-                )
+                source = self._source(src.stream)
+                if self.source_wrapper is not None:
+                    source = self.source_wrapper(proc.name, src.stream, source)
                 config = MappingConfig.from_event_source(
                     src, on_failure_arn=self._arn(src.on_failure)
                 )
@@ -117,15 +122,32 @@ class LocalRuntime:
                     memory_mb=proc.memory_mb,
                     timeout_s=proc.timeout_s,
                 )
+        for archive in self.pipeline.archives:
+            archiver = Archiver(self.aws.client("s3"), self.name(archive.bucket), archive.stream)
+            self.archivers[archive.stream] = archiver
+            self.mappings[mapping_key(ARCHIVER, archive.stream)] = self.engine.create_mapping(
+                function=archiver,
+                function_name=f"{self.pipeline.physical_name(archive.stream, stage=self.stage)}"
+                "-archive",
+                source=self._source(archive.stream),
+                config=MappingConfig(batch_size=500, maximum_batching_window_in_seconds=1.0),
+            )
         for sched in self.pipeline.scheduled:
             self.scheduled[sched.name] = build_function(
-                self.pipeline, sched.name, aws=self.aws, stage=self.stage, now=self.clock.now
+                self.pipeline, sched.name, aws=self.aws, stage=self.stage, now=self.clock.now,
+                environment=self.environment.get(sched.name),
             )
         for api in self.pipeline.apis:
             self.apis[api.name] = build_function(
                 self.pipeline, api.name, aws=self.aws, stage=self.stage
             )
         return self
+
+    def _source(self, stream: str) -> Any:
+        name = self.name(stream)
+        if self.aws.embedded:
+            return KinesisBackendSource(name, account=self.aws.account, region=self.aws.region)
+        return KinesisApiSource(self.aws.client("kinesis"), stream_name=name)
 
     def routes(self) -> dict[str, Function]:
         """`METHOD /path` -> the API function serving it, for the local HTTP front."""
@@ -178,21 +200,23 @@ class LocalRuntime:
     def checkpoint_report(self) -> dict[str, Any]:
         """Every mapping's checkpoints and counters, as `cascata status` reads them."""
         report: dict[str, Any] = {}
-        for proc in self.pipeline.processors:
-            for src in proc.sources:
-                mapping = self.mappings[mapping_key(proc.name, src.stream)]
-                stats = mapping.stats
-                report[mapping_key(proc.name, src.stream)] = {
-                    "processor": proc.name,
-                    "stream": src.stream,
-                    "physical_stream": self.name(src.stream),
-                    "checkpoints": {k: str(v) for k, v in mapping.checkpoints.items()},
-                    "invocations": stats.invocations,
-                    "records_in": stats.records_in,
-                    "retries": stats.retries,
-                    "on_failure_records": stats.on_failure_records,
-                    "updated_at": time.time(),
-                }
+        consumers = [(proc.name, src.stream) for proc in self.pipeline.processors
+                     for src in proc.sources]
+        consumers += [(ARCHIVER, archive.stream) for archive in self.pipeline.archives]
+        for name, stream in consumers:
+            mapping = self.mappings[mapping_key(name, stream)]
+            stats = mapping.stats
+            report[mapping_key(name, stream)] = {
+                "processor": name,
+                "stream": stream,
+                "physical_stream": self.name(stream),
+                "checkpoints": {k: str(v) for k, v in mapping.checkpoints.items()},
+                "invocations": stats.invocations,
+                "records_in": stats.records_in,
+                "retries": stats.retries,
+                "on_failure_records": stats.on_failure_records,
+                "updated_at": time.time(),
+            }
         return report
 
     def publish_checkpoints(self) -> None:
@@ -227,7 +251,8 @@ class LocalRuntime:
             return client
 
         function = build_function(self.pipeline, processor, aws=self.aws, stage=self.stage,
-                                  wrap=wrap, now=self.clock.now)
+                                  wrap=wrap, now=self.clock.now,
+                                  environment=self.environment.get(processor))
         observer = self.observer
         if observer is None:
             return function

@@ -19,6 +19,9 @@ from cascata_runtime.errors import ConfigurationError
 class _FromEnv:
     ENVIRONMENT: ClassVar[Mapping[str, str]]
     """Field name -> environment variable name."""
+    OPTIONAL: ClassVar[Mapping[str, str]] = {}
+    """Field name -> environment variable name, for settings with a default (absent or empty
+    means the default)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -29,11 +32,16 @@ class _FromEnv:
                 f"{cls.__name__}: missing environment variable(s): {', '.join(sorted(missing))}"
             )
         values: dict[str, Any] = {f: environ[env] for f, env in cls.ENVIRONMENT.items()}
+        values.update({f: environ[env] for f, env in cls.OPTIONAL.items() if environ.get(env)})
         return cls(**values)
 
     @classmethod
     def variables(cls) -> frozenset[str]:
         return frozenset(cls.ENVIRONMENT.values())
+
+    @classmethod
+    def optional_variables(cls) -> frozenset[str]:
+        return frozenset(cls.OPTIONAL.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,10 @@ class FraudDetectSettings(_FromEnv):
     profiles_table: str
     quarantine_bucket: str
     stage: str
+    rules: str = ""
+    """JSON object of `FraudRules` overrides (a version built with changed thresholds); empty
+    means the production defaults."""
+    OPTIONAL: ClassVar[Mapping[str, str]] = {"rules": "FRAUD_RULES"}
     ENVIRONMENT: ClassVar[Mapping[str, str]] = {
         "alerts_stream": "ALERTS_STREAM",
         "alerts_table": "ALERTS_TABLE",
@@ -150,12 +162,14 @@ class QuerySettings(_FromEnv):
     profiles_table: str
     activity_table: str
     alerts_table: str
+    versions_table: str
     stage: str
     ENVIRONMENT: ClassVar[Mapping[str, str]] = {
         "balances_table": "BALANCES_TABLE",
         "profiles_table": "PROFILES_TABLE",
         "activity_table": "ACTIVITY_TABLE",
         "alerts_table": "ALERTS_TABLE",
+        "versions_table": "VERSIONS_TABLE",
         "stage": "PIPELINE_STAGE",
     }
 

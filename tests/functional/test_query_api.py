@@ -49,6 +49,7 @@ class Views:
         self._create(TABLES[domain.View.ACTIVITY], "account_id", "window_key")
         self._create(TABLES[domain.View.ALERTS], "account_id", "alert_key",
                      index=("by-day", "day", "alert_key"))
+        self._create("versions", "version")
 
     def _create(self, name: str, pk: str, sk: str | None = None,
                 index: tuple[str, str, str] | None = None) -> None:
@@ -513,11 +514,51 @@ def test_dependencies_read_the_tables_named_in_the_settings(views: Views) -> Non
     settings_ = QuerySettings(
         balances_table=TABLES[domain.View.BALANCES], profiles_table=TABLES[domain.View.PROFILES],
         activity_table=TABLES[domain.View.ACTIVITY], alerts_table=TABLES[domain.View.ALERTS],
-        stage="test",
+        versions_table="versions", stage="test",
     )
     handle = query.make_handler(query.dependencies(settings_, client=lambda s: views.client))
     status, body, _ = call(handle, get_account("alice"))
     assert status == 200 and body["profile"]["customer_id"] == "alice"
+
+
+def _settings() -> QuerySettings:
+    return QuerySettings(
+        balances_table=TABLES[domain.View.BALANCES], profiles_table=TABLES[domain.View.PROFILES],
+        activity_table=TABLES[domain.View.ACTIVITY], alerts_table=TABLES[domain.View.ALERTS],
+        versions_table="versions", stage="test",
+    )
+
+
+def test_each_request_reads_the_version_the_live_pointer_names(views: Views) -> None:
+    views.profile("alice")
+    for view in (domain.View.BALANCES, domain.View.PROFILES, domain.View.ACTIVITY):
+        key = "customer_id" if view is domain.View.PROFILES else "account_id"
+        sort = "window_key" if view is domain.View.ACTIVITY else None
+        views._create(f"{TABLES[view]}-v2", key, sort)
+    views._create(f"{TABLES[domain.View.ALERTS]}-v2", "account_id", "alert_key",
+                  index=("by-day", "day", "alert_key"))
+    views.client.put_item(TableName=f"{TABLES[domain.View.PROFILES]}-v2", Item={
+        "customer_id": {"S": "alice"}, "name": {"S": "Alice (v2)"}})
+    handle = query.make_handler(query.dependencies(_settings(), client=lambda s: views.client))
+
+    # No pointer yet: v1, the deployed tables.
+    status, body, headers = call(handle, get_account("alice"))
+    assert status == 200 and headers["x-cascata-version"] == "v1"
+    assert body["profile"].get("name") != "Alice (v2)"
+
+    views.client.put_item(TableName="versions", Item={
+        "version": {"S": "@live"}, "live": {"S": "v2"}})
+    status, body, headers = call(handle, get_account("alice"))
+    assert status == 200 and headers["x-cascata-version"] == "v2"
+    assert body["profile"]["name"] == "Alice (v2)"
+
+
+def test_a_pointer_naming_no_version_is_a_server_error_not_a_wrong_answer(views: Views) -> None:
+    views.client.put_item(TableName="versions", Item={
+        "version": {"S": "@live"}, "live": {"S": "latest"}})
+    handle = query.make_handler(query.dependencies(_settings(), client=lambda s: views.client))
+    status, body, _ = call(handle, get_account("alice"))
+    assert status == 500 and body["error"] == "internal_error"
 
 
 def test_the_routes_served_are_the_routes_declared() -> None:

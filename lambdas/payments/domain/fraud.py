@@ -168,6 +168,65 @@ class FraudRules:
 
 DEFAULT_RULES = FraudRules()
 
+_TUNABLE_INTS = ("velocity_max_payments", "velocity_interval_s", "velocity_lateness_s",
+                 "velocity_keep", "new_payee_threshold_minor", "known_payees_cap", "recent_ids")
+TUNABLE = (*_TUNABLE_INTS, "default_tier", "tier_limits_minor", "currency_weights")
+"""The fields a version may override (`FRAUD_RULES`, `cascata replay --set fraud-detect.*`)."""
+
+
+def rules_from_overrides(overrides: Mapping[str, Any], base: FraudRules = DEFAULT_RULES
+                         ) -> FraudRules:
+    """`base` with `overrides` applied, checked field by field; ValueError names the problem."""
+    from dataclasses import replace
+
+    unknown = sorted(set(overrides) - set(TUNABLE))
+    if unknown:
+        raise ValueError(f"unknown fraud rule setting(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(TUNABLE)}")
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name in _TUNABLE_INTS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"fraud rule setting {name} must be an integer, got {value!r}")
+            changes[name] = value
+        elif name == "default_tier":
+            if not isinstance(value, str):
+                raise ValueError("fraud rule setting default_tier must be a string")
+            changes[name] = value
+        else:
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                for k, v in value.items()
+            ):
+                raise ValueError(f"fraud rule setting {name} must map names to integers")
+            changes[name] = _frozen({**getattr(base, name), **value})
+    return replace(base, **changes)
+
+
+def rules_from_json(text: str) -> FraudRules:
+    """The rules a function runs with: the defaults, or the overrides in `FRAUD_RULES`."""
+    import json
+
+    if not text:
+        return DEFAULT_RULES
+    try:
+        overrides = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"FRAUD_RULES is not JSON: {exc}") from None
+    if not isinstance(overrides, Mapping):
+        raise ValueError("FRAUD_RULES must be a JSON object of rule settings")
+    return rules_from_overrides(overrides)
+
+
+def rules_overrides(rules: FraudRules) -> dict[str, Any]:
+    """The fields of `rules` that differ from the defaults (what a version records)."""
+    out: dict[str, Any] = {}
+    for name in TUNABLE:
+        value, default = getattr(rules, name), getattr(DEFAULT_RULES, name)
+        if value != default:
+            out[name] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Seen:

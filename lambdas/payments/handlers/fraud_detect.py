@@ -53,6 +53,7 @@ from payments.domain.fraud import (
     evaluate,
     group_payments,
     needs_tier,
+    rules_from_json,
 )
 from payments.settings import FraudDetectSettings
 
@@ -175,6 +176,7 @@ def dependencies(
         view=DynamoAlertsView(dynamodb, settings.alerts_table),
         sink=KinesisSink(client("kinesis")),
         objects=adapters.S3ObjectStore(client("s3")),
+        rules=rules_from_json(settings.rules),
     )
 
 

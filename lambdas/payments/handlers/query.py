@@ -2,7 +2,10 @@
 
 A thin shell: the API Gateway HTTP API event (payload format 2.0) is parsed into an
 `HttpRequest`, the pure core (`payments.domain.query.serve`) routes it and shapes the answer,
-and the views are read through `DynamoViewReader`. Reads are eventually consistent (half the
+and the views are read through `DynamoViewReader`. Each request first reads the live pointer
+(`cascata_runtime.versions`) and then reads only the tables of that version, so a promote moves
+every later request to the new version at once and no answer mixes two versions; the answer
+names its version in `x-cascata-version`. Reads are eventually consistent (half the
 read units of strongly consistent ones; a view a few milliseconds behind is what a serving
 layer over streams offers anyway).
 
@@ -25,6 +28,7 @@ from aws_lambda_powertools import Logger
 
 from cascata_runtime import adapters
 from cascata_runtime.handler import ClientFactory, Handler, lazy
+from cascata_runtime.versions import FIRST_VERSION, read_live, versioned_name
 from payments.domain.query import (
     ApiError,
     HttpRequest,
@@ -92,18 +96,39 @@ class DynamoViewReader(ViewReader):
 
 @dataclass(frozen=True, slots=True)
 class Dependencies:
-    reader: ViewReader
+    reader: ViewReader | None
+    """A fixed reader (one version); with `readers`, the reader of the live version instead."""
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    readers: Callable[[str], ViewReader] | None = None
+    """version -> the reader of that version's tables."""
+    live: Callable[[], str] = lambda: FIRST_VERSION
+    """The live version, read once per request."""
+
+    def reader_for(self, version: str) -> ViewReader:
+        if self.readers is not None:
+            return self.readers(version)
+        assert self.reader is not None, "a reader or readers is required"
+        return self.reader
 
 
 def dependencies(settings: QuerySettings, client: ClientFactory = adapters.client) -> Dependencies:
+    dynamodb = client("dynamodb")
+    tables = {
+        View.BALANCES: settings.balances_table,
+        View.PROFILES: settings.profiles_table,
+        View.ACTIVITY: settings.activity_table,
+        View.ALERTS: settings.alerts_table,
+    }
+
+    def readers(version: str) -> ViewReader:
+        return DynamoViewReader(
+            dynamodb, {view: versioned_name(table, version) for view, table in tables.items()}
+        )
+
     return Dependencies(
-        reader=DynamoViewReader(client("dynamodb"), {
-            View.BALANCES: settings.balances_table,
-            View.PROFILES: settings.profiles_table,
-            View.ACTIVITY: settings.activity_table,
-            View.ALERTS: settings.alerts_table,
-        }),
+        reader=None,
+        readers=readers,
+        live=lambda: read_live(dynamodb, settings.versions_table),
     )
 
 
@@ -145,7 +170,13 @@ def _failure(exc: Exception, request: HttpRequest, logger: Logger) -> Response:
 
 
 def make_handler(deps: Dependencies) -> Handler:
-    return api_handler(PROCESSOR, lambda request: serve(request, deps.reader, now=deps.now()))
+    def answer(request: HttpRequest) -> Response:
+        version = deps.live()
+        response = serve(request, deps.reader_for(version), now=deps.now())
+        return Response(response.status, response.body,
+                        {**response.headers, "x-cascata-version": version})
+
+    return api_handler(PROCESSOR, answer)
 
 
 handler = lazy(lambda: make_handler(dependencies(QuerySettings.from_env())))

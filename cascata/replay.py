@@ -1,0 +1,402 @@
+"""Replay: the same processors over history, into a new version of every view (Kappa).
+
+`run_replay` builds version V of the views on a running local deployment (`cascata up`, or any
+endpoint the pipeline is provisioned on): it creates V's own tables and derived streams, then
+runs the declared processors (all but those whose effects leave the pipeline, such as
+notifications) over the origin streams' history with the local event source mapping engine,
+exactly as they run live, only with V's resource names and V's configuration.
+
+- `--from stream` reads the origin streams from the trim horizon, or from `--since`
+  (AT_TIMESTAMP), up to `--until` (arrival time; by default the moment the replay was started,
+  fixed in the registry so a resumed run stops at the same place).
+- `--from archive` first republishes the archived history (S3) into V's own replay streams
+  (`cascata_runtime.republish`), so history older than the streams' retention replays too.
+
+Order. Each shard is read in sequence order, so each key's events are processed in the order
+they arrived; the engine runs the mappings one lane after another, which makes a replay of the
+same history produce the same views every time.
+
+Resuming. Every mapping's checkpoint (the last position all of whose effects are stored) is
+written to V's registry record every few seconds, when the run stops at `--max-records`, and
+on interruption. A resumed run starts each mapping after its checkpoint; anything between the
+checkpoint and the interruption is delivered again and recognised by the processors' per-shard
+fences, so nothing is applied twice. The functions' clock is the replay clock (the newest
+arrival time replayed, also checkpointed), not the wall clock, so time-driven logic (idle
+shards closing windows) sees history's own pace however long the replay pauses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cascata.console import CliError
+from cascata.local.emulator import Aws, provision
+from cascata.local.esm_sources import AtTimestamp, ReadResult, ShardInfo
+from cascata.local.runtime import LocalRuntime, mapping_key
+from cascata.pipeline import PIPELINE, FIRST_VERSION, Pipeline, check_version
+from cascata.versions import BUILDING, READY, RETIRED, Registry, VersionRecord, now_iso
+from cascata_runtime.republish import Bounds, RepublishState, epoch_ms, republish
+
+CHECKPOINT_EVERY_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    version: str
+    replay_from: Literal["stream", "archive"] = "stream"
+    since: datetime | None = None
+    until: datetime | None = None
+    config: Mapping[str, Mapping[str, str]] | None = None
+    """Function name -> environment overrides (the version's configuration); None on a
+    resumed replay means "as recorded"."""
+    max_records: int | None = None
+    """Stop after this many origin records in this run (resume by running again)."""
+    timeout_s: float = 900.0
+    stage: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    version: str
+    state: str
+    replay_from: str
+    since: str | None
+    until: str
+    resumed: bool
+    records_this_run: int
+    records_total: int
+    republished: int
+    duration_s: float
+    config: Mapping[str, Mapping[str, str]]
+
+    @property
+    def complete(self) -> bool:
+        return self.state == READY
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "state": self.state, "complete": self.complete,
+            "replay_from": self.replay_from, "since": self.since, "until": self.until,
+            "resumed": self.resumed, "records_this_run": self.records_this_run,
+            "records_total": self.records_total, "republished": self.republished,
+            "duration_s": round(self.duration_s, 3), "config": dict(self.config),
+        }
+
+
+class ReplayClock:
+    """The functions' wall clock during a replay: the newest arrival time replayed so far."""
+
+    def __init__(self, start_ms: int) -> None:
+        self._ms = start_ms
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._ms / 1000.0
+
+    def saw(self, arrival_s: float) -> None:
+        with self._lock:
+            self._ms = max(self._ms, int(arrival_s * 1000))
+
+    @property
+    def ms(self) -> int:
+        with self._lock:
+            return self._ms
+
+
+class Budget:
+    """How many more origin records this run may read (None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._left = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, wanted: int) -> int:
+        with self._lock:
+            granted = wanted if self._left is None else min(wanted, self._left)
+            if self._left is not None:
+                self._left -= granted
+            self.used += granted
+            return granted
+
+    @property
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self._left == 0
+
+
+class ReplaySource:
+    """A mapping's source during a replay: resumes after the recorded checkpoint and, for the
+    origin streams, starts at `since`, ends at `until` and spends the run's budget."""
+
+    def __init__(self, inner: Any, *, resume: Mapping[str, int], origin: bool,
+                 since_s: float | None, until_s: float | None, budget: Budget,
+                 clock: ReplayClock) -> None:
+        self._inner = inner
+        self._resume = dict(resume)
+        self._origin = origin
+        self._since = since_s
+        self._until = until_s
+        self._budget = budget
+        self._clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def kind(self) -> Any:
+        return self._inner.kind
+
+    @property
+    def event_source_arn(self) -> str:
+        return str(self._inner.event_source_arn)
+
+    @property
+    def name(self) -> str:
+        return str(self._inner.name)
+
+    def list_shards(self, *, refresh: bool = False) -> list[ShardInfo]:
+        return list(self._inner.list_shards(refresh=refresh))
+
+    def start_cursor(self, shard_id: str, starting_position: str, timestamp: float | None,
+                     *, group: str) -> Any:
+        if shard_id in self._resume:
+            return self._resume[shard_id]
+        if self._origin and self._since is not None:
+            return AtTimestamp(self._since)
+        return None
+
+    def read(self, shard_id: str, cursor: Any, limit: int) -> ReadResult:
+        if not self._origin:
+            return self._inner.read(shard_id, cursor, limit)
+        if self._budget.exhausted:
+            return ReadResult((), cursor, caught_up=True)
+        result = self._inner.read(shard_id, cursor, limit)
+        records = list(result.records)
+        if self._until is not None:
+            records = [r for r in records if r.arrival < self._until]
+        granted = self._budget.take(len(records))
+        records = records[:granted]
+        for record in records:
+            self._clock.saw(record.arrival)
+        if len(records) == len(result.records):
+            return result
+        next_cursor = records[-1].position if records else cursor
+        return ReadResult(tuple(records), next_cursor, caught_up=True)
+
+    def commit(self, shard_id: str, checkpoint: int, *, group: str) -> None:
+        self._inner.commit(shard_id, checkpoint, group=group)
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def registry_for(aws: Aws, stage: str, pipeline: Pipeline = PIPELINE) -> Registry:
+    table = pipeline.physical_name("versions", stage=stage, account=aws.account,
+                                   region=aws.region)
+    ddb = aws.client("dynamodb")
+    try:
+        ddb.describe_table(TableName=table)
+    except ddb.exceptions.ResourceNotFoundException:
+        raise CliError(f"no pipeline of stage {stage!r} at {aws.endpoint_url or 'AWS'} "
+                       f"(no {table} table): start it with `cascata up`") from None
+    return Registry(ddb, table)
+
+
+def _open_record(registry: Registry, options: ReplayOptions) -> tuple[VersionRecord, bool]:
+    record = registry.get(options.version)
+    if record is None:
+        started = datetime.now(UTC)
+        until = options.until or started
+        if options.since and options.since >= until:
+            raise CliError(f"--since {_iso(options.since)} is not before --until {_iso(until)}")
+        record = VersionRecord(
+            version=options.version, state=BUILDING, replay_from=options.replay_from,
+            since=_iso(options.since), until=_iso(until) or "",
+            config={k: dict(v) for k, v in (options.config or {}).items()},
+            created_at=now_iso(), updated_at=now_iso(),
+            clock_ms=epoch_ms(options.since) if options.since else 0,
+        )
+        registry.create(record)
+        return record, False
+    if record.state == READY:
+        raise CliError(f"{options.version} is already built; diff it, promote it, or retire "
+                       "it and replay again")
+    if record.state == RETIRED:
+        raise CliError(f"{options.version} was retired; replay into a new version")
+    conflicts = []
+    if options.replay_from != record.replay_from:
+        conflicts.append(f"--from {record.replay_from}")
+    if options.since and _iso(options.since) != record.since:
+        conflicts.append(f"--since {record.since}")
+    if options.until and _iso(options.until) != record.until:
+        conflicts.append(f"--until {record.until}")
+    if options.config is not None and {k: dict(v) for k, v in options.config.items()} \
+            != record.config:
+        conflicts.append("the same --set values")
+    if conflicts:
+        raise CliError(f"{options.version} is a replay in progress started with "
+                       f"{', '.join(conflicts)}; resume it with those, or choose another version")
+    return record, True
+
+
+def run_replay(
+    aws: Aws,
+    options: ReplayOptions,
+    *,
+    pipeline: Pipeline = PIPELINE,
+    now: Callable[[], float] = time.time,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> ReplayResult:
+    """Build (or continue building) `options.version`; see the module docstring.
+
+    `now` is the wall clock of the scheduled close that ends a complete replay: windows the
+    live pipeline's schedule would have closed by now are closed in the new version too.
+    """
+    check_version(options.version)
+    if options.version == FIRST_VERSION:
+        raise CliError("v1 is the deployed pipeline's version; replay into v2, v3, ...")
+    if options.max_records is not None and options.max_records < 1:
+        raise CliError("--max-records must be at least 1")
+    registry = registry_for(aws, options.stage, pipeline)
+    record, resumed = _open_record(registry, options)
+    started = time.monotonic()
+    built = pipeline.for_version(record.version, replay_from=record.replay_from)  # type: ignore[arg-type]
+    provision(built, aws, stage=options.stage)
+    since = _parse(record.since)
+    until = _parse(record.until)
+    assert until is not None
+    republished = 0
+    if record.replay_from == "archive":
+        republished = _republish(aws, registry, record, built, options.stage,
+                                 Bounds(epoch_ms(since) if since else None, epoch_ms(until)),
+                                 on_progress)
+    clock = ReplayClock(record.clock_ms)
+    budget = Budget(options.max_records)
+    sources: dict[str, ReplaySource] = {}
+    origins = {s.name for s in pipeline.streams if s.origin}
+
+    def wrap(processor: str, stream: str, source: Any) -> Any:
+        key = mapping_key(processor, stream)
+        wrapped = ReplaySource(
+            source, resume=record.checkpoints.get(key, {}), origin=stream in origins,
+            # From the archive, history is bounded when republished; the replay streams
+            # hold nothing else.
+            since_s=since.timestamp() if since and record.replay_from == "stream" else None,
+            until_s=until.timestamp() if record.replay_from == "stream" else None,
+            budget=budget, clock=clock,
+        )
+        sources[key] = wrapped
+        return wrapped
+
+    runtime = LocalRuntime(built, aws, stage=options.stage, environment=record.config,
+                           source_wrapper=wrap)
+    runtime.clock = clock  # type: ignore[assignment]
+    stop = threading.Event()
+    records_before = record.records
+
+    def checkpoint() -> None:
+        record.checkpoints = {
+            key: {shard: int(pos) for shard, pos in mapping.checkpoints.items()}
+            for key, mapping in runtime.mappings.items()
+        }
+        record.records = records_before + budget.used
+        record.clock_ms = clock.ms
+        registry.save(record)
+
+    def keep_checkpointing() -> None:
+        while not stop.wait(CHECKPOINT_EVERY_S):
+            checkpoint()
+            if on_progress:
+                on_progress("replay", budget.used)
+
+    saver = threading.Thread(target=keep_checkpointing, daemon=True)
+    record.runs += 1
+    try:
+        runtime.start()
+        saver.start()
+        runtime.drain(options.timeout_s)
+        stop.set()
+        saver.join()
+        complete = not budget.exhausted
+        if complete:
+            # The live pipeline's scheduled close has run up to now; so does this version's:
+            # the replay clock catches up with the wall clock for it.
+            clock.saw(now())
+            for scheduled in built.scheduled:
+                runtime.run_scheduled(scheduled.name, now=now())
+            runtime.drain(options.timeout_s)
+        checkpoint()
+        if complete:
+            record.state = READY
+            record.completed_at = now_iso()
+            registry.save(record)
+    except BaseException:
+        stop.set()
+        if runtime.engine is not None:
+            try:
+                runtime.engine.stop()
+                checkpoint()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+        raise
+    finally:
+        runtime.close()
+    if on_progress:
+        on_progress("replay", budget.used)
+    return ReplayResult(
+        version=record.version, state=record.state, replay_from=record.replay_from,
+        since=record.since, until=record.until, resumed=resumed,
+        records_this_run=budget.used, records_total=record.records,
+        republished=republished, duration_s=time.monotonic() - started,
+        config=record.config,
+    )
+
+
+def _republish(aws: Aws, registry: Registry, record: VersionRecord, built: Pipeline,
+               stage: str, bounds: Bounds,
+               on_progress: Callable[[str, int], None] | None) -> int:
+    state = RepublishState.from_json(record.republish)
+    if state.done:
+        return 0
+    before = state.published
+    targets = {s.name: built.physical_name(s.name, stage=stage)
+               for s in built.streams if s.origin}
+    archive = built.physical_name("archive", stage=stage, account=aws.account,
+                                  region=aws.region)
+
+    def save(current: RepublishState) -> None:
+        record.republish = current.to_json()
+        registry.save(record)
+
+    final = republish(
+        s3=aws.client("s3"), kinesis=aws.client("kinesis"), archive_bucket=archive,
+        targets=targets, bounds=bounds, state=state, save=save,
+        on_progress=(lambda n: on_progress("republish", n)) if on_progress else None,
+    )
+    return final.published - before
+
+
+def parse_time_option(value: str | None, option: str) -> datetime | None:
+    """An RFC 3339 time (a trailing Z or an offset; a bare date means midnight UTC)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{option} must be a time like 2026-11-25T09:00:00Z, got {value!r}") \
+            from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

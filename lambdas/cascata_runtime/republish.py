@@ -1,0 +1,245 @@
+"""Republish archived history into a version's replay streams, resumably.
+
+A replay from the archive refills the version's own copies of the origin streams
+(`payments-raw-v2`, ...) from S3, and the version's processors consume them exactly as they
+consume the live streams. This module is that refill, the same code on AWS (a Lambda that a
+Step Functions state machine invokes until it reports done) and locally (`cascata replay
+--from archive`).
+
+Order. Records of one stream are published in arrival order (ties by source shard and sequence
+number), which keeps each source shard's order and so each key's order. Within one PutRecords
+request Kinesis does not promise order, and a retry of failed entries would overtake later ones,
+so a request never carries two records with the same partition key, and the next request goes
+only after every entry of the previous one is stored.
+
+Resuming. The cursor is the (arrival, shard, sequence) of the last record published, kept in
+the version's registry item after every request. A run that stops, by budget or by a crash,
+continues after it; a crash between a request and its checkpoint republishes at most that one
+request, whose records the processors recognise as duplicates (each event id is applied once).
+Lines are de-duplicated by (stream, shard, sequence): the archiver may have written a record
+twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cascata_runtime.archive import ERRORS, EVENTS, decode_object, line_bytes
+from cascata_runtime.envelope import parse_time
+from cascata_runtime.versions import KEY
+
+MAX_REQUEST_RECORDS = 500
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+_RETRYABLE = frozenset({"ProvisionedThroughputExceededException", "InternalFailure",
+                        "KMSThrottlingException"})
+
+Cursor = tuple[int, str, int]
+"""(arrival_ms, shard_id, sequence number): the order records are republished in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def holds(self, arrival_ms: int) -> bool:
+        if self.since_ms is not None and arrival_ms < self.since_ms:
+            return False
+        return self.until_ms is None or arrival_ms < self.until_ms
+
+
+def epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def cursor_of(line: Mapping[str, Any]) -> Cursor:
+    return (int(line["arrival_ms"]), str(line["shard_id"]), int(line["sequence_number"]))
+
+
+def archived_lines(s3: Any, bucket: str, stream: str, bounds: Bounds) -> list[dict[str, Any]]:
+    """Every archived record of `stream` within `bounds`, de-duplicated, in replay order."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    latest_day = None
+    if bounds.until_ms is not None:
+        # Event time never runs more than a day ahead of arrival in practice; partitions of later
+        # days cannot hold records that arrived before `until`. Earlier days always can (late
+        # events), so there is no pruning from below.
+        latest_day = datetime.fromtimestamp(bounds.until_ms / 1000 + 86_400, UTC).date()
+    for kind in (EVENTS, ERRORS):
+        for key in _keys(s3, bucket, f"{kind}/stream={stream}/"):
+            if latest_day is not None and _day(key) is not None and _day(key) > latest_day:
+                continue
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            for line in decode_object(body):
+                if line.get("stream") != stream or not bounds.holds(int(line["arrival_ms"])):
+                    continue
+                seen.setdefault((str(line["shard_id"]), str(line["sequence_number"])), line)
+    return sorted(seen.values(), key=cursor_of)
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield str(obj["Key"])
+
+
+def _day(key: str) -> Any:
+    for part in key.split("/"):
+        if part.startswith("date="):
+            try:
+                return datetime.strptime(part[5:], "%Y-%m-%d").date()
+            except ValueError:
+                return None
+    return None
+
+
+def requests(lines: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    """Consecutive runs of `lines`, each at most one record per partition key and within the
+    PutRecords limits."""
+    batch: list[Mapping[str, Any]] = []
+    keys: set[str] = set()
+    size = 0
+    for line in lines:
+        key = str(line["partition_key"])
+        record_size = len(line_bytes(line)) + len(key.encode())
+        if batch and (key in keys or len(batch) == MAX_REQUEST_RECORDS
+                      or size + record_size > MAX_REQUEST_BYTES):
+            yield batch
+            batch, keys, size = [], set(), 0
+        batch.append(line)
+        keys.add(key)
+        size += record_size
+    if batch:
+        yield batch
+
+
+def put_in_order(kinesis: Any, stream: str, batch: Sequence[Mapping[str, Any]],
+                 *, attempts: int = 8, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Store every record of `batch` (retrying throttled entries) or raise."""
+    pending = list(batch)
+    for attempt in range(attempts):
+        response = kinesis.put_records(StreamName=stream, Records=[
+            {"Data": line_bytes(line), "PartitionKey": str(line["partition_key"])}
+            for line in pending
+        ])
+        failed = [line for line, result in zip(pending, response["Records"], strict=True)
+                  if result.get("ErrorCode")]
+        if not failed:
+            return
+        codes = {r.get("ErrorCode") for r in response["Records"] if r.get("ErrorCode")}
+        if not codes <= _RETRYABLE:
+            raise RuntimeError(f"PutRecords to {stream} refused records: {sorted(codes)}")
+        pending = failed
+        sleep(min(2.0, 0.05 * 2 ** attempt))
+    raise RuntimeError(f"PutRecords to {stream}: {len(pending)} records still throttled after "
+                       f"{attempts} attempts")
+
+
+@dataclass
+class RepublishState:
+    """Per origin stream, the cursor of the last record published (None: nothing yet)."""
+
+    cursors: dict[str, Cursor | None] = field(default_factory=dict)
+    published: int = 0
+    done: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"cursors": {k: list(v) if v else None
+                                       for k, v in self.cursors.items()},
+                           "published": self.published, "done": self.done})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RepublishState:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        return cls(cursors={k: (int(v[0]), str(v[1]), int(v[2])) if v else None
+                            for k, v in raw.get("cursors", {}).items()},
+                   published=int(raw.get("published", 0)), done=bool(raw.get("done")))
+
+
+def republish(
+    *,
+    s3: Any,
+    kinesis: Any,
+    archive_bucket: str,
+    targets: Mapping[str, str],
+    bounds: Bounds,
+    state: RepublishState,
+    save: Callable[[RepublishState], None],
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[int], None] | None = None,
+) -> RepublishState:
+    """Publish what is left of the archived history of each stream in `targets` (declared
+    origin stream -> replay stream) after the state's cursors; `save` after every request."""
+    for stream, target in targets.items():
+        cursor = state.cursors.get(stream)
+        lines = [line for line in archived_lines(s3, archive_bucket, stream, bounds)
+                 if cursor is None or cursor_of(line) > cursor]
+        for batch in requests(lines):
+            if should_stop():
+                save(state)
+                return state
+            put_in_order(kinesis, target, batch)
+            state.cursors[stream] = cursor_of(batch[-1])
+            state.published += len(batch)
+            save(state)
+            if on_progress:
+                on_progress(len(batch))
+    state.done = True
+    save(state)
+    return state
+
+
+# --- Lambda entry point (AWS: invoked by the replay state machine until done) -----------------
+
+
+def _time(name: str, value: str | None) -> int | None:
+    if not value:
+        return None
+    parsed = parse_time(value, name)
+    if not isinstance(parsed, datetime):
+        raise ValueError(parsed.reason)
+    return epoch_ms(parsed)
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Republish for the time this invocation has, then report `{"done", "published"}`."""
+    import boto3
+
+    env = os.environ
+    version = env["REPLAY_VERSION"]
+    table = env["VERSIONS_TABLE"]
+    targets = json.loads(env["REPLAY_STREAMS"])
+    bounds = Bounds(_time("REPLAY_SINCE", env.get("REPLAY_SINCE")),
+                    _time("REPLAY_UNTIL", env.get("REPLAY_UNTIL")))
+    dynamodb = boto3.client("dynamodb")
+    item = dynamodb.get_item(TableName=table, Key={KEY: {"S": version}},
+                             ConsistentRead=True).get("Item", {})
+    state = RepublishState.from_json(item.get("republish", {}).get("S"))
+    if state.done:
+        return {"done": True, "published": 0}
+    before = state.published
+
+    def save(current: RepublishState) -> None:
+        dynamodb.update_item(
+            TableName=table, Key={KEY: {"S": version}},
+            UpdateExpression="SET republish = :r, updated_at = :t",
+            ExpressionAttributeValues={":r": {"S": current.to_json()},
+                                       ":t": {"S": datetime.now(UTC).isoformat()}},
+        )
+
+    remaining = getattr(context, "get_remaining_time_in_millis", lambda: 900_000)
+    final = republish(
+        s3=boto3.client("s3"), kinesis=boto3.client("kinesis"),
+        archive_bucket=env["ARCHIVE_BUCKET"], targets=targets, bounds=bounds, state=state,
+        save=save, should_stop=lambda: remaining() < 120_000,
+    )
+    return {"done": final.done, "published": final.published - before}
+
