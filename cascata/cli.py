@@ -213,8 +213,10 @@ def status(
 
 def _register_extra_commands() -> None:
     from cascata.cli_extra import register
+    from cascata.cli_versions import register as register_versions
 
     register(app)
+    register_versions(app)
 
 
 _register_extra_commands()
@@ -237,7 +239,8 @@ def _aws_error(exc: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, prog_name="cascata", standalone_mode=False)
+        # Not standalone, click returns a command's `typer.Exit` code instead of raising it.
+        code = app(args=argv, prog_name="cascata", standalone_mode=False)
     except CliError as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
@@ -259,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

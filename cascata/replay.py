@@ -131,20 +131,58 @@ class Budget:
             return self._left == 0
 
 
+class Gate:
+    """Arrival order across origin streams.
+
+    Processors read other views as they go (fraud-detect reads the payer's profile, which
+    profiles builds from the customers stream), so what a payment sees depends on which
+    customer events were applied before it. Live, that is the order things arrived in; a
+    replay keeps it: the origin streams take turns, each releasing only records that arrived
+    before the next unreleased record of every other origin stream, and the driver drains all
+    the work they cause before the next turn. Ties go to the stream declared first.
+    """
+
+    def __init__(self, order: list[str]) -> None:
+        self._order = {name: i for i, name in enumerate(order)}
+        self._open: tuple[str, float | None] | None = None
+
+    def open_for(self, stream: str, before: float | None) -> None:
+        """Let `stream` release records that arrived before `before` (None: no bound)."""
+        self._open = (stream, before)
+
+    def allows(self, stream: str, arrival: float, other: str | None) -> bool:
+        if self._open is None or self._open[0] != stream:
+            return False
+        bound = self._open[1]
+        if bound is None:
+            return True
+        if arrival != bound or other is None:
+            return arrival < bound
+        return self._order[stream] < self._order[other]
+
+    def rank(self, stream: str) -> int:
+        return self._order[stream]
+
+
 class ReplaySource:
     """A mapping's source during a replay: resumes after the recorded checkpoint and, for the
-    origin streams, starts at `since`, ends at `until` and spends the run's budget."""
+    origin streams, starts at `since`, ends at `until`, spends the run's budget and releases
+    records only as the `Gate` allows."""
 
-    def __init__(self, inner: Any, *, resume: Mapping[str, int], origin: bool,
+    def __init__(self, inner: Any, *, stream: str, resume: Mapping[str, int], origin: bool,
                  since_s: float | None, until_s: float | None, budget: Budget,
-                 clock: ReplayClock) -> None:
+                 clock: ReplayClock, gate: Gate) -> None:
         self._inner = inner
+        self.stream = stream
         self._resume = dict(resume)
         self._origin = origin
         self._since = since_s
         self._until = until_s
         self._budget = budget
         self._clock = clock
+        self._gate = gate
+        self._cursors: dict[str, Any] = {}
+        self.bound_other: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -167,10 +205,29 @@ class ReplaySource:
     def start_cursor(self, shard_id: str, starting_position: str, timestamp: float | None,
                      *, group: str) -> Any:
         if shard_id in self._resume:
-            return self._resume[shard_id]
-        if self._origin and self._since is not None:
-            return AtTimestamp(self._since)
-        return None
+            cursor: Any = self._resume[shard_id]
+        elif self._origin and self._since is not None:
+            cursor = AtTimestamp(self._since)
+        else:
+            cursor = None
+        self._cursors.setdefault(shard_id, cursor)
+        return cursor
+
+    def _wanted(self, arrival: float) -> bool:
+        return self._until is None or arrival < self._until
+
+    def head(self) -> float | None:
+        """The arrival time of the next record this origin stream would release (None: none
+        left within `until`)."""
+        heads = []
+        for shard in self._inner.list_shards():
+            cursor = self._cursors.get(shard.shard_id, self._resume.get(shard.shard_id))
+            if cursor is None and self._since is not None and shard.shard_id not in self._resume:
+                cursor = AtTimestamp(self._since)
+            result = self._inner.read(shard.shard_id, cursor, 1)
+            if result.records and self._wanted(result.records[0].arrival):
+                heads.append(result.records[0].arrival)
+        return min(heads) if heads else None
 
     def read(self, shard_id: str, cursor: Any, limit: int) -> ReadResult:
         if not self._origin:
@@ -178,20 +235,51 @@ class ReplaySource:
         if self._budget.exhausted:
             return ReadResult((), cursor, caught_up=True)
         result = self._inner.read(shard_id, cursor, limit)
-        records = list(result.records)
-        if self._until is not None:
-            records = [r for r in records if r.arrival < self._until]
-        granted = self._budget.take(len(records))
-        records = records[:granted]
+        records = []
+        for record in result.records:
+            if not self._wanted(record.arrival) or not self._gate.allows(
+                    self.stream, record.arrival, self.bound_other):
+                break
+            records.append(record)
+        records = records[:self._budget.take(len(records))]
         for record in records:
             self._clock.saw(record.arrival)
-        if len(records) == len(result.records):
-            return result
         next_cursor = records[-1].position if records else cursor
+        self._cursors[shard_id] = next_cursor
+        if len(records) == len(result.records):
+            return ReadResult(tuple(records), result.cursor if records else cursor,
+                              caught_up=result.caught_up, shard_ended=result.shard_ended)
         return ReadResult(tuple(records), next_cursor, caught_up=True)
 
     def commit(self, shard_id: str, checkpoint: int, *, group: str) -> None:
         self._inner.commit(shard_id, checkpoint, group=group)
+
+
+def drain_in_arrival_order(runtime: LocalRuntime, origins: list[ReplaySource], gate: Gate,
+                           budget: Budget, timeout_s: float) -> None:
+    """Give the origin streams turns in arrival order and drain after each (see `Gate`)."""
+    deadline = time.monotonic() + timeout_s
+    while not budget.exhausted:
+        heads = [(head, gate.rank(src.stream), src) for src in origins
+                 if (head := src.head()) is not None]
+        if not heads:
+            break
+        heads.sort(key=lambda h: (h[0], h[1]))
+        _, _, first = heads[0]
+        if len(heads) > 1:
+            bound, _, other = heads[1]
+            first.bound_other = other.stream
+            gate.open_for(first.stream, bound)
+        else:
+            first.bound_other = None
+            gate.open_for(first.stream, None)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CliError(f"the replay did not finish within {timeout_s:.0f} s; run it "
+                           "again to continue")
+        runtime.drain(left)
+    gate.open_for("", None)
+    runtime.drain(max(1.0, deadline - time.monotonic()))
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -221,6 +309,8 @@ def _open_record(registry: Registry, options: ReplayOptions) -> tuple[VersionRec
     if record is None:
         started = datetime.now(UTC)
         until = options.until or started
+        if until > started:
+            raise CliError(f"--until {_iso(until)} is in the future; history ends now")
         if options.since and options.since >= until:
             raise CliError(f"--since {_iso(options.since)} is not before --until {_iso(until)}")
         record = VersionRecord(
@@ -258,14 +348,12 @@ def run_replay(
     options: ReplayOptions,
     *,
     pipeline: Pipeline = PIPELINE,
-    now: Callable[[], float] = time.time,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> ReplayResult:
-    """Build (or continue building) `options.version`; see the module docstring.
-
-    `now` is the wall clock of the scheduled close that ends a complete replay: windows the
-    live pipeline's schedule would have closed by now are closed in the new version too.
-    """
+    """Build (or continue building) `options.version`; see the module docstring. A complete
+    version holds the views as they stood at `until`: after the last record, the scheduled
+    functions run once with the clock at `until` (closing the windows the live schedule had
+    closed by then)."""
     check_version(options.version)
     if options.version == FIRST_VERSION:
         raise CliError("v1 is the deployed pipeline's version; replay into v2, v3, ...")
@@ -287,12 +375,14 @@ def run_replay(
     clock = ReplayClock(record.clock_ms)
     budget = Budget(options.max_records)
     sources: dict[str, ReplaySource] = {}
-    origins = {s.name for s in pipeline.streams if s.origin}
+    origins = [s.name for s in pipeline.streams if s.origin]
+    gate = Gate(origins)
 
     def wrap(processor: str, stream: str, source: Any) -> Any:
         key = mapping_key(processor, stream)
         wrapped = ReplaySource(
-            source, resume=record.checkpoints.get(key, {}), origin=stream in origins,
+            source, stream=stream, resume=record.checkpoints.get(key, {}),
+            origin=stream in origins, gate=gate,
             # From the archive, history is bounded when republished; the replay streams
             # hold nothing else.
             since_s=since.timestamp() if since and record.replay_from == "stream" else None,
@@ -303,16 +393,17 @@ def run_replay(
         return wrapped
 
     runtime = LocalRuntime(built, aws, stage=options.stage, environment=record.config,
-                           source_wrapper=wrap)
+                           source_wrapper=wrap, batching_windows=False)
     runtime.clock = clock  # type: ignore[assignment]
     stop = threading.Event()
     records_before = record.records
 
     def checkpoint() -> None:
-        record.checkpoints = {
-            key: {shard: int(pos) for shard, pos in mapping.checkpoints.items()}
-            for key, mapping in runtime.mappings.items()
-        }
+        # A mapping reports only the shards it has processed in this run: keep the rest.
+        for key, mapping in runtime.mappings.items():
+            shards = record.checkpoints.setdefault(key, {})
+            for shard, position in mapping.checkpoints.items():
+                shards[shard] = max(int(position), shards.get(shard, -1))
         record.records = records_before + budget.used
         record.clock_ms = clock.ms
         registry.save(record)
@@ -328,16 +419,23 @@ def run_replay(
     try:
         runtime.start()
         saver.start()
-        runtime.drain(options.timeout_s)
+        # One source per origin stream decides the turns (every reader of a stream sees the
+        # same history; the others follow the gate the same way).
+        leaders: dict[str, ReplaySource] = {}
+        for source in sources.values():
+            if source.stream in origins:
+                leaders.setdefault(source.stream, source)
+        drain_in_arrival_order(runtime, list(leaders.values()), gate, budget,
+                               options.timeout_s)
         stop.set()
         saver.join()
         complete = not budget.exhausted
         if complete:
-            # The live pipeline's scheduled close has run up to now; so does this version's:
-            # the replay clock catches up with the wall clock for it.
-            clock.saw(now())
+            # The version is the views as they stood at `until`: the schedule's close runs
+            # once more, at that time (the same close whenever the last run happens).
+            clock.saw(until.timestamp())
             for scheduled in built.scheduled:
-                runtime.run_scheduled(scheduled.name, now=now())
+                runtime.run_scheduled(scheduled.name, now=until.timestamp())
             runtime.drain(options.timeout_s)
         checkpoint()
         if complete:

@@ -177,18 +177,22 @@ class Registry:
         previous = self.live()
         if previous == version:
             return previous, version
-        condition = ("attribute_not_exists(#k)" if previous == FIRST_VERSION and
-                     self._get(LIVE_POINTER) is None else "#live = :previous")
+        # The write succeeds only if the pointer is still what was read: two promotes racing
+        # cannot both win, and nobody reads a version half switched.
+        expected: dict[str, Any]
+        if self._get(LIVE_POINTER) is None:
+            expected = {"ConditionExpression": "attribute_not_exists(#k)",
+                        "ExpressionAttributeNames": {"#k": KEY}}
+        else:
+            expected = {"ConditionExpression": "#live = :previous",
+                        "ExpressionAttributeNames": {"#live": "live"},
+                        "ExpressionAttributeValues": {":previous": {"S": previous}}}
         try:
             self._ddb.put_item(
                 TableName=self.table,
                 Item=_wire({KEY: LIVE_POINTER, "live": version, "previous": previous,
                             "switched_at": now_iso()}),
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#k": KEY, "#live": "live"}
-                if "#live" in condition else {"#k": KEY},
-                **({"ExpressionAttributeValues": {":previous": {"S": previous}}}
-                   if ":previous" in condition else {}),
+                **expected,
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
             raise CliError("the live version changed while promoting; run the command "

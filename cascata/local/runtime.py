@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cascata.local.archiver import Archiver
@@ -83,6 +83,9 @@ class LocalRuntime:
     environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Function name -> variables on top of the declared environment (a version's settings)."""
     source_wrapper: SourceWrapper | None = None
+    batching_windows: bool = True
+    """False: batches take what is there instead of waiting to fill (a replay, where history
+    is all there and waiting only slows it)."""
     archivers: dict[str, Archiver] = field(default_factory=dict)
 
     def start(self) -> LocalRuntime:
@@ -114,6 +117,8 @@ class LocalRuntime:
                 config = MappingConfig.from_event_source(
                     src, on_failure_arn=self._arn(src.on_failure)
                 )
+                if not self.batching_windows:
+                    config = replace(config, maximum_batching_window_in_seconds=None)
                 self.mappings[mapping_key(proc.name, src.stream)] = self.engine.create_mapping(
                     function=function,
                     function_name=self.pipeline.physical_name(proc.name, stage=self.stage),

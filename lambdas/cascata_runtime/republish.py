@@ -175,18 +175,32 @@ def republish(
     save: Callable[[RepublishState], None],
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RepublishState:
-    """Publish what is left of the archived history of each stream in `targets` (declared
-    origin stream -> replay stream) after the state's cursors; `save` after every request."""
-    for stream, target in targets.items():
+    """Publish what is left of the archived history of the streams in `targets` (declared
+    origin stream -> replay stream) after the state's cursors; `save` after every request.
+
+    The streams are merged in arrival order and published run by run (a run: consecutive
+    records of one stream), with the clock moving on between runs, so the replay streams'
+    own arrival times keep the original order across streams too: a replay that follows
+    arrival order (a customer registered before a payment) sees it as it was."""
+    merged: list[tuple[Cursor, str, dict[str, Any]]] = []
+    for stream in targets:
         cursor = state.cursors.get(stream)
-        lines = [line for line in archived_lines(s3, archive_bucket, stream, bounds)
-                 if cursor is None or cursor_of(line) > cursor]
-        for batch in requests(lines):
+        merged.extend((cursor_of(line), stream, line)
+                      for line in archived_lines(s3, archive_bucket, stream, bounds)
+                      if cursor is None or cursor_of(line) > cursor)
+    merged.sort(key=lambda entry: (entry[0], list(targets).index(entry[1])))
+    previous: str | None = None
+    for stream, run in _runs(merged):
+        if previous is not None and stream != previous:
+            sleep(RUN_GAP_S)
+        previous = stream
+        for batch in requests(run):
             if should_stop():
                 save(state)
                 return state
-            put_in_order(kinesis, target, batch)
+            put_in_order(kinesis, targets[stream], batch)
             state.cursors[stream] = cursor_of(batch[-1])
             state.published += len(batch)
             save(state)
@@ -195,6 +209,25 @@ def republish(
     state.done = True
     save(state)
     return state
+
+
+RUN_GAP_S = 0.005
+"""Between runs of different streams: later than the last arrival time of the run before,
+even at Kinesis' millisecond resolution."""
+
+
+def _runs(merged: Sequence[tuple[Cursor, str, dict[str, Any]]]
+          ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    run: list[dict[str, Any]] = []
+    stream: str | None = None
+    for _, name, line in merged:
+        if stream is not None and name != stream:
+            yield stream, run
+            run = []
+        stream = name
+        run.append(line)
+    if stream is not None and run:
+        yield stream, run
 
 
 # --- Lambda entry point (AWS: invoked by the replay state machine until done) -----------------
