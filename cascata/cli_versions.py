@@ -92,6 +92,8 @@ def parse_settings(values: list[str]) -> dict[str, dict[str, str]]:
         overrides = rules_overrides(rules_from_overrides(rules))
     except ValueError as exc:
         raise CliError(f"--set: {exc}") from None
+    if not overrides:
+        return {}
     return {"fraud-detect": {"FRAUD_RULES": json.dumps(overrides, sort_keys=True)}}
 
 
