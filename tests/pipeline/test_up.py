@@ -90,8 +90,9 @@ def test_up_serves_the_pipeline_its_apis_and_status_then_stops_cleanly() -> None
             report = status(endpoints["aws_endpoint_url"], stage="uptest")
         assert report["lag_records"] == 0
         assert report["views"]["balances"] == 2
+        # Every processor, and the archiver copying the origin streams to S3.
         assert {p["processor"] for p in report["processors"]} == {
-            p.name for p in PIPELINE.processors}
+            p.name for p in PIPELINE.processors} | {"archive"}
     finally:
         stop.set()
         thread.join(timeout=60)
