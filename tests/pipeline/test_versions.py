@@ -193,6 +193,46 @@ def test_an_interrupted_replay_resumes_to_the_same_views(live: Live) -> None:
     assert report["total_differences"] == 0 and code == 0
 
 
+def test_a_replay_killed_mid_run_resumes_to_the_same_views(live: Live) -> None:
+    """No graceful stop: the process dies between two periodic checkpoints, so the resumed
+    run redelivers what the dead one had already applied, and the fences must skip it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cascata.local.emulator import external
+    from cascata.replay import registry_for
+
+    registry = registry_for(external(live.endpoint), STAGE)
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cascata", "replay", "--to-version", "v6", "--until",
+         live.until, "--endpoint-url", live.endpoint, "--json"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            record = registry.get("v6")
+            if record is not None and record.records > 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the replay never checkpointed")
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    record = registry.get("v6")
+    assert record is not None and record.state == "building"
+    code, last = live.replay("--to-version", "v6")
+    assert code == 0 and last["resumed"] and last["state"] == "ready"
+    code, report = live.cli("diff", "v2", "v6")
+    assert report["total_differences"] == 0 and code == 0
+
+
 def test_a_replay_from_the_archive_equals_one_from_the_stream(live: Live) -> None:
     code, result = live.replay("--to-version", "v5", "--from", "archive")
     assert code == 0 and result["state"] == "ready"
