@@ -11,7 +11,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup demo test test-fast lint typecheck synth bench deploy destroy clean
+.PHONY: setup demo test test-fast lint typecheck synth bench deploy destroy deploy-version destroy-version clean
 
 setup: $(STAMP)
 
@@ -56,7 +56,22 @@ deploy: $(STAMP) node_modules/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --no-notices --all -c stage=$(or $(STAGE),dev)
 
 destroy: $(STAMP) node_modules/.installed
+	@# Version stacks use the base stack's key and alarm topic: they go first.
+	@$(PY) -c 'import boto3, sys; stage = sys.argv[1]; names = [s["StackName"] for p in boto3.client("cloudformation").get_paginator("list_stacks").paginate(StackStatusFilter=["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"]) for s in p["StackSummaries"] if s["StackName"].startswith(f"cascata-{stage}-v")]; names and sys.exit("destroy the version stacks first: " + ", ".join(names) + " (make destroy-version VERSION=...)")' $(or $(STAGE),dev)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk destroy --no-notices --all -c stage=$(or $(STAGE),dev)
+
+# A version of the views rebuilt by replay, beside the base stack (docs/reprocessing.md):
+#   make deploy-version VERSION=v2 [FROM=stream|archive] [SINCE=<RFC 3339>] [UNTIL=<RFC 3339>]
+deploy-version: $(STAMP) node_modules/.installed
+	@test -n "$(VERSION)" || { echo "VERSION=v2 (or another) is required"; exit 2; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --no-notices cascata-$(or $(STAGE),dev)-$(VERSION) \
+	  -c stage=$(or $(STAGE),dev) -c version=$(VERSION) -c replayFrom=$(or $(FROM),stream) \
+	  $(if $(SINCE),-c replaySince=$(SINCE)) $(if $(UNTIL),-c replayUntil=$(UNTIL))
+
+destroy-version: $(STAMP) node_modules/.installed
+	@test -n "$(VERSION)" || { echo "VERSION=v2 (or another) is required"; exit 2; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk destroy --no-notices cascata-$(or $(STAGE),dev)-$(VERSION) \
+	  -c stage=$(or $(STAGE),dev) -c version=$(VERSION) -c replayFrom=$(or $(FROM),stream)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,7 +2,9 @@
 
 `build(app, config=...)` is the single composition used by `app.py` and by the
 infrastructure tests, so the tests check exactly what `cdk synth` produces: the stage's
-`PipelineStack` with the AwsSolutions (cdk-nag) checks attached as a validation plugin.
+`PipelineStack` with the AwsSolutions (cdk-nag) checks attached as a validation plugin, plus,
+when the context asks for one (`-c version=v2`), the version stack that rebuilds that version
+of the views next to it (`build_version`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,21 @@ from aws_cdk import App, Environment, Fn, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from cascata.pipeline import PIPELINE, Broker, Pipeline
-from stacks.config import ConfigError, StageConfig, stage_config
-from stacks.pipeline_stack import PipelineStack
+from stacks.config import ConfigError, ReplayConfig, StageConfig, replay_config, stage_config
+from stacks.pipeline_stack import PipelineStack, SharedResources
+from stacks.replay import replay_pipeline
 
-__all__ = ["ConfigError", "PipelineStack", "StageConfig", "build", "stage_config"]
+__all__ = [
+    "ConfigError",
+    "PipelineStack",
+    "ReplayConfig",
+    "SharedResources",
+    "StageConfig",
+    "build",
+    "build_version",
+    "replay_config",
+    "stage_config",
+]
 
 
 def build(
@@ -46,4 +59,30 @@ def build(
         Tags.of(stack).add(name, value)
     if nag:
         Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stack
+
+
+def build_version(app: App, *, base: PipelineStack, replay: ReplayConfig) -> PipelineStack:
+    """Add the stack `cascata-<stage>-<version>` that rebuilds one version of the views.
+
+    It renders `replay_pipeline(base.pipeline, replay)`, takes the key and the alarm topic from
+    `base` (cross-stack references, so CDK deploys `base` first) and the other shared
+    resources by their declared names.
+    """
+    config = base.config
+    name = config.version_stack_name(replay.version)
+    stack = PipelineStack(
+        app,
+        name,
+        config=config,
+        pipeline=replay_pipeline(base.pipeline, replay),
+        shared=base.shared_resources,
+        replay=replay,
+        env=Environment(account=config.account, region=config.region),
+        description=f"cascata {replay.version} of the views, stage {config.stage}, replayed "
+        f"from the {replay.replay_from}",
+        termination_protection=config.retain_data,
+    )
+    for tag, value in {**config.tags, "version": replay.version}.items():
+        Tags.of(stack).add(tag, value)
     return stack

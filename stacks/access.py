@@ -10,9 +10,10 @@ else.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -172,3 +173,76 @@ def grant(
                 },
             )
         )
+
+
+VERSIONED_TABLE_SUFFIX = "-v*"
+"""Tables of versions built by replay are `<declared physical name>-v<N>`
+(`cascata_runtime.versions.versioned_name`); this matches them and only them."""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedTable:
+    """A view a reader follows across versions: its v1 physical name and declared indexes."""
+
+    table_name: str
+    indexes: tuple[str, ...] = ()
+
+
+def versioned_table_arns(scope: IConstruct, table: VersionedTable) -> tuple[str, list[str]]:
+    """The ARN pattern of every later version of a table, and of each declared index of it."""
+    stack = Stack.of(scope)
+    table_arn = stack.format_arn(
+        service="dynamodb",
+        resource="table",
+        resource_name=f"{table.table_name}{VERSIONED_TABLE_SUFFIX}",
+    )
+    return table_arn, [f"{table_arn}/index/{name}" for name in table.indexes]
+
+
+def grant_versioned_reads(
+    grantee: iam.IGrantable, *, tables: Sequence[VersionedTable], scope: IConstruct
+) -> None:
+    """Allow a reader that follows the live pointer to read every version of these views.
+
+    The versions do not exist when the reader is deployed (a replay creates them later, in a
+    stack of its own), so they are named by pattern: `table/<name>-v*` with the table read
+    actions and `table/<name>-v*/index/<declared index>` with Query, nothing broader. The
+    versions are encrypted with the same pipeline key, which the v1 read grant already covers.
+    """
+    read = permissions(ResourceKind.TABLE, "read")[0]
+    table_arns: list[str] = []
+    index_arns: list[str] = []
+    for table in tables:
+        table_arn, indexes = versioned_table_arns(scope, table)
+        table_arns.append(table_arn)
+        index_arns.extend(indexes)
+    if table_arns:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=sorted(read.actions), resources=table_arns)
+        )
+    if index_arns:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=sorted(read.index_actions), resources=index_arns)
+        )
+
+
+def nag_resource(scope: IConstruct, value: str) -> str:
+    """A resource as cdk-nag prints it in a finding id (`AwsSolutions-IAM5[Resource::...]`):
+    literals as they are, `<LogicalId.Attr>` for a GetAtt, `<LogicalId>` for a Ref, joins
+    concatenated. Acknowledgments are computed with it, never typed by hand."""
+    return _render(Stack.of(scope).resolve(value))
+
+
+def _render(node: Any) -> str:
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and len(node) == 1:
+        ((intrinsic, argument),) = node.items()
+        if intrinsic == "Fn::GetAtt":
+            return f"<{argument[0]}.{argument[1]}>"
+        if intrinsic == "Ref":
+            return f"<{argument}>"
+        if intrinsic == "Fn::Join":
+            separator, parts = argument
+            return str(separator).join(_render(part) for part in parts)
+    return json.dumps(node, separators=(",", ":"))

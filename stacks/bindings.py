@@ -20,7 +20,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
 
 from cascata.pipeline import ResourceKind
-from stacks.access import Access, grant
+from stacks.access import Access, grant, nag_resource
 from stacks.kafka import KafkaCluster
 
 
@@ -42,17 +42,15 @@ class StoredResource:
     kind: ResourceKind
     arn: str
     key: kms.IKey | None
-    logical_id: str
     bucket: s3.IBucket | None = None
     indexes: tuple[str, ...] = ()
     """A table's declared global secondary indexes (reads may query them)."""
 
-    @property
-    def object_arn_finding(self) -> str | None:
+    def object_arn_finding(self, scope: IConstruct) -> str | None:
         """The cdk-nag finding an object-level (`bucket/*`) grant on this bucket raises."""
         if self.kind is not ResourceKind.BUCKET:
             return None
-        return f"AwsSolutions-IAM5[Resource::<{self.logical_id}.Arn>/*]"
+        return f"AwsSolutions-IAM5[Resource::{nag_resource(scope, f'{self.arn}/*')}]"
 
     def grant_access(self, grantee: iam.IGrantable, *, access: Access, scope: IConstruct) -> None:
         grant(

@@ -13,10 +13,20 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
-from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, PIPELINE, Broker, Pipeline
+from cascata.pipeline import (
+    FIRST_VERSION,
+    LOCAL_ACCOUNT,
+    LOCAL_REGION,
+    PIPELINE,
+    Broker,
+    Pipeline,
+    ReplayFrom,
+    check_version,
+)
 
 DEFAULT_STAGE: Final = "dev"
 
@@ -113,6 +123,123 @@ class StageConfig:
     @property
     def stream_retention_seconds(self) -> int:
         return self.stream_retention_hours * 3600
+
+    def version_stack_name(self, version: str) -> str:
+        """`cascata-<stage>` for v1 (the base stack), `cascata-<stage>-<version>` otherwise."""
+        return self.stack_name if version == FIRST_VERSION else f"{self.stack_name}-{version}"
+
+
+REPLAY_CONTEXT_KEYS: Final = ("version", "replayFrom", "replaySince", "replayUntil")
+"""The context keys that ask for a version stack (`-c version=v2 ...`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayConfig:
+    """A version of the views to rebuild on AWS, in a stack of its own next to the base one."""
+
+    version: str
+    replay_from: ReplayFrom
+    since: datetime | None = None
+    """Replay from this instant (UTC) instead of everything: the mappings on the shared origin
+    streams start AT_TIMESTAMP (stream mode), the republisher skips older archive objects
+    (archive mode)."""
+    until: datetime | None = None
+    """Archive mode only: the republisher stops at this instant (UTC)."""
+
+
+def replay_config(
+    context: Callable[[str], Any],
+    *,
+    config: StageConfig,
+    pipeline: Pipeline = PIPELINE,
+) -> ReplayConfig | None:
+    """The version stack the context asks for (`-c version=v2 [-c replayFrom=stream|archive]
+    [-c replaySince=<RFC 3339>] [-c replayUntil=<RFC 3339>]`), or None for the base stack only.
+
+    Every mistake is a `ConfigError` naming the key and what it accepts.
+    """
+    given = {key: context(key) for key in REPLAY_CONTEXT_KEYS if context(key) not in (None, "")}
+    if "version" not in given:
+        if given:
+            keys = ", ".join(sorted(given))
+            raise ConfigError(
+                f"{keys} only apply to a version stack: add -c version=v2 (or the "
+                "version to rebuild)"
+            )
+        return None
+    version = str(given["version"])
+    try:
+        check_version(version)
+    except ValueError as exc:
+        raise ConfigError(f"-c version: {exc}") from None
+    if version == FIRST_VERSION:
+        raise ConfigError(
+            f"-c version={FIRST_VERSION} is the base stack's own version; a "
+            "version stack rebuilds a new one (v2, v3, ...)"
+        )
+    replay_from: ReplayFrom
+    match str(given.get("replayFrom", "stream")):
+        case "stream":
+            replay_from = "stream"
+        case "archive":
+            replay_from = "archive"
+        case other:
+            raise ConfigError(
+                f"-c replayFrom={other!r}: use stream (the origin streams from "
+                "their trim horizon) or archive (the S3 archive)"
+            )
+    since = _instant(given.get("replaySince"), "replaySince")
+    until = _instant(given.get("replayUntil"), "replayUntil")
+    if until is not None and replay_from != "archive":
+        raise ConfigError(
+            "-c replayUntil only applies with -c replayFrom=archive: a replay from "
+            "the streams keeps following them"
+        )
+    if since is not None and until is not None and until <= since:
+        raise ConfigError(
+            f"-c replayUntil ({rfc3339(until)}) must be after -c replaySince ({rfc3339(since)})"
+        )
+    if config.broker is not Broker.KINESIS:
+        raise ConfigError(
+            f"version stacks render Kinesis streams only; broker "
+            f"{config.broker.value!r} has no replay on AWS yet"
+        )
+    if replay_from == "archive":
+        archived = {a.stream for a in pipeline.archives}
+        missing = sorted(s.name for s in pipeline.streams if s.origin and s.name not in archived)
+        if missing:
+            raise ConfigError(
+                f"-c replayFrom=archive needs every origin stream archived; not "
+                f"archived: {', '.join(missing)}"
+            )
+        buckets = sorted({a.bucket for a in pipeline.archives})
+        if len(buckets) != 1:
+            raise ConfigError(
+                f"-c replayFrom=archive reads one archive bucket; the archives "
+                f"use {', '.join(buckets) or 'none'}"
+            )
+    return ReplayConfig(version=version, replay_from=replay_from, since=since, until=until)
+
+
+def _instant(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or "T" not in text.upper():
+        raise ConfigError(
+            f"-c {name}={text!r} is not an RFC 3339 date-time with a time zone, "
+            "e.g. 2026-11-25T00:00:00Z"
+        )
+    return parsed.astimezone(UTC)
+
+
+def rfc3339(instant: datetime) -> str:
+    """`2026-11-25T00:00:00Z`: how the stacks hand an instant to a function."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def stage_config(

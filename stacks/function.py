@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -25,7 +26,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cascata.pipeline import Function
+from cascata.pipeline import Binding
 from stacks.bindings import BoundResource, StoredResource
 from stacks.naming import pin, stable_id
 
@@ -37,6 +38,41 @@ _APPLICATION_LOG_LEVEL = {
     "ERROR": lambda_.ApplicationLogLevel.ERROR,
     "CRITICAL": lambda_.ApplicationLogLevel.FATAL,
 }
+
+
+class FunctionSpec(Protocol):
+    """What a function is made from: every declared kind (`cascata.pipeline.Function`) has
+    these, and so do the stacks' own helper functions (`HelperFunction`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def handler(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def memory_mb(self) -> int: ...
+    @property
+    def timeout_s(self) -> int: ...
+    @property
+    def reserved_concurrency(self) -> int | None: ...
+    @property
+    def bindings(self) -> tuple[Binding, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HelperFunction:
+    """A function the stacks add around the declared pipeline (the archive's record
+    transformation, the archive replay's republisher): same asset, runtime and logging as a
+    declared function, its grants made by the construct that owns it, not by bindings."""
+
+    name: str
+    handler: str
+    description: str
+    memory_mb: int = 512
+    timeout_s: int = 60
+    reserved_concurrency: int | None = None
+    bindings: tuple[Binding, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +106,32 @@ class AlarmSpec:
     threshold: float
     description: str
     periods: int = 1
+    comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+    """Most signals fire above a count; success ratios (Firehose) fire below 1."""
+
+
+def create_alarms(
+    scope: Construct, specs: Sequence[AlarmSpec], *, alarm_topic: sns.ITopic
+) -> dict[str, cloudwatch.Alarm]:
+    """Alarms that notify the alarm topic when they fire and when they recover."""
+    alarms: dict[str, cloudwatch.Alarm] = {}
+    action = cloudwatch_actions.SnsAction(alarm_topic)
+    for spec in specs:
+        alarm = cloudwatch.Alarm(
+            scope,
+            spec.construct_id,
+            metric=spec.metric,
+            threshold=spec.threshold,
+            evaluation_periods=spec.periods,
+            datapoints_to_alarm=spec.periods,
+            comparison_operator=spec.comparison,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=spec.description,
+        )
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+        alarms[spec.construct_id] = alarm
+    return alarms
 
 
 class PipelineFunction(Construct):
@@ -80,7 +142,7 @@ class PipelineFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        declared: Function,
+        declared: FunctionSpec,
         function_name: str,
         environment: Mapping[str, str],
         bindings: Mapping[str, BoundResource],
@@ -158,7 +220,7 @@ class PipelineFunction(Construct):
 
     def note_granted(self, resource: BoundResource) -> None:
         """Remember a bucket granted at object level, to acknowledge its `bucket/*` finding."""
-        if isinstance(resource, StoredResource) and (finding := resource.object_arn_finding):
+        if isinstance(resource, StoredResource) and (finding := resource.object_arn_finding(self)):
             self._object_findings.add(finding)
 
     def acknowledge_policy_findings(self) -> None:
@@ -185,6 +247,19 @@ class PipelineFunction(Construct):
                 )
             )
 
+    def acknowledge_wildcards(self, reasons: Mapping[str, str]) -> None:
+        """Acknowledge the IAM5 finding of each wildcard resource (as cdk-nag prints it) on the
+        role's policy, each with its own reason. Called once the grants are made."""
+        policy = self.function_role.node.try_find_child("DefaultPolicy")
+        if policy is None or not reasons:
+            return
+        Validations.of(policy).acknowledge(
+            *(
+                Acknowledgment(id=f"AwsSolutions-IAM5[Resource::{resource}]", reason=reason)
+                for resource, reason in sorted(reasons.items())
+            )
+        )
+
     def function_alarms(
         self, *, errors: int, throttles: int, period: Duration, throttled_means: str
     ) -> list[AlarmSpec]:
@@ -208,21 +283,4 @@ class PipelineFunction(Construct):
 
     def create_alarms(self, specs: Sequence[AlarmSpec]) -> dict[str, cloudwatch.Alarm]:
         """Alarms that notify the alarm topic when they fire and when they recover."""
-        alarms: dict[str, cloudwatch.Alarm] = {}
-        action = cloudwatch_actions.SnsAction(self.runtime.alarm_topic)
-        for spec in specs:
-            alarm = cloudwatch.Alarm(
-                self,
-                spec.construct_id,
-                metric=spec.metric,
-                threshold=spec.threshold,
-                evaluation_periods=spec.periods,
-                datapoints_to_alarm=spec.periods,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=spec.description,
-            )
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
-            alarms[spec.construct_id] = alarm
-        return alarms
+        return create_alarms(self, specs, alarm_topic=self.runtime.alarm_topic)

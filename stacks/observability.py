@@ -20,8 +20,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from stacks.archive import StreamArchive
 from stacks.http_api import ApiHandler, PipelineHttpApi
 from stacks.naming import pin, stable_id
+from stacks.replay import ArchiveReplay
 from stacks.scheduled_task import ScheduledTask
 from stacks.stream_processor import QUARANTINE_METRIC, QUARANTINE_NAMESPACE, StreamProcessor
 
@@ -79,6 +81,8 @@ class PipelineDashboard(Construct):
         scheduled: Sequence[ScheduledTask] = (),
         http_api: PipelineHttpApi | None = None,
         api_handlers: Sequence[ApiHandler] = (),
+        archives: Sequence[StreamArchive] = (),
+        archive_replay: ArchiveReplay | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.pipeline_dashboard = cloudwatch.Dashboard(
@@ -214,6 +218,59 @@ class PipelineDashboard(Construct):
                         )
                     ],
                     width=8,
+                ),
+            )
+        if archives:
+            self.pipeline_dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown="## Archive", width=24, height=1),
+                cloudwatch.GraphWidget(
+                    title="Archive freshness (age of the oldest undelivered record, s)",
+                    left=[
+                        a.metric("DeliveryToS3.DataFreshness", statistic="Maximum", period=period)
+                        for a in archives
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Records archived",
+                    left=[
+                        a.metric("DeliveryToS3.Records", statistic="Sum", period=period)
+                        for a in archives
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Transformation and delivery success (1 = all)",
+                    left=[
+                        a.metric(name, statistic="Minimum", period=period)
+                        for a in archives
+                        for name in ("ExecuteProcessing.Success", "DeliveryToS3.Success")
+                    ],
+                    width=8,
+                ),
+            )
+        if archive_replay is not None:
+            machine = archive_replay.state_machine
+            republish = archive_replay.republish.pipeline_function
+            self.pipeline_dashboard.add_widgets(
+                cloudwatch.TextWidget(markdown="## Archive replay", width=24, height=1),
+                cloudwatch.GraphWidget(
+                    title="Replay executions: started, succeeded, failed",
+                    left=[
+                        machine.metric_started(period=period, statistic="Sum"),
+                        machine.metric_succeeded(period=period, statistic="Sum"),
+                        machine.metric_failed(period=period, statistic="Sum"),
+                    ],
+                    width=12,
+                ),
+                cloudwatch.GraphWidget(
+                    title="republish: invocations, errors, duration",
+                    left=[
+                        republish.metric_invocations(period=period, statistic="Sum"),
+                        republish.metric_errors(period=period, statistic="Sum"),
+                    ],
+                    right=[republish.metric_duration(period=period, statistic="Maximum")],
+                    width=12,
                 ),
             )
         if tables:

@@ -69,6 +69,12 @@ def _seconds(value: int) -> Duration | None:
     return Duration.seconds(value) if value > 0 else None
 
 
+def _max_record_age(settings: EventSource) -> Duration | None:
+    # -1 is Lambda's "no age limit", expressed by leaving the property out (CDK refuses -1).
+    age = settings.max_record_age_s
+    return None if age == -1 else Duration.seconds(age)
+
+
 @dataclass(frozen=True, slots=True)
 class KinesisSource:
     """A Kinesis data stream read through a standard (shared-throughput) iterator."""
@@ -103,7 +109,7 @@ class KinesisSource:
             parallelization_factor=settings.parallelization_factor,
             bisect_batch_on_error=settings.bisect_on_error,
             retry_attempts=settings.max_retries,
-            max_record_age=Duration.seconds(settings.max_record_age_s),
+            max_record_age=_max_record_age(settings),
             report_batch_item_failures=settings.report_batch_item_failures,
             tumbling_window=_seconds(settings.tumbling_window_s),
             filters=_filters(settings),
@@ -176,7 +182,7 @@ class KafkaTopicSource:
             max_batching_window=Duration.seconds(settings.batching_window_s),
             bisect_batch_on_error=settings.bisect_on_error,
             retry_attempts=settings.max_retries,
-            max_record_age=Duration.seconds(settings.max_record_age_s),
+            max_record_age=_max_record_age(settings),
             report_batch_item_failures=settings.report_batch_item_failures,
             filters=_filters(settings),
             on_failure=on_failure,

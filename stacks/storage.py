@@ -153,11 +153,20 @@ class AccessLogBucket(Construct):
         pin(self.access_log_bucket, stable_id("BucketAccessLogs"))
 
 
+ARCHIVE_COLD_AFTER = Duration.days(90)
+"""Archive objects move to S3 Glacier Instant Retrieval after this long: replays and Athena
+audits still read them directly (millisecond access), at about a fifth of the storage price."""
+
+NONCURRENT_COLD_AFTER = Duration.days(30)
+
+
 class PipelineBucket(Construct):
     """An S3 bucket for quarantined records, on-failure records or archives.
 
     Versioned because its objects are evidence (a record and why it failed): an overwrite
-    or delete must stay recoverable until the lifecycle rule expires it.
+    or delete must stay recoverable until the lifecycle rule expires it. With `expiration`
+    None the bucket keeps everything for good (the archive: history is its purpose) and its
+    lifecycle only moves objects, current and noncurrent, to a colder storage class.
     """
 
     def __init__(
@@ -169,11 +178,39 @@ class PipelineBucket(Construct):
         bucket_name: str,
         encryption_key: kms.IKey,
         access_logs: s3.IBucket,
-        expiration: Duration,
+        expiration: Duration | None,
         removal_policy: RemovalPolicy,
+        cold_after: Duration = ARCHIVE_COLD_AFTER,
     ) -> None:
         super().__init__(scope, construct_id)
         self.declared = declared
+        lifecycle = (
+            s3.LifecycleRule(
+                id="expire-records",
+                expiration=expiration,
+                noncurrent_version_expiration=Duration.days(30),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            )
+            if expiration is not None
+            else s3.LifecycleRule(
+                id="keep-history-cold",
+                transitions=[
+                    s3.Transition(
+                        storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                        transition_after=cold_after,
+                    )
+                ],
+                # A deleted or overwritten archive object survives as a noncurrent version,
+                # kept for good too: the archive is the only copy of history.
+                noncurrent_version_transitions=[
+                    s3.NoncurrentVersionTransition(
+                        storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                        transition_after=NONCURRENT_COLD_AFTER,
+                    )
+                ],
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            )
+        )
         self.pipeline_bucket = s3.Bucket(
             self,
             "Bucket",
@@ -188,14 +225,7 @@ class PipelineBucket(Construct):
             versioned=True,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix=f"{declared.name}/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-records",
-                    expiration=expiration,
-                    noncurrent_version_expiration=Duration.days(30),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
-            ],
+            lifecycle_rules=[lifecycle],
             removal_policy=removal_policy,
         )
         pin(self.pipeline_bucket, stable_id("Bucket", declared.name))

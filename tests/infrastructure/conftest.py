@@ -1,9 +1,13 @@
 """Synthesis shared by the infrastructure tests.
 
-Every variant is synthesized once per session through `stacks.build`, the same composition
-`app.py` uses, with the context from `cdk.json` plus the test's overrides, cdk-nag attached
-(a finding fails the synthesis, hence the fixture) and a fixed, non-default account and region
-so nothing hard-codes the placeholders. The first synthesis pays for starting jsii (~3 s).
+Every variant is synthesized once per session through `stacks.build` (and `build_version` when
+the context names a version), the same composition `app.py` uses, with the context from
+`cdk.json` plus the test's overrides, cdk-nag attached (a finding fails the synthesis, hence
+the fixture) and a fixed, non-default account and region so nothing hard-codes the
+placeholders. The first synthesis pays for starting jsii (~3 s).
+
+A version variant (`v2_stream`, `v2_since`, `v2_archive`) is the version stack
+`cascata-<stage>-v2`, synthesized in the same app as its base stack (`.base`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from cascata.pipeline import PIPELINE, Pipeline
-from stacks import PipelineStack, StageConfig, build, stage_config
+from stacks import (
+    PipelineStack,
+    StageConfig,
+    build,
+    build_version,
+    replay_config,
+    stage_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "111122223333"
@@ -41,6 +52,8 @@ class Synthesized:
     json: dict[str, Any]
     outdir: Path
     pipeline: Pipeline
+    base: Synthesized | None = None
+    """For a version stack: its base stack, synthesized in the same app."""
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
@@ -72,6 +85,17 @@ class Synthesized:
         logical_id = self.logical_id("AWS::Lambda::Function", "FunctionName", physical)
         return logical_id, self.resources[logical_id]
 
+    def function_by_name(self, physical: str) -> tuple[str, dict[str, Any]]:
+        """Any Lambda function of the stack (declared or not) by its physical name."""
+        logical_id = self.logical_id("AWS::Lambda::Function", "FunctionName", physical)
+        return logical_id, self.resources[logical_id]
+
+    def policy_statements_of(self, function_id: str) -> list[dict[str, Any]]:
+        """Every statement of the identity policies of a function's role, by function id."""
+        return self.role_statements(
+            self.resources[function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+        )
+
     def mappings(self, processor: str) -> dict[str, dict[str, Any]]:
         """The processor's event source mappings (properties), by logical id."""
         function_id, _ = self.function(processor)
@@ -90,14 +114,26 @@ class Synthesized:
         return found[0]
 
     def reads(self, mapping: dict[str, Any]) -> str:
-        """The declared stream a mapping reads: its Kafka topic or its Kinesis stream."""
+        """The declared stream a mapping reads: its Kafka topic or its Kinesis stream (in this
+        stack, or a shared one named by its ARN)."""
+        names = {self.physical(s.name): s.name for s in self.pipeline.streams}
         if "Topics" in mapping:
             (topic,) = mapping["Topics"]
-            names = {self.physical(s.name): s.name for s in self.pipeline.streams}
             return names[topic]
-        stream_id = mapping["EventSourceArn"]["Fn::GetAtt"][0]
-        physical = self.resources[stream_id]["Properties"]["Name"]
-        return next(s.name for s in self.pipeline.streams if self.physical(s.name) == physical)
+        arn = mapping["EventSourceArn"]
+        if isinstance(arn, str):
+            return names[arn.rsplit("/", 1)[1]]
+        stream_id = arn["Fn::GetAtt"][0]
+        return names[self.resources[stream_id]["Properties"]["Name"]]
+
+    def arn(self, service: str, resource: str) -> str:
+        """The literal ARN a version stack uses for a shared resource of the base stack."""
+        name = self.physical(resource)
+        if service == "s3":
+            return f"arn:aws:s3:::{name}"
+        prefix = f"arn:aws:{service}:{self.config.region}:{self.config.account}"
+        kind = {"kinesis": "stream/", "dynamodb": "table/"}.get(service, "")
+        return f"{prefix}:{kind}{name}"
 
     def role_statements(self, role_id: str) -> list[dict[str, Any]]:
         """Every statement of the identity policies attached to a role."""
@@ -128,17 +164,25 @@ def synthesize(
         outdir=str(outdir),
     )
     config = stage_config(app.node.try_get_context, pipeline=pipeline, environ={})
-    stack = build(app, config=config, pipeline=pipeline, nag=nag)
+    replay = replay_config(app.node.try_get_context, config=config, pipeline=pipeline)
+    base = build(app, config=config, pipeline=pipeline, nag=nag)
+    version = build_version(app, base=base, replay=replay) if replay is not None else None
     assembly = app.synth()
-    template_json = assembly.get_stack_by_name(stack.stack_name).template
-    return Synthesized(
-        config=config,
-        stack=stack,
-        template=Template.from_json(template_json),
-        json=template_json,
-        outdir=outdir,
-        pipeline=pipeline,
-    )
+
+    def synthesized(stack: PipelineStack, of: Synthesized | None = None) -> Synthesized:
+        template_json = assembly.get_stack_by_name(stack.stack_name).template
+        return Synthesized(
+            config=config,
+            stack=stack,
+            template=Template.from_json(template_json),
+            json=template_json,
+            outdir=outdir,
+            pipeline=stack.pipeline,
+            base=of,
+        )
+
+    rendered = synthesized(base)
+    return synthesized(version, rendered) if version is not None else rendered
 
 
 @pytest.fixture(scope="session")
@@ -158,6 +202,47 @@ def msk(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session", params=["dev", "prod", "msk"])
 def every_stage(request: pytest.FixtureRequest) -> Iterator[Synthesized]:
+    yield request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def v2_stream(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Version v2 replayed from the shared origin streams, from their trim horizon."""
+    return synthesize(tmp_path_factory.mktemp("v2-stream"), stage="dev", version="v2")
+
+
+REPLAY_SINCE = "2026-11-25T00:00:00Z"
+REPLAY_SINCE_EPOCH = 1795564800
+REPLAY_UNTIL = "2026-11-26T12:00:00+01:00"
+
+
+@pytest.fixture(scope="session")
+def v2_since(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Version v2 replayed from the shared origin streams from a point in time."""
+    return synthesize(
+        tmp_path_factory.mktemp("v2-since"),
+        stage="dev",
+        version="v2",
+        replayFrom="stream",
+        replaySince=REPLAY_SINCE,
+    )
+
+
+@pytest.fixture(scope="session")
+def v2_archive(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Version v2 of prod rebuilt from the archive, between two instants."""
+    return synthesize(
+        tmp_path_factory.mktemp("v2-archive"),
+        stage="prod",
+        version="v2",
+        replayFrom="archive",
+        replaySince=REPLAY_SINCE,
+        replayUntil=REPLAY_UNTIL,
+    )
+
+
+@pytest.fixture(scope="session", params=["v2_stream", "v2_since", "v2_archive"])
+def every_version(request: pytest.FixtureRequest) -> Iterator[Synthesized]:
     yield request.getfixturevalue(request.param)
 
 

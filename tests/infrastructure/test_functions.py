@@ -45,12 +45,27 @@ def test_every_declared_function_has_a_settings_class() -> None:
     assert set(SETTINGS_BY_FUNCTION) == {f.name for f in PIPELINE.functions}
 
 
+def _helper_functions(synth: Synthesized) -> set[str]:
+    """The stacks' own functions: an archive's record transformation (Kinesis only), the
+    archive replay's republisher (archive-mode version stacks)."""
+    prefix = f"cascata-{synth.config.stage}"
+    helpers = set()
+    if synth.of_type("AWS::KinesisFirehose::DeliveryStream"):
+        helpers |= {f"{prefix}-archive-{a.stream}" for a in synth.pipeline.archives}
+    if synth.pipeline.replay_from == "archive":
+        helpers.add(f"{prefix}-republish-{synth.pipeline.version}")
+    return helpers
+
+
 def test_every_function_kind_is_rendered(every_stage: Synthesized) -> None:
-    # One Lambda function per declared function, stream processors, scheduled and API alike
+    # One Lambda function per declared function, stream processors, scheduled and API alike,
+    # plus the archives' transformations
     assert {
         r["Properties"]["FunctionName"]
         for r in every_stage.of_type("AWS::Lambda::Function").values()
-    } == {every_stage.physical(f.name) for f in every_stage.pipeline.functions}
+    } == {every_stage.physical(f.name) for f in every_stage.pipeline.functions} | (
+        _helper_functions(every_stage)
+    )
     assert {type(f).__name__ for f in every_stage.pipeline.functions} == {
         "Processor",
         "ScheduledFunction",
@@ -243,6 +258,22 @@ def _declared_resources(synth: Synthesized, fn: Function) -> set[str]:
     return expected
 
 
+def _version_patterns(synth: Synthesized, fn: Function) -> set[str]:
+    """The version-table patterns a function following the live pointer may read: each bound
+    view as `<table>-v*`, and each of its declared indexes (never `index/*`)."""
+    tables = [synth.pipeline.resource(b.resource) for b in fn.bindings]
+    if not any(isinstance(t, Table) and t.role == "control" for t in tables):
+        return set()
+    prefix = f"arn:aws:dynamodb:{synth.config.region}:{synth.config.account}:table/"
+    patterns = set()
+    for table in tables:
+        if isinstance(table, Table) and table.role == "view":
+            pattern = f"{prefix}{synth.physical(table.name)}-v*"
+            patterns.add(pattern)
+            patterns |= {f"{pattern}/index/{index.name}" for index in table.indexes}
+    return patterns
+
+
 @pytest.mark.parametrize("variant", ["dev", "features"])
 def test_grants_are_exactly_the_declared_access(
     variant: str, request: pytest.FixtureRequest
@@ -251,11 +282,14 @@ def test_grants_are_exactly_the_declared_access(
     key_id = next(iter(synth.of_type("AWS::KMS::Key")))
     for fn in synth.pipeline.functions:
         statements = synth.policy_statements(fn.name)
-        # Then no action is a wildcard, and the only wildcard resource is X-Ray's
+        patterns = _version_patterns(synth, fn)
+        # Then no action is a wildcard, and the only wildcard resources are X-Ray's and the
+        # later versions of the views a live-pointer reader binds
         for statement in statements:
             assert statement["Effect"] == "Allow"
             assert not [a for a in _actions(statement) if "*" in a], statement
-            assert "*" not in json.dumps(_resource_names(statement)), statement
+            names = [n for n in _resource_names(statement) if n not in patterns]
+            assert "*" not in json.dumps(names), statement
             if statement["Resource"] == "*":
                 assert set(_actions(statement)) == {
                     "xray:PutTraceSegments",
@@ -411,3 +445,26 @@ def test_s3_on_failure_destination_may_only_receive_records(dev: Synthesized) ->
             "s3:AbortMultipartUpload",
             "s3:ListBucket",
         }
+
+
+def test_live_pointer_readers_may_read_later_versions_of_their_views_only(
+    dev: Synthesized,
+) -> None:
+    # Given the query function, which binds the version registry and reads four views
+    query = dev.pipeline.function("query")
+    patterns = _version_patterns(dev, query)
+    assert len(patterns) == 4 + 2, patterns  # four views, two of them indexed
+    actions: dict[str, set[str]] = {}
+    for statement in dev.policy_statements("query"):
+        resources = statement["Resource"]
+        for resource in resources if isinstance(resources, list) else [resources]:
+            if isinstance(resource, str) and resource.startswith("arn:aws:dynamodb:"):
+                actions.setdefault(resource, set()).update(_actions(statement))
+    # Then exactly those patterns are granted, reads on the tables, Query on the indexes...
+    assert set(actions) == patterns
+    for resource, granted in actions.items():
+        assert granted == ({"dynamodb:Query"} if "/index/" in resource else TABLE_READ), resource
+    # ... the registry itself and the writers are not widened: no other function gets any
+    for fn in dev.pipeline.functions:
+        if fn.name != "query":
+            assert "-v*" not in json.dumps(dev.policy_statements(fn.name)), fn.name

@@ -13,6 +13,13 @@ _ON_FAILURE_RECORDS = "OnFailureDestinationDeliveredEventCount"
 """Per event source mapping: one alarm per declared source."""
 _PER_FUNCTION = {"Errors", "Throttles"}
 _PER_PROCESSOR = _PER_FUNCTION | {"Quarantined", "DestinationDeliveryFailures"}
+_PER_ARCHIVE = {
+    "DeliveryToS3.DataFreshness",
+    "DeliveryToS3.Success",
+    "ExecuteProcessing.Success",
+    "PartitionCountExceeded",
+}
+"""Per Firehose delivery stream; its transformation function adds the `_PER_FUNCTION` ones."""
 _PER_SCHEDULED = _PER_FUNCTION | {
     "ApproximateNumberOfMessagesVisible",
     "InvocationsFailedToBeSentToDeadLetterCount",
@@ -154,13 +161,17 @@ def test_every_alarm_notifies_the_encrypted_alarm_topic(every_stage: Synthesized
     )
     pipeline = every_stage.pipeline
     alarms = every_stage.of_type("AWS::CloudWatch::Alarm")
-    # Every alarm belongs to a function, its mappings or the API: none is orphaned or missing
+    archives = len(every_stage.of_type("AWS::KinesisFirehose::DeliveryStream"))
+    # Every alarm belongs to a function, its mappings, the API or an archive: none is orphaned
+    # or missing
     expected = (
         sum(len(_PER_PROCESSOR) + 1 + len(p.sources) for p in pipeline.processors)
         + len(_PER_SCHEDULED) * len(pipeline.scheduled)
         + len(_PER_FUNCTION) * len(pipeline.apis)
         + (1 if pipeline.apis else 0)
+        + (len(_PER_ARCHIVE) + len(_PER_FUNCTION)) * archives
     )
+    assert archives == (0 if every_stage.config.broker.value == "msk" else len(pipeline.archives))
     assert len(alarms) == expected
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]

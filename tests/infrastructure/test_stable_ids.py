@@ -2,10 +2,13 @@
 
 `stable_ids.json` records, per variant, the logical id and type of every resource whose
 replacement would lose data or a read position (streams, tables, buckets, queues, the key, log
-groups, event source mappings, the MSK cluster and its network), collide on a fixed name
-(functions, the dashboard, topics) or change an address clients call (the HTTP API, whose URL
-embeds its id). A refactor that changes one of those ids would make
-CloudFormation create a new resource and delete the old one.
+groups, event source mappings, the MSK cluster and its network, Firehose delivery streams and
+their buffered records), collide on a fixed name (functions, the dashboard, topics, the Glue
+database and tables, the Athena workgroup, the audit policy, the replay state machine) or
+change an address clients call (the HTTP API, whose URL embeds its id). A refactor that changes
+one of those ids would make CloudFormation create a new resource and delete the old one.
+Version stacks are recorded too (`v2_stream`, `v2_archive`): a promoted version's tables and
+mappings are as precious as the base stack's.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ PROTECTED_TYPES = frozenset(
         "AWS::EC2::VPC",
         "AWS::EC2::Subnet",
         "AWS::EC2::SecurityGroup",
+        "AWS::KinesisFirehose::DeliveryStream",
+        "AWS::Glue::Database",
+        "AWS::Glue::Table",
+        "AWS::Athena::WorkGroup",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::StepFunctions::StateMachine",
     }
 )
 
@@ -64,7 +73,7 @@ def _protected(synth: Synthesized) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "msk"])
+@pytest.mark.parametrize("variant", ["dev", "prod", "msk", "v2_stream", "v2_archive"])
 def test_protected_logical_ids_match_the_snapshot(
     variant: str, request: pytest.FixtureRequest
 ) -> None:

@@ -132,3 +132,110 @@ def test_cdk_json_pins_the_app_and_every_stage_has_every_knob() -> None:
     assert set(stages) >= {"dev", "prod"}
     assert set(stages["dev"]) == set(stages["prod"])
     assert Path(ROOT / "package.json").exists()
+
+
+# --- version stacks: -c version / replayFrom / replaySince / replayUntil -----------------------
+
+
+def _replay(**overrides: Any) -> Any:
+    from stacks.config import replay_config
+
+    context = _context(**overrides)
+    return replay_config(context, config=stage_config(context, environ={}))
+
+
+def test_without_a_version_there_is_no_version_stack() -> None:
+    assert _replay() is None
+
+
+def test_a_version_replays_from_the_streams_unless_told_otherwise() -> None:
+    replay = _replay(version="v2")
+    assert (replay.version, replay.replay_from, replay.since, replay.until) == (
+        "v2",
+        "stream",
+        None,
+        None,
+    )
+    archive = _replay(
+        version="v12",
+        replayFrom="archive",
+        replaySince="2026-11-25T01:00:00+01:00",
+        replayUntil="2026-11-26T00:00:00Z",
+    )
+    assert archive.replay_from == "archive"
+    # Instants are normalized to UTC
+    assert archive.since.isoformat() == "2026-11-25T00:00:00+00:00"
+    assert archive.until.isoformat() == "2026-11-26T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"replayFrom": "archive"}, "only apply to a version stack: add -c version=v2"),
+        ({"replaySince": "2026-11-25T00:00:00Z"}, "only apply to a version stack"),
+        ({"version": "2"}, "is not a version name like v2"),
+        ({"version": "v0"}, "is not a version name like v2"),
+        ({"version": "v1"}, "is the base stack's own version"),
+        ({"version": "v2", "replayFrom": "s3"}, "-c replayFrom='s3': use stream"),
+        ({"version": "v2", "replaySince": "yesterday"}, "not an RFC 3339 date-time"),
+        ({"version": "v2", "replaySince": "2026-11-25"}, "not an RFC 3339 date-time"),
+        ({"version": "v2", "replaySince": "2026-11-25T00:00:00"}, "with a time zone"),
+        (
+            {"version": "v2", "replayUntil": "2026-11-25T00:00:00Z"},
+            "replayUntil only applies with -c replayFrom=archive",
+        ),
+        (
+            {
+                "version": "v2",
+                "replayFrom": "archive",
+                "replaySince": "2026-11-25T00:00:00Z",
+                "replayUntil": "2026-11-24T00:00:00Z",
+            },
+            "must be after -c replaySince",
+        ),
+        ({"version": "v2", "broker": "msk"}, "version stacks render Kinesis streams only"),
+    ],
+)
+def test_version_context_mistakes_are_refused_naming_the_key(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _replay(**overrides)
+
+
+def test_an_archive_replay_needs_every_origin_stream_archived() -> None:
+    from stacks.config import replay_config
+
+    # Given a declaration that archives payments-raw only
+    partial = replace(PIPELINE, archives=PIPELINE.archives[:1])
+    context = _context(version="v2", replayFrom="archive")
+    config = stage_config(context, pipeline=partial, environ={})
+    # Then a replay from the archive is refused (customers would never be refilled)...
+    with pytest.raises(ConfigError, match="not archived: customers"):
+        replay_config(context, config=config, pipeline=partial)
+    # ... while a replay from the streams is fine
+    assert replay_config(_context(version="v2"), config=config, pipeline=partial) is not None
+
+
+def test_replay_pipeline_starts_mappings_where_a_rebuild_must() -> None:
+    from datetime import UTC, datetime
+
+    from stacks.config import ReplayConfig
+    from stacks.replay import replay_pipeline
+
+    since = datetime(2026, 11, 25, tzinfo=UTC)
+    for mode in ("stream", "archive"):
+        version = replay_pipeline(PIPELINE, ReplayConfig("v3", mode, since=since))
+        assert version.version == "v3" and version.replay_from == mode
+        assert "notify" not in {p.name for p in version.processors}
+        for proc in version.processors:
+            for source in proc.sources:
+                assert source.max_record_age_s == -1
+                assert not source.validate(), source
+                if version.owns(source.stream):
+                    assert source.starting_position == "TRIM_HORIZON"
+                else:
+                    assert (source.starting_position, source.starting_position_timestamp) == (
+                        "AT_TIMESTAMP",
+                        since.timestamp(),
+                    )

@@ -76,3 +76,34 @@ def test_pinned_cli_synthesizes_offline(context: list[str], stack: str, tmp_path
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     # Nothing was left for a credentialed context lookup to fill in
     assert not manifest.get("missing"), manifest.get("missing")
+
+
+def test_python_app_synthesizes_a_version_stack_next_to_the_base(tmp_path: Path) -> None:
+    env = _offline_environment(CDK_OUTDIR=str(tmp_path))
+    result = _run(
+        [
+            sys.executable,
+            "app.py",
+            "-c",
+            "stage=dev",
+            "-c",
+            "version=v3",
+            "-c",
+            "replayFrom=archive",
+        ],
+        env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    version = json.loads((tmp_path / "cascata-dev-v3.template.json").read_text())
+    types = {r["Type"] for r in version["Resources"].values()}
+    assert "AWS::StepFunctions::StateMachine" in types
+    assert "AWS::S3::Bucket" not in types
+    assert (tmp_path / "cascata-dev.template.json").exists()
+
+
+def test_python_app_refuses_bad_version_context_without_a_traceback(tmp_path: Path) -> None:
+    env = _offline_environment(CDK_OUTDIR=str(tmp_path))
+    result = _run([sys.executable, "app.py", "-c", "version=v1"], env)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("cascata: -c version=v1 is the base stack's")
+    assert "Traceback" not in result.stderr
