@@ -327,7 +327,8 @@ def _parse_payment(env: Envelope) -> PaymentMade | Rejection:
     if isinstance(money, Rejection):
         return money
     channel = d.get("channel")
-    if channel is not None and channel not in CHANNELS:
+    # Any JSON value can arrive here: an object or array is unhashable, so test the type first.
+    if channel is not None and (not isinstance(channel, str) or channel not in CHANNELS):
         return Rejection(
             "data.channel",
             "invalid_channel",
