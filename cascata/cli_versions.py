@@ -237,9 +237,12 @@ def promote(
 ) -> None:
     """Switch every reader to a version at once (one conditional write of the live pointer)."""
     from cascata.replay import registry_for
+    from cascata.versions import views_exist
 
-    registry = registry_for(connect(endpoint_url, use_aws), stage)
-    previous, live = registry.promote(_version(version))
+    aws = connect(endpoint_url, use_aws)
+    registry = registry_for(aws, stage)
+    previous, live = registry.promote(_version(version), deployed=lambda v: views_exist(
+        aws.client("dynamodb"), v, stage=stage, account=aws.account, region=aws.region))
     if as_json:
         print_json({"previous": previous, "live": live, "changed": previous != live})
     elif previous == live:

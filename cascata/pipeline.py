@@ -337,7 +337,12 @@ class Pipeline:
             self,
             version=version,
             replay_from=replay_from,
-            processors=tuple(p for p in self.processors if p.replayable),
+            # History is old by definition: a maximum record age would discard what is being
+            # replayed (Lambda checks it before the first attempt too). Retries stay bounded.
+            processors=tuple(
+                replace(p, sources=tuple(replace(s, max_record_age_s=-1) for s in p.sources))
+                for p in self.processors if p.replayable
+            ),
             apis=(),
             archives=(),
         )

@@ -27,6 +27,7 @@ shards closing windows) sees history's own pace however long the replay pauses.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,7 +39,7 @@ from cascata.console import CliError
 from cascata.local.emulator import Aws, provision
 from cascata.local.esm_sources import AtTimestamp, ReadResult, ShardInfo
 from cascata.local.runtime import LocalRuntime, mapping_key
-from cascata.pipeline import PIPELINE, FIRST_VERSION, Pipeline, check_version
+from cascata.pipeline import FIRST_VERSION, PIPELINE, Pipeline, check_version
 from cascata.versions import BUILDING, READY, RETIRED, Registry, VersionRecord, now_iso
 from cascata_runtime.republish import Bounds, RepublishState, epoch_ms, republish
 
@@ -231,7 +232,8 @@ class ReplaySource:
 
     def read(self, shard_id: str, cursor: Any, limit: int) -> ReadResult:
         if not self._origin:
-            return self._inner.read(shard_id, cursor, limit)
+            passed: ReadResult = self._inner.read(shard_id, cursor, limit)
+            return passed
         if self._budget.exhausted:
             return ReadResult((), cursor, caught_up=True)
         result = self._inner.read(shard_id, cursor, limit)
@@ -445,11 +447,9 @@ def run_replay(
     except BaseException:
         stop.set()
         if runtime.engine is not None:
-            try:
+            with contextlib.suppress(Exception):  # the original error is the one to report
                 runtime.engine.stop()
                 checkpoint()
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                pass
         raise
     finally:
         runtime.close()

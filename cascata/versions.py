@@ -164,14 +164,18 @@ class Registry:
         record.updated_at = now_iso()
         self._ddb.put_item(TableName=self.table, Item=_wire(record.to_item()))
 
-    def promote(self, version: str) -> tuple[str, str]:
-        """Point readers at `version` with one conditional write; (previous, new)."""
+    def promote(self, version: str, *, deployed: Callable[[str], bool] | None = None
+                ) -> tuple[str, str]:
+        """Point readers at `version` with one conditional write; (previous, new).
+
+        `deployed(version)`: whether the version's views exist without a registry record (a
+        version stack on AWS that follows the stream keeps none: it is never "complete")."""
         check_version(version)
         if version != FIRST_VERSION:
             record = self.get(version)
-            if record is None:
+            if record is None and not (deployed and deployed(version)):
                 raise CliError(f"{version} does not exist; `cascata versions` lists them")
-            if record.state != READY:
+            if record is not None and record.state != READY:
                 raise CliError(f"{version} is {record.state}, not ready: only a complete "
                                "replay can be promoted")
         previous = self.live()
@@ -240,6 +244,14 @@ def view_rows(dynamodb: Any, table: Table, physical: str) -> dict[str, dict[str,
     """Rows by their key (as a canonical JSON string) -> content."""
     return {json.dumps(row_key(table, item), sort_keys=True): content(table, item)
             for item in scan_view(dynamodb, table, physical)}
+
+
+def views_exist(dynamodb: Any, version: str, *, stage: str, account: str, region: str,
+                pipeline: Pipeline = PIPELINE) -> bool:
+    """Whether every view of `version` has its table."""
+    return all(table_exists(dynamodb, table_name(pipeline, t.name, version, stage=stage,
+                                                 account=account, region=region))
+               for t in pipeline.views)
 
 
 def table_exists(dynamodb: Any, name: str) -> bool:

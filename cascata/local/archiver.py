@@ -44,7 +44,7 @@ class Archiver:
                 shard_id=r.position.shard,
                 sequence_number=r.position.sequence,
                 partition_key=r.partition_key,
-                arrival_ms=int(round(r.arrival_epoch_s * 1000)),
+                arrival_ms=round(r.arrival_epoch_s * 1000),
                 # A record whose base64 could not be decoded is kept as the error it is.
                 data=r.data,
             ))

@@ -158,16 +158,17 @@ def declared_stream(physical: str, *, app: str, stage: str) -> str:
     return physical[len(prefix):] if physical.startswith(prefix) else physical
 
 
-def firehose_transform(event: Mapping[str, Any], *, app: str = "cascata",
-                       stage: str = "") -> dict[str, Any]:
+def firehose_transform(event: Mapping[str, Any], *, app: str = "cascata", stage: str = "",
+                       stream: str | None = None) -> dict[str, Any]:
     """Firehose's Lambda transformation for a Kinesis-sourced delivery stream.
 
     Each record becomes one archive line, with the partition keys Firehose's dynamic
     partitioning puts in the object prefix. Records are never `ProcessingFailed`: a record that
     is not an event is archived under `errors/` with the reason, so nothing is lost.
     """
-    physical = str(event.get("sourceKinesisStreamArn", "")).rsplit("/", 1)[-1] or "unknown"
-    stream = declared_stream(physical, app=app, stage=stage)
+    if stream is None:
+        physical = str(event.get("sourceKinesisStreamArn", "")).rsplit("/", 1)[-1] or "unknown"
+        stream = declared_stream(physical, app=app, stage=stage)
     out: list[dict[str, Any]] = []
     for record in _records(event):
         meta = record.get("kinesisRecordMetadata") or {}
@@ -202,5 +203,7 @@ def _records(event: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point of the Firehose transformation (`PIPELINE_STAGE` names the stage)."""
-    return firehose_transform(event, stage=os.environ.get("PIPELINE_STAGE", ""))
+    """Lambda entry point of the Firehose transformation. `ARCHIVE_STREAM` names the declared
+    stream (otherwise it is derived from the source ARN and `PIPELINE_STAGE`)."""
+    return firehose_transform(event, stage=os.environ.get("PIPELINE_STAGE", ""),
+                              stream=os.environ.get("ARCHIVE_STREAM") or None)

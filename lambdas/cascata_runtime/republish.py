@@ -22,6 +22,7 @@ twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -242,31 +243,71 @@ def _time(name: str, value: str | None) -> int | None:
     return epoch_ms(parsed)
 
 
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _open_record(dynamodb: Any, table: str, version: str, since: str | None,
+                 until: str | None) -> dict[str, Any]:
+    """The version's registry record, created on the first invocation (the same attributes
+    `cascata versions` reads; `until` fixed now when not given, so later invocations stop at
+    the same place)."""
+    key = {KEY: {"S": version}}
+    item = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    if item:
+        return dict(item)
+    now = _now_iso()
+    fresh = {
+        KEY: {"S": version}, "state": {"S": "building"}, "replay_from": {"S": "archive"},
+        "until": {"S": until or now}, "config": {"S": "{}"}, "created_at": {"S": now},
+        "updated_at": {"S": now}, "records": {"N": "0"}, "checkpoints": {"S": "{}"},
+        "clock_ms": {"N": "0"}, "runs": {"N": "0"},
+    }
+    if since:
+        fresh["since"] = {"S": since}
+    # A concurrent first invocation may have created it: then that record stands.
+    with contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException):
+        dynamodb.put_item(TableName=table, Item=fresh,
+                          ConditionExpression="attribute_not_exists(#k)",
+                          ExpressionAttributeNames={"#k": KEY})
+    return dict(dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"])
+
+
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Republish for the time this invocation has, then report `{"done", "published"}`."""
+    """Republish for the time this invocation has, then report `{"done", "published"}`.
+
+    The state machine invokes it until `done`; the version's registry record holds the
+    cursor between invocations and is marked ready (promotable) when everything is published.
+    The version's processors consume the replay streams meanwhile: their iterator age on the
+    version's dashboard tells when they have caught up.
+    """
     import boto3
 
     env = os.environ
     version = env["REPLAY_VERSION"]
     table = env["VERSIONS_TABLE"]
     targets = json.loads(env["REPLAY_STREAMS"])
-    bounds = Bounds(_time("REPLAY_SINCE", env.get("REPLAY_SINCE")),
-                    _time("REPLAY_UNTIL", env.get("REPLAY_UNTIL")))
     dynamodb = boto3.client("dynamodb")
-    item = dynamodb.get_item(TableName=table, Key={KEY: {"S": version}},
-                             ConsistentRead=True).get("Item", {})
+    item = _open_record(dynamodb, table, version, env.get("REPLAY_SINCE") or None,
+                        env.get("REPLAY_UNTIL") or None)
+    bounds = Bounds(_time("REPLAY_SINCE", item.get("since", {}).get("S")),
+                    _time("REPLAY_UNTIL", item["until"]["S"]))
     state = RepublishState.from_json(item.get("republish", {}).get("S"))
     if state.done:
         return {"done": True, "published": 0}
     before = state.published
 
     def save(current: RepublishState) -> None:
-        dynamodb.update_item(
-            TableName=table, Key={KEY: {"S": version}},
-            UpdateExpression="SET republish = :r, updated_at = :t",
-            ExpressionAttributeValues={":r": {"S": current.to_json()},
-                                       ":t": {"S": datetime.now(UTC).isoformat()}},
-        )
+        names = {"#s": "state"}
+        values = {":r": {"S": current.to_json()}, ":t": {"S": _now_iso()},
+                  ":n": {"N": str(current.published)}}
+        update = "SET republish = :r, updated_at = :t, records = :n"
+        if current.done:
+            update += ", #s = :ready, completed_at = :t"
+            values[":ready"] = {"S": "ready"}
+        extra = {"ExpressionAttributeNames": names} if current.done else {}
+        dynamodb.update_item(TableName=table, Key={KEY: {"S": version}},
+                             UpdateExpression=update, ExpressionAttributeValues=values, **extra)
 
     remaining = getattr(context, "get_remaining_time_in_millis", lambda: 900_000)
     final = republish(
@@ -275,4 +316,3 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         save=save, should_stop=lambda: remaining() < 120_000,
     )
     return {"done": final.done, "published": final.published - before}
-

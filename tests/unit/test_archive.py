@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from cascata_runtime.archive import (
     RawRecord,
     archive_entry,
-    decode_object,
     declared_stream,
+    decode_object,
     encode_object,
     firehose_transform,
     line_bytes,
@@ -98,6 +98,8 @@ def test_the_firehose_transformation_returns_partition_keys_and_never_fails() ->
     assert second["metadata"]["partitionKeys"]["kind"] == "errors"
     with pytest.raises(ValueError):
         firehose_transform({"no": "records"})
+    named = firehose_transform(event, stream="customers")["records"][0]
+    assert named["metadata"]["partitionKeys"]["stream"] == "customers"
 
 
 def test_declared_stream_names_are_recovered_from_physical_ones() -> None:
@@ -128,8 +130,8 @@ def test_requests_respect_the_put_records_limits() -> None:
 
 
 class FlakyKinesis:
-    def __init__(self, failures: list[set[int]], code: str = "ProvisionedThroughputExceededException"
-                 ) -> None:
+    def __init__(self, failures: list[set[int]],
+                 code: str = "ProvisionedThroughputExceededException") -> None:
         self.failures = failures
         self.code = code
         self.stored: list[bytes] = []
@@ -169,3 +171,60 @@ def test_the_republish_state_survives_a_round_trip() -> None:
 def test_bounds_are_half_open() -> None:
     bounds = Bounds(since_ms=10, until_ms=20)
     assert [bounds.holds(t) for t in (9, 10, 19, 20)] == [False, True, True, False]
+
+
+def test_the_republish_lambda_works_in_invocations_and_marks_the_version_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from cascata.versions import Registry
+    from cascata_runtime import republish as module
+    from cascata_runtime.archive import group_by_partition
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="archive")
+        kinesis = boto3.client("kinesis", region_name="us-east-1")
+        kinesis.create_stream(StreamName="raw-v2", ShardCount=1)
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(TableName="versions", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "version", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "version",
+                                                "AttributeType": "S"}])
+        records = [raw(json.dumps({"occurred_at": "2026-11-02T09:00:00Z", "n": i}).encode(),
+                       arrival_ms=1_764_064_800_000 + i, seq=str(100 + i)) for i in range(30)]
+        for partition, entries in group_by_partition(archive_entry(r) for r in records).items():
+            s3.put_object(Bucket="archive", Key=object_key(partition, "s", "100", "129"),
+                          Body=encode_object(entries))
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("REPLAY_VERSION", "v2")
+        monkeypatch.setenv("VERSIONS_TABLE", "versions")
+        monkeypatch.setenv("ARCHIVE_BUCKET", "archive")
+        monkeypatch.setenv("REPLAY_STREAMS", json.dumps({"payments-raw": "raw-v2"}))
+        monkeypatch.setenv("REPLAY_UNTIL", "2030-01-01T00:00:00Z")
+
+        class Context:
+            def __init__(self, calls_left: int) -> None:
+                self.calls = calls_left
+
+            def get_remaining_time_in_millis(self) -> int:
+                self.calls -= 1
+                return 900_000 if self.calls >= 0 else 1_000
+
+        # Time for two requests; one key throughout, so each request carries one record.
+        first = module.handler({"version": "v2"}, Context(2))
+        assert first == {"done": False, "published": 2}
+        record = Registry(ddb, "versions").get("v2")
+        assert record is not None and record.state == "building"
+        second = module.handler({"version": "v2"}, Context(100))
+        assert second == {"done": True, "published": 28}
+        assert module.handler({"version": "v2"}, Context(100)) == {"done": True, "published": 0}
+        record = Registry(ddb, "versions").get("v2")
+        assert record is not None and record.state == "ready" and record.records == 30
+        shard = kinesis.list_shards(StreamName="raw-v2")["Shards"][0]["ShardId"]
+        iterator = kinesis.get_shard_iterator(StreamName="raw-v2", ShardId=shard,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        stored = kinesis.get_records(ShardIterator=iterator)["Records"]
+        assert [json.loads(r["Data"])["n"] for r in stored] == list(range(30))

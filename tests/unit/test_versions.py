@@ -185,3 +185,11 @@ def test_diff_ignores_bookkeeping_and_names_the_fields_that_differ() -> None:
     assert [(d.kind, d.fields) for d in found] == [("changed", ("balances",)),
                                                   ("only_in_b", ())]
     assert found[0].a == {"balances": {"USD": 1}} and found[0].b == {"balances": {"USD": 2}}
+
+
+def test_a_version_without_a_record_is_promotable_only_if_its_views_exist(
+    registry: Registry,
+) -> None:
+    with pytest.raises(CliError, match="does not exist"):
+        registry.promote("v4", deployed=lambda v: False)
+    assert registry.promote("v4", deployed=lambda v: True) == ("v1", "v4")
