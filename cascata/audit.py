@@ -254,12 +254,19 @@ def archive_objects(records: Iterable[RawRecord]) -> dict[str, bytes]:
 
 @contextmanager
 def _recomputed(
-    archive_dir: Path, rules: FraudRules, *, views: bool = True
+    archive_dir: Path, rules: FraudRules, *, views: bool = True,
+    arrived: tuple[int | None, int | None] = (None, None),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     conn = duckdb.connect(":memory:")
     try:
         _load_parameters(conn, rules)
         _load_archive(conn, archive_dir)
+        since_ms, until_ms = arrived
+        # A version replayed from --since to --until holds what arrived in [since, until).
+        if since_ms is not None:
+            conn.execute("DELETE FROM archive_lines WHERE arrival_ms < ?", [since_ms])
+        if until_ms is not None:
+            conn.execute("DELETE FROM archive_lines WHERE arrival_ms >= ?", [until_ms])
         for name, sql in _sql_files():
             if views or name < "10":
                 conn.execute(sql)
@@ -381,10 +388,12 @@ def run_audit(
     version: str,
     on_progress: Progress | None = None,
     limit_examples: int | None = None,
+    arrived: tuple[int | None, int | None] = (None, None),
 ) -> AuditReport:
     """Recompute every view from the archive in `archive_bucket` and reconcile it with the
     tables of `version` (`tables`: declared view name -> physical table; a view without a
-    table is reported under `not_compared`). `rules` are the fraud rules that version runs."""
+    table is reported under `not_compared`). `rules` are the fraud rules that version runs;
+    `arrived` the (since, until) arrival bounds in epoch ms of the history it was built from."""
     unknown = sorted(set(tables) - set(VIEWS))
     if unknown:
         raise ValueError(f"unknown view(s) {', '.join(unknown)}; known: {', '.join(VIEWS)}")
@@ -395,7 +404,7 @@ def run_audit(
         root = Path(tmp)
         objects = _download(s3, archive_bucket, root, say)
         say(f"recomputing the views from {objects} archive objects (DuckDB)")
-        with _recomputed(root, rules) as conn:
+        with _recomputed(root, rules, arrived=arrived) as conn:
             batch = _batch_views(conn)
             events, errors = _archive_counts(conn)
     summaries: dict[str, ViewSummary] = {}

@@ -296,11 +296,16 @@ def audit(
     registry = registry_for(aws, stage)
     target = _version(version) if version else registry.live()
     config: dict[str, dict[str, str]] = {}
+    arrived: tuple[int | None, int | None] = (None, None)
     if target != "v1":
         record = registry.get(target)
         if record is None:
             raise CliError(f"{target} does not exist; `cascata versions` lists them")
+        if record.state != "ready":
+            raise CliError(f"{target} is {record.state}: only a complete version can be "
+                           "audited")
         config = record.config
+        arrived = (_epoch_ms(record.since), _epoch_ms(record.until))
     try:
         rules = rules_from_json(config.get("fraud-detect", {}).get("FRAUD_RULES", ""))
     except ValueError as exc:
@@ -314,7 +319,7 @@ def audit(
         report = run_audit(s3=aws.client("s3"), dynamodb=aws.client("dynamodb"),
                            archive_bucket=archive, tables=tables, rules=rules, version=target,
                            on_progress=lambda step: bar.update(task, description=step),
-                           limit_examples=examples)
+                           limit_examples=examples, arrived=arrived)
     body = report.to_json()
     exit_code = 1 if body["total_differences"] else 0
     if as_json:
@@ -334,6 +339,14 @@ def audit(
                   markup=False)
     out.print(f"total differences: [bold]{body['total_differences']}[/]")
     raise typer.Exit(exit_code)
+
+
+def _epoch_ms(value: str | None) -> int | None:
+    from cascata.replay import parse_time_option
+    from cascata_runtime.republish import epoch_ms
+
+    parsed = parse_time_option(value, "the recorded time")
+    return None if parsed is None else epoch_ms(parsed)
 
 
 def _version(value: str) -> str:

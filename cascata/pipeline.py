@@ -646,8 +646,10 @@ PIPELINE = Pipeline(
                 Index(name="open-by-close", partition_key="status", sort_key="closes_at",
                       projection="KEYS_ONLY"),
             ),
+            # When and how a window was closed depends on processing time; when it closes
+            # (`closes_at`, end plus allowed lateness) is configuration and is compared.
             bookkeeping=("fences", "version", "recent", "closed_by", "closed_at",
-                         "watermark_us", "closes_at", "window_closes_at"),
+                         "watermark_us"),
             internal_partitions=("#shards",),
         ),
         Table(

@@ -37,10 +37,20 @@ from typing import Any, Literal
 
 from cascata.console import CliError
 from cascata.local.emulator import Aws, provision
+from cascata.local.esm_model import DrainTimeout
 from cascata.local.esm_sources import AtTimestamp, ReadResult, ShardInfo
 from cascata.local.runtime import LocalRuntime, mapping_key
 from cascata.pipeline import FIRST_VERSION, PIPELINE, Pipeline, check_version
-from cascata.versions import BUILDING, READY, RETIRED, Registry, VersionRecord, now_iso
+from cascata.versions import (
+    BUILDING,
+    LEASE_MS,
+    READY,
+    RETIRED,
+    Registry,
+    VersionRecord,
+    lease_owner,
+    now_iso,
+)
 from cascata_runtime.republish import Bounds, RepublishState, epoch_ms, republish
 
 CHECKPOINT_EVERY_S = 2.0
@@ -261,6 +271,10 @@ def drain_in_arrival_order(runtime: LocalRuntime, origins: list[ReplaySource], g
                            budget: Budget, timeout_s: float) -> None:
     """Give the origin streams turns in arrival order and drain after each (see `Gate`)."""
     deadline = time.monotonic() + timeout_s
+    # A resumed run may find work still queued on the derived streams: it goes first, before
+    # any origin stream releases records that arrived later.
+    gate.open_for("", None)
+    runtime.drain(timeout_s)
     while not budget.exhausted:
         heads = [(head, gate.rank(src.stream), src) for src in origins
                  if (head := src.head()) is not None]
@@ -306,7 +320,9 @@ def registry_for(aws: Aws, stage: str, pipeline: Pipeline = PIPELINE) -> Registr
     return Registry(ddb, table)
 
 
-def _open_record(registry: Registry, options: ReplayOptions) -> tuple[VersionRecord, bool]:
+def _open_record(registry: Registry, options: ReplayOptions, owner: str
+                 ) -> tuple[VersionRecord, bool]:
+    """The version's record, new or resumed, with this process holding its lease."""
     record = registry.get(options.version)
     if record is None:
         started = datetime.now(UTC)
@@ -321,6 +337,7 @@ def _open_record(registry: Registry, options: ReplayOptions) -> tuple[VersionRec
             config={k: dict(v) for k, v in (options.config or {}).items()},
             created_at=now_iso(), updated_at=now_iso(),
             clock_ms=epoch_ms(options.since) if options.since else 0,
+            lease_owner=owner, lease_until_ms=int(time.time() * 1000) + LEASE_MS,
         )
         registry.create(record)
         return record, False
@@ -342,6 +359,7 @@ def _open_record(registry: Registry, options: ReplayOptions) -> tuple[VersionRec
     if conflicts:
         raise CliError(f"{options.version} is a replay in progress started with "
                        f"{', '.join(conflicts)}; resume it with those, or choose another version")
+    registry.acquire(record, owner)
     return record, True
 
 
@@ -362,7 +380,8 @@ def run_replay(
     if options.max_records is not None and options.max_records < 1:
         raise CliError("--max-records must be at least 1")
     registry = registry_for(aws, options.stage, pipeline)
-    record, resumed = _open_record(registry, options)
+    owner = lease_owner()
+    record, resumed = _open_record(registry, options, owner)
     started = time.monotonic()
     built = pipeline.for_version(record.version, replay_from=record.replay_from)  # type: ignore[arg-type]
     provision(built, aws, stage=options.stage)
@@ -444,6 +463,15 @@ def run_replay(
             record.state = READY
             record.completed_at = now_iso()
             registry.save(record)
+    except DrainTimeout as exc:
+        stop.set()
+        with contextlib.suppress(Exception):  # the timeout is the error to report
+            if runtime.engine is not None:
+                runtime.engine.stop()
+            checkpoint()
+        raise CliError(f"the replay did not finish within {options.timeout_s:.0f} s; its "
+                       f"progress is saved: run it again to continue ({str(exc).splitlines()[0]})"
+                       ) from None
     except BaseException:
         stop.set()
         if runtime.engine is not None:
@@ -452,7 +480,12 @@ def run_replay(
                 checkpoint()
         raise
     finally:
+        stop.set()
+        if saver.is_alive():
+            saver.join(timeout=30)
         runtime.close()
+        with contextlib.suppress(Exception):  # a lost lease was reported already
+            registry.release(record)
     if on_progress:
         on_progress("replay", budget.used)
     return ReplayResult(

@@ -13,6 +13,10 @@ are deleted; the record stays as history). v1 is `deployed`.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +65,9 @@ class VersionRecord:
     republish: str | None = None
     """Archive replays: the republish state (`cascata_runtime.republish.RepublishState`)."""
     runs: int = 0
+    lease_owner: str | None = None
+    """The replay process building this version (`host:pid:nonce`), while it runs."""
+    lease_until_ms: int = 0
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -76,6 +83,9 @@ class VersionRecord:
             item["completed_at"] = self.completed_at
         if self.republish:
             item["republish"] = self.republish
+        if self.lease_owner:
+            item["lease_owner"] = self.lease_owner
+            item["lease_until_ms"] = self.lease_until_ms
         return item
 
     @classmethod
@@ -90,7 +100,8 @@ class VersionRecord:
             checkpoints={k: {s: int(p) for s, p in v.items()}
                          for k, v in json.loads(item.get("checkpoints") or "{}").items()},
             clock_ms=int(item.get("clock_ms", 0)), republish=item.get("republish"),
-            runs=int(item.get("runs", 0)),
+            runs=int(item.get("runs", 0)), lease_owner=item.get("lease_owner"),
+            lease_until_ms=int(item.get("lease_until_ms", 0)),
         )
 
     def summary(self, live: str) -> dict[str, Any]:
@@ -161,8 +172,88 @@ class Registry:
                            "or retire it first") from None
 
     def save(self, record: VersionRecord) -> None:
+        """Store the record; a record under a lease only while this process still holds it
+        and nobody retired the version meanwhile (the lease is renewed with every save)."""
         record.updated_at = now_iso()
-        self._ddb.put_item(TableName=self.table, Item=_wire(record.to_item()))
+        if not record.lease_owner:
+            self._ddb.put_item(TableName=self.table, Item=_wire(record.to_item()))
+            return
+        record.lease_until_ms = _now_ms() + LEASE_MS
+        try:
+            self._ddb.put_item(
+                TableName=self.table, Item=_wire(record.to_item()),
+                ConditionExpression="lease_owner = :me AND #s <> :retired",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":me": {"S": record.lease_owner},
+                                           ":retired": {"S": RETIRED}},
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            raise CliError(f"{record.version} was retired or taken over by another replay "
+                           "while this one ran; this run stops") from None
+
+    def acquire(self, record: VersionRecord, owner: str) -> None:
+        """Take the lease of a version being built, or say who holds it: two processes
+        replaying one version would each apply the same records."""
+        holder = record.lease_owner
+        if holder and holder != owner and record.lease_until_ms > _now_ms() and _alive(holder):
+            raise CliError(f"{record.version} is being replayed by another process ({holder}); "
+                           "wait for it, or run again once it has stopped")
+        record.lease_owner = owner
+        record.lease_until_ms = _now_ms() + LEASE_MS
+        expected = ({"ConditionExpression": "attribute_not_exists(lease_owner)"} if not holder
+                    else {"ConditionExpression": "lease_owner = :seen",
+                          "ExpressionAttributeValues": {":seen": {"S": holder}}})
+        try:
+            self._ddb.put_item(TableName=self.table, Item=_wire(record.to_item()), **expected)
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            raise CliError(f"{record.version} was taken by another replay just now") from None
+
+    def mark_retired(self, record: VersionRecord) -> None:
+        """Mark a version retired before anything is deleted, in one transaction that holds
+        only while it is not live and no running replay holds it."""
+        holder = record.lease_owner
+        if holder and record.lease_until_ms > _now_ms() and _alive(holder):
+            raise CliError(f"{record.version} is being replayed ({holder}); stop that replay "
+                           "first")
+        record.state, record.lease_owner, record.lease_until_ms = RETIRED, None, 0
+        record.updated_at = now_iso()
+        guard = ("attribute_not_exists(lease_owner)" if not holder
+                 else "attribute_not_exists(lease_owner) OR lease_owner = :seen")
+        values: dict[str, Any] = {":retired": {"S": RETIRED}}
+        if holder:
+            values[":seen"] = {"S": holder}
+        try:
+            self._ddb.transact_write_items(TransactItems=[
+                {"ConditionCheck": {
+                    "TableName": self.table, "Key": {KEY: {"S": LIVE_POINTER}},
+                    "ConditionExpression": "attribute_not_exists(#k) OR #live <> :v",
+                    "ExpressionAttributeNames": {"#k": KEY, "#live": "live"},
+                    "ExpressionAttributeValues": {":v": {"S": record.version}},
+                }},
+                {"Put": {
+                    "TableName": self.table, "Item": _wire(record.to_item()),
+                    "ConditionExpression": f"#s <> :retired AND ({guard})",
+                    "ExpressionAttributeNames": {"#s": "state"},
+                    "ExpressionAttributeValues": values,
+                }},
+            ])
+        except self._ddb.exceptions.TransactionCanceledException:
+            raise CliError(f"{record.version} became live, was retired or was taken by a "
+                           "replay meanwhile; nothing was deleted") from None
+
+    def release(self, record: VersionRecord) -> None:
+        """Store the record a last time and let go of the lease."""
+        owner = record.lease_owner
+        if not owner:
+            return
+        self.save(record)
+        record.lease_owner, record.lease_until_ms = None, 0
+        record.updated_at = now_iso()
+        self._ddb.put_item(
+            TableName=self.table, Item=_wire(record.to_item()),
+            ConditionExpression="lease_owner = :me",
+            ExpressionAttributeValues={":me": {"S": owner}},
+        )
 
     def promote(self, version: str, *, deployed: Callable[[str], bool] | None = None
                 ) -> tuple[str, str]:
@@ -181,27 +272,63 @@ class Registry:
         previous = self.live()
         if previous == version:
             return previous, version
-        # The write succeeds only if the pointer is still what was read: two promotes racing
-        # cannot both win, and nobody reads a version half switched.
-        expected: dict[str, Any]
+        # One transaction: the pointer moves only if it is still what was read (two promotes
+        # racing cannot both win) and the version is still ready (a retire racing this one
+        # cannot leave readers on deleted tables).
+        pointer: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": _wire({KEY: LIVE_POINTER, "live": version, "previous": previous,
+                           "switched_at": now_iso()}),
+        }
         if self._get(LIVE_POINTER) is None:
-            expected = {"ConditionExpression": "attribute_not_exists(#k)",
-                        "ExpressionAttributeNames": {"#k": KEY}}
+            pointer.update(ConditionExpression="attribute_not_exists(#k)",
+                           ExpressionAttributeNames={"#k": KEY})
         else:
-            expected = {"ConditionExpression": "#live = :previous",
-                        "ExpressionAttributeNames": {"#live": "live"},
-                        "ExpressionAttributeValues": {":previous": {"S": previous}}}
+            pointer.update(ConditionExpression="#live = :previous",
+                           ExpressionAttributeNames={"#live": "live"},
+                           ExpressionAttributeValues={":previous": {"S": previous}})
+        items: list[dict[str, Any]] = [{"Put": pointer}]
+        if version != FIRST_VERSION and self.get(version) is not None:
+            items.append({"ConditionCheck": {
+                "TableName": self.table, "Key": {KEY: {"S": version}},
+                "ConditionExpression": "#s = :ready",
+                "ExpressionAttributeNames": {"#s": "state"},
+                "ExpressionAttributeValues": {":ready": {"S": READY}},
+            }})
         try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item=_wire({KEY: LIVE_POINTER, "live": version, "previous": previous,
-                            "switched_at": now_iso()}),
-                **expected,
-            )
-        except self._ddb.exceptions.ConditionalCheckFailedException:
-            raise CliError("the live version changed while promoting; run the command "
-                           "again") from None
+            self._ddb.transact_write_items(TransactItems=items)
+        except self._ddb.exceptions.TransactionCanceledException:
+            raise CliError("the live version or the version's state changed while promoting; "
+                           "run the command again") from None
         return previous, version
+
+
+LEASE_MS = 30_000
+"""A replay renews its lease with every checkpoint (every two seconds)."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def lease_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _alive(owner: str) -> bool:
+    """Whether a lease holder may still be running: on this host, its process must exist
+    (a killed replay is resumed at once); elsewhere, only expiry tells."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _wire(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -363,6 +490,7 @@ def retire(
     record = registry.get(version)
     if record is None:
         raise CliError(f"{version} does not exist; `cascata versions` lists them")
+    registry.mark_retired(record)
     built = pipeline.for_version(version, replay_from=record.replay_from)  # type: ignore[arg-type]
     deleted: list[str] = []
     ddb, kinesis = aws.client("dynamodb"), aws.client("kinesis")
@@ -383,7 +511,5 @@ def retire(
             deleted.append(name)
         except kinesis.exceptions.ResourceNotFoundException:
             pass
-    record.state = RETIRED
-    registry.save(record)
     return deleted
 

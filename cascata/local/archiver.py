@@ -11,6 +11,7 @@ bisected retry groups records differently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,8 @@ class Archiver:
                 shard_id=r.position.shard,
                 sequence_number=r.position.sequence,
                 partition_key=r.partition_key,
-                arrival_ms=round(r.arrival_epoch_s * 1000),
+                # Floor, as the replay compares arrival times with --until.
+                arrival_ms=math.floor(r.arrival_epoch_s * 1000),
                 # A record whose base64 could not be decoded is kept as the error it is.
                 data=r.data,
             ))

@@ -131,6 +131,9 @@ def decode_json(raw: bytes) -> Mapping[str, Any] | Rejection:
         value = json.loads(text)
     except ValueError as exc:
         return Rejection("$", "not_json", f"event is not JSON: {exc}")
+    except RecursionError:
+        # json.loads recurses per nesting level: a few thousand brackets exhaust the stack.
+        return Rejection("$", "too_deep", "event nests JSON too deeply to parse")
     if not isinstance(value, dict):
         return Rejection("$", "not_object", f"event must be a JSON object, got {_kind(value)}")
     return value

@@ -66,16 +66,10 @@ def cursor_of(line: Mapping[str, Any]) -> Cursor:
 def archived_lines(s3: Any, bucket: str, stream: str, bounds: Bounds) -> list[dict[str, Any]]:
     """Every archived record of `stream` within `bounds`, de-duplicated, in replay order."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
-    latest_day = None
-    if bounds.until_ms is not None:
-        # Event time never runs more than a day ahead of arrival in practice; partitions of later
-        # days cannot hold records that arrived before `until`. Earlier days always can (late
-        # events), so there is no pruning from below.
-        latest_day = datetime.fromtimestamp(bounds.until_ms / 1000 + 86_400, UTC).date()
+    # No partition pruning: partitions are by event time, and events may be dated any time
+    # before or after they arrived; only the arrival time decides.
     for kind in (EVENTS, ERRORS):
         for key in _keys(s3, bucket, f"{kind}/stream={stream}/"):
-            if latest_day is not None and _day(key) is not None and _day(key) > latest_day:
-                continue
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             for line in decode_object(body):
                 if line.get("stream") != stream or not bounds.holds(int(line["arrival_ms"])):
@@ -88,16 +82,6 @@ def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             yield str(obj["Key"])
-
-
-def _day(key: str) -> Any:
-    for part in key.split("/"):
-        if part.startswith("date="):
-            try:
-                return datetime.strptime(part[5:], "%Y-%m-%d").date()
-            except ValueError:
-                return None
-    return None
 
 
 def requests(lines: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:

@@ -228,3 +228,8 @@ def test_the_republish_lambda_works_in_invocations_and_marks_the_version_ready(
                                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         stored = kinesis.get_records(ShardIterator=iterator)["Records"]
         assert [json.loads(r["Data"])["n"] for r in stored] == list(range(30))
+
+
+def test_a_record_nested_too_deeply_to_parse_is_archived_as_an_error() -> None:
+    entry = archive_entry(raw(b"[" * 5000))
+    assert entry.partition.kind == "errors" and entry.line["error"]["code"] == "too_deep"

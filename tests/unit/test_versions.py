@@ -193,3 +193,53 @@ def test_a_version_without_a_record_is_promotable_only_if_its_views_exist(
     with pytest.raises(CliError, match="does not exist"):
         registry.promote("v4", deployed=lambda v: False)
     assert registry.promote("v4", deployed=lambda v: True) == ("v1", "v4")
+
+
+def test_one_replay_at_a_time_builds_a_version(registry: Registry) -> None:
+    import os
+    import socket
+
+    from cascata.versions import lease_owner
+
+    mine = lease_owner()
+    rec = record("v5", BUILDING)
+    rec.lease_owner, rec.lease_until_ms = mine, 2**62
+    registry.create(rec)
+    other = registry.get("v5")
+    assert other is not None
+    with pytest.raises(CliError, match="being replayed by another process"):
+        registry.acquire(other, f"{socket.gethostname()}:{os.getpid()}:other")
+    # A holder whose process is gone (killed) is taken over at once.
+    dead = record("v6", BUILDING)
+    dead.lease_owner, dead.lease_until_ms = f"{socket.gethostname()}:999999999:x", 2**62
+    registry.create(dead)
+    again = registry.get("v6")
+    assert again is not None
+    registry.acquire(again, mine)
+    assert registry.get("v6").lease_owner == mine  # type: ignore[union-attr]
+
+
+def test_a_version_being_replayed_cannot_be_retired_and_a_retired_one_stops_its_replay(
+    registry: Registry,
+) -> None:
+    from cascata.versions import lease_owner
+
+    rec = record("v7", BUILDING)
+    rec.lease_owner, rec.lease_until_ms = lease_owner(), 2**62
+    registry.create(rec)
+    with pytest.raises(CliError, match="being replayed"):
+        registry.mark_retired(registry.get("v7"))  # type: ignore[arg-type]
+    registry.release(rec)
+    registry.mark_retired(registry.get("v7"))  # type: ignore[arg-type]
+    rec.lease_owner = "someone:1:x"
+    with pytest.raises(CliError, match="retired or taken over"):
+        registry.save(rec)
+    with pytest.raises(CliError, match="not ready"):
+        registry.promote("v7")
+
+
+def test_the_live_version_cannot_be_retired(registry: Registry) -> None:
+    registry.create(record("v8"))
+    registry.promote("v8")
+    with pytest.raises(CliError, match="became live"):
+        registry.mark_retired(registry.get("v8"))  # type: ignore[arg-type]
