@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from cascata.pipeline import LOCAL_ACCOUNT, ApiFunction
+from cascata_runtime.routes import match_path
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway's maximum payload size."""
@@ -88,24 +89,7 @@ class _Route:
     def match(self, method: str, raw_path: str) -> dict[str, str] | None:
         if self.method not in ("ANY", method):
             return None
-        parts = raw_path.split("/")[1:]
-        params: dict[str, str] = {}
-        for i, seg in enumerate(self.segments):
-            if seg.startswith("{") and seg.endswith("+}"):
-                rest = parts[i:]
-                if not rest or not rest[0]:
-                    return None
-                params[seg[1:-2]] = unquote("/".join(rest))
-                return params
-            if i >= len(parts):
-                return None
-            if seg.startswith("{") and seg.endswith("}"):
-                if not parts[i]:
-                    return None
-                params[seg[1:-1]] = unquote(parts[i])
-            elif seg != parts[i]:
-                return None
-        return params if len(parts) == len(self.segments) else None
+        return match_path(self.segments, raw_path)
 
 
 class Routes:

@@ -39,9 +39,9 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Protocol
-from urllib.parse import unquote
 
 from cascata_runtime.envelope import Rejection, format_time, parse_time
+from cascata_runtime.routes import match_path, segments
 
 JSON_CONTENT_TYPE = "application/json"
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -179,7 +179,7 @@ class RouteTable:
     def __init__(self, route_keys: Sequence[str]) -> None:
         self.route_keys = tuple(route_keys)
         self._templates = [
-            (key, key.split(" ", 1)[0], _segments(key.split(" ", 1)[1])) for key in route_keys
+            (key, key.split(" ", 1)[0], segments(key.split(" ", 1)[1])) for key in route_keys
         ]
 
     def resolve(self, request: HttpRequest) -> Matched | ApiError:
@@ -202,32 +202,6 @@ class RouteTable:
                 headers=MappingProxyType({"allow": methods}),
             )
         return ApiError(404, "not_found", f"no route for {request.method} {request.path}")
-
-
-def _segments(path: str) -> tuple[str, ...]:
-    return tuple(path.split("/")[1:])
-
-
-def match_path(template: Sequence[str], path: str) -> dict[str, str] | None:
-    """Path parameters if `path` matches the template's segments, else None."""
-    parts = _segments(path)
-    params: dict[str, str] = {}
-    for i, seg in enumerate(template):
-        if seg.startswith("{") and seg.endswith("+}"):
-            rest = parts[i:]
-            if not rest or not rest[0]:
-                return None
-            params[seg[1:-2]] = unquote("/".join(rest))
-            return params
-        if i >= len(parts):
-            return None
-        if seg.startswith("{") and seg.endswith("}"):
-            if not parts[i]:
-                return None
-            params[seg[1:-1]] = unquote(parts[i])
-        elif seg != parts[i]:
-            return None
-    return params if len(parts) == len(template) else None
 
 
 # --------------------------------------------------------------------------------------------
