@@ -69,9 +69,11 @@ def apply_effects(
     records: Sequence[InputRecord],
     effects: Effects,
     *,
-    sink: Sink,
+    sink: Sink | None,
     quarantine: QuarantineWriter,
 ) -> BatchReport:
+    """Quarantine, then emit (by stream), then report. `sink` None: the processor emits no
+    events (a view writer), and an emission would be a programming error."""
     report = BatchReport(records=records, failed=dict(effects.failed))
     for index, rejection in effects.quarantined:
         entry = QuarantineEntry(records[index], rejection)
@@ -90,6 +92,8 @@ def apply_effects(
             OutRecord(partition_key=e.envelope.key, data=e.envelope.to_bytes(), tag=n)
             for n, e in enumerate(emissions)
         ]
+        if sink is None:
+            raise AssertionError(f"an emission to {stream} from a processor without a sink")
         failures = sink.emit(stream, out)
         failed_tags = set()
         for failure in failures:

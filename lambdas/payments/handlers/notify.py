@@ -33,7 +33,7 @@ from aws_lambda_powertools import Logger
 from cascata_runtime import adapters
 from cascata_runtime.envelope import format_time
 from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
-from cascata_runtime.ports import EmitFailure, ObjectStore, OutRecord
+from cascata_runtime.ports import ObjectStore
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
 from cascata_runtime.shell import BatchReport, Effects, apply_effects, parse_records
@@ -173,12 +173,6 @@ class Dependencies:
     senders: int = 8
 
 
-class _NoSink:
-    """notify emits no events; quarantining goes through the shared shell all the same."""
-
-    def emit(self, stream: str, records: Sequence[OutRecord]) -> list[EmitFailure]:
-        raise AssertionError("notify emits no events")
-
 
 def dependencies(settings: NotifySettings, client: ClientFactory = adapters.client) -> Dependencies:
     return Dependencies(
@@ -232,7 +226,7 @@ def process(deps: Dependencies) -> BatchFunction:
             if problem:
                 failed[notification.index] = problem
         effects = Effects(quarantined=batch.rejected, failed=failed)
-        return apply_effects(records, effects, sink=_NoSink(), quarantine=quarantine)
+        return apply_effects(records, effects, sink=None, quarantine=quarantine)
 
     return run
 

@@ -49,12 +49,6 @@ class Dependencies:
     writers: int = 8
 
 
-class _NoSink:
-    """profiles emits no events; quarantining goes through the shared shell all the same."""
-
-    def emit(self, stream: str, records: Any) -> list[Any]:
-        raise AssertionError("profiles emits no events")
-
 
 def dependencies(
     settings: ProfilesSettings, client: ClientFactory = adapters.client
@@ -110,7 +104,7 @@ def process(deps: Dependencies) -> BatchFunction:
                 for index, reason in future.result().items():
                     failed.setdefault(index, reason)
         effects = Effects(quarantined=tuple(rejected), failed=failed)
-        return apply_effects(records, effects, sink=_NoSink(), quarantine=quarantine)
+        return apply_effects(records, effects, sink=None, quarantine=quarantine)
 
     return run
 
