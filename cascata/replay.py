@@ -298,10 +298,6 @@ def drain_in_arrival_order(runtime: LocalRuntime, origins: list[ReplaySource], g
     runtime.drain(max(1.0, deadline - time.monotonic()))
 
 
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -385,8 +381,8 @@ def run_replay(
     started = time.monotonic()
     built = pipeline.for_version(record.version, replay_from=record.replay_from)  # type: ignore[arg-type]
     provision(built, aws, stage=options.stage)
-    since = _parse(record.since)
-    until = _parse(record.until)
+    since = parse_time_option(record.since, "since")
+    until = parse_time_option(record.until, "until")
     assert until is not None
     republished = 0
     if record.replay_from == "archive":

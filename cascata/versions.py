@@ -262,14 +262,15 @@ class Registry:
         `deployed(version)`: whether the version's views exist without a registry record (a
         version stack on AWS that follows the stream keeps none: it is never "complete")."""
         check_version(version)
+        record = None if version == FIRST_VERSION else self.get(version)
         if version != FIRST_VERSION:
-            record = self.get(version)
             if record is None and not (deployed and deployed(version)):
                 raise CliError(f"{version} does not exist; `cascata versions` lists them")
             if record is not None and record.state != READY:
                 raise CliError(f"{version} is {record.state}, not ready: only a complete "
                                "replay can be promoted")
-        previous = self.live()
+        current = self._get(LIVE_POINTER)
+        previous = live_version(current)
         if previous == version:
             return previous, version
         # One transaction: the pointer moves only if it is still what was read (two promotes
@@ -280,7 +281,7 @@ class Registry:
             "Item": _wire({KEY: LIVE_POINTER, "live": version, "previous": previous,
                            "switched_at": now_iso()}),
         }
-        if self._get(LIVE_POINTER) is None:
+        if current is None:
             pointer.update(ConditionExpression="attribute_not_exists(#k)",
                            ExpressionAttributeNames={"#k": KEY})
         else:
@@ -288,7 +289,7 @@ class Registry:
                            ExpressionAttributeNames={"#live": "live"},
                            ExpressionAttributeValues={":previous": {"S": previous}})
         items: list[dict[str, Any]] = [{"Put": pointer}]
-        if version != FIRST_VERSION and self.get(version) is not None:
+        if record is not None:
             items.append({"ConditionCheck": {
                 "TableName": self.table, "Key": {KEY: {"S": version}},
                 "ConditionExpression": "#s = :ready",

@@ -106,12 +106,14 @@ def test_a_promote_that_lost_a_race_changes_nothing(registry: Registry) -> None:
     registry.create(record("v3"))
     registry.promote("v2")
     stale = Registry(registry._ddb, "versions")
-    # Another promote lands between this one's read of the pointer and its write.
-    original = stale.live
-    stale.live = lambda: "v1"  # type: ignore[method-assign]
+    # Another promote lands between this one's read of the pointer and its write: this one
+    # still sees the pointer as it was before (v1 live).
+    read = stale._get
+    stale._get = lambda key: (  # type: ignore[method-assign]
+        {"version": "@live", "live": "v1"} if key == "@live" else read(key))
     with pytest.raises(CliError, match="changed while promoting"):
         stale.promote("v3")
-    stale.live = original  # type: ignore[method-assign]
+    stale._get = read  # type: ignore[method-assign]
     assert registry.live() == "v2"
 
 

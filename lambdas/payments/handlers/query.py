@@ -120,10 +120,14 @@ def dependencies(settings: QuerySettings, client: ClientFactory = adapters.clien
         View.ALERTS: settings.alerts_table,
     }
 
+    built: dict[str, ViewReader] = {}
+
     def readers(version: str) -> ViewReader:
-        return DynamoViewReader(
-            dynamodb, {view: versioned_name(table, version) for view, table in tables.items()}
-        )
+        if version not in built:
+            built[version] = DynamoViewReader(
+                dynamodb, {view: versioned_name(table, version) for view, table in tables.items()}
+            )
+        return built[version]
 
     return Dependencies(
         reader=None,
