@@ -8,7 +8,7 @@ on DuckDB, and every item of the version's tables is compared with its recomputa
 text can run on Athena over the same layout; the module around it only moves data: it lays the
 archive out for DuckDB, loads the configuration tables, scans DynamoDB and compares.
 
-What is recomputed, and compared on business attributes only (never fences, recent ids,
+What is recomputed, and compared on business attributes only (never fences, TTLs,
 versions, field times, notification marks):
 
 - validation: every record is checked as validate (payments-raw) and profiles (customers) check

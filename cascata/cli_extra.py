@@ -32,14 +32,22 @@ def bench(
     rounds: Annotated[str, typer.Option(help="Timed rounds per batch size, comma-separated "
                                         "(one per size, or one for all).")] = "5,3",
     cold_runs: Annotated[int, typer.Option(help="Fresh interpreters per function.")] = 5,
+    hot_share: Annotated[float, typer.Option(
+        help="Hot-key run: share of payments to the hottest merchants (0 to skip).")] = 0.3,
+    hot_merchants: Annotated[int, typer.Option(help="How many merchants are hot.")] = 3,
+    rate: Annotated[float, typer.Option(
+        help="Events per second the fixed monthly costs are spread over.")] = 100.0,
+    local: Annotated[bool, typer.Option("--local/--no-local",
+                                        help="Run the local end-to-end demo.")] = True,
     seed: Annotated[int, typer.Option(min=0)] = 7,
     output: Annotated[Path | None, typer.Option(
         help="Where to write the JSON result [default: bench-results/latest.json].")] = None,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write the JSON result.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure handler CPU, cold starts, AWS requests, write units and cost per event, side by
-    side with a Powertools baseline, and the local runtime against the emulator's ceiling."""
+    """Measure the whole pipeline's cost per event (write units, index writes, streams, archive,
+    logs, storage), handler CPU and cold starts, side by side with the whole pipeline done the
+    Powertools way, at the default key mix and with hot keys."""
     from cascata.bench import report
     from cascata.bench.functions import ROOT
     from cascata.bench.run import Options, run_bench
@@ -53,6 +61,7 @@ def bench(
         raise CliError(f"--rounds gives {len(counts)} counts for {len(sizes)} batch sizes")
     options = Options(usage_events=events, unique_key_events=unique_key_events,
                       demo_events=demo_events, seed=seed, cold_runs=cold_runs,
+                      hot_share=hot_share, hot_merchants=hot_merchants, rate=rate, local=local,
                       cpu_sizes=tuple(sizes), cpu_rounds=dict(zip(sizes, counts, strict=True)))
     problems = options.problems()
     if problems:

@@ -21,6 +21,12 @@ APP_NAME = "cascata"
 LOCAL_ACCOUNT = "123456789012"
 LOCAL_REGION = "us-east-1"
 
+ORIGIN_STREAMS_ENV = "ORIGIN_STREAMS"
+"""Set for each processor reading an origin stream: the gate's policy per physical stream."""
+DEDUPE_TABLE_ENV = "DEDUPE_TABLE"
+"""The table of the origin gate's duplicate markers, bound to every processor reading an
+origin stream."""
+
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -52,7 +58,27 @@ class Stream:
     origin: bool = False
     """An input from outside the pipeline (producers write it): archived, shared by every
     version of the views. Other streams are derived by processors and belong to a version."""
+    dedupe_horizon_s: int = 3600
+    """Origin streams: a copy of an event (same `event_id`) arriving within this many seconds
+    of the first arrival is suppressed exactly, in every view (`cascata_runtime.origin`)."""
+    max_future_skew_s: int = 300
+    """Origin streams: an event dated more than this after its arrival is quarantined."""
+    earliest: str = "2000-01-01T00:00:00Z"
+    """Origin streams: an event dated before this is quarantined."""
     kind: ResourceKind = field(default=ResourceKind.STREAM, init=False)
+
+    def origin_policy(self, *, replayed: bool = False) -> dict[str, Any]:
+        """The gate's policy for this origin stream, as the functions receive it. `replayed`:
+        the stream is a version's replay stream refilled from the archive, whose records carry
+        their original arrival time (believed on such a stream only)."""
+        policy: dict[str, Any] = {
+            "dedupe_horizon_s": self.dedupe_horizon_s,
+            "max_future_skew_s": self.max_future_skew_s,
+            "earliest": self.earliest,
+        }
+        if replayed:
+            policy["replayed"] = True
+        return policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +111,7 @@ class Table:
     processor's own state; both exist once per version. `control`: the pipeline's own
     bookkeeping (the version registry), one table shared by every version."""
     bookkeeping: tuple[str, ...] = ()
-    """Attributes that record how an item was processed (fences, recent ids, item versions,
+    """Attributes that record how an item was processed (fences, item versions, TTLs,
     delivery receipts), not what the view says: `diff` and `audit` ignore them."""
     internal_partitions: tuple[str, ...] = ()
     """Partition keys of processor bookkeeping items kept in a view's table (not view rows)."""
@@ -443,6 +469,17 @@ class Pipeline:
             for b in fn.bindings
         }
         env["PIPELINE_STAGE"] = stage
+        if isinstance(fn, Processor):
+            origins = {
+                # From the archive, the origin streams are the version's replay streams.
+                self.physical_name(src.stream, stage=stage, account=account, region=region):
+                    stream.origin_policy(replayed=self.replay_from == "archive")
+                for src in fn.sources
+                if isinstance(stream := self.resource(src.stream), Stream) and stream.origin
+            }
+            if origins:
+                env[ORIGIN_STREAMS_ENV] = json.dumps(origins, sort_keys=True,
+                                                     separators=(",", ":"))
         return env
 
     def validate(self) -> list[str]:
@@ -492,6 +529,19 @@ class Pipeline:
                         "queue or topic"
                     )
                 problems.extend(f"{proc.name}: {p}" for p in src.validate())
+                if src.parallelization_factor > 1 and proc.outputs:
+                    problems.append(
+                        f"{proc.name}: parallelization_factor > 1 on {src.stream!r} and it "
+                        "emits events: concurrent lanes of one shard break the low-water "
+                        "marks its outputs carry (cascata_runtime.lineage)"
+                    )
+                if isinstance(res, Stream) and res.origin and not any(
+                    b.env == DEDUPE_TABLE_ENV for b in proc.bindings
+                ):
+                    problems.append(
+                        f"{proc.name}: reads origin stream {src.stream!r} without a "
+                        f"{DEDUPE_TABLE_ENV} binding (its duplicate gate)"
+                    )
                 for binding in proc.bindings:
                     if binding.resource == src.stream and binding.access != "read":
                         problems.append(
@@ -511,6 +561,18 @@ class Pipeline:
             for route in api.routes:
                 if not route.path.startswith("/"):
                     problems.append(f"{api.name}: route path {route.path!r} must start with /")
+        for stream_decl in self.streams:
+            if stream_decl.origin:
+                if not 60 <= stream_decl.dedupe_horizon_s <= 7 * 86_400:
+                    problems.append(f"stream {stream_decl.name!r}: dedupe_horizon_s must be "
+                                    "from 60 s to 7 days")
+                if not 0 <= stream_decl.max_future_skew_s <= 86_400:
+                    problems.append(f"stream {stream_decl.name!r}: max_future_skew_s must be "
+                                    "from 0 to 1 day")
+                if not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
+                                stream_decl.earliest):
+                    problems.append(f"stream {stream_decl.name!r}: earliest must be RFC 3339 "
+                                    "UTC like 2000-01-01T00:00:00Z")
         for archive in self.archives:
             stream = resources.get(archive.stream)
             if not isinstance(stream, Stream) or not stream.origin:
@@ -560,6 +622,10 @@ class Pipeline:
 
 def _quarantine() -> Binding:
     return Binding(env="QUARANTINE_BUCKET", resource="quarantine", access="write")
+
+
+def _dedupe() -> Binding:
+    return Binding(env=DEDUPE_TABLE_ENV, resource="dedupe", access="read_write")
 
 
 def _reads(env: str, resource: str) -> Binding:
@@ -614,13 +680,13 @@ PIPELINE = Pipeline(
             name="balances",
             description="Balance per account and currency, materialized from ledger-entries.",
             partition_key="account_id",
-            bookkeeping=("fences", "version", "recent"),
+            bookkeeping=("fences", "version"),
         ),
         Table(
             name="profiles",
             description="Unified customer profile: registration data and payment activity.",
             partition_key="customer_id",
-            bookkeeping=("fences", "version", "recent", "field_times"),
+            bookkeeping=("fences", "version", "field_times"),
         ),
         Table(
             name="alerts-view",
@@ -635,22 +701,29 @@ PIPELINE = Pipeline(
             name="fraud-state",
             description="fraud-detect's rule state per payer: recent payments and payees.",
             partition_key="payer",
+            ttl_attribute="expires_at",
             role="state",
         ),
         Table(
             name="activity-view",
-            description="Event-time window aggregates per account (open and final).",
+            description="Event-time window aggregates per account, one item per 5-minute "
+            "pane (a window is the merge of its panes); final once the watermark in the "
+            "#shards items passes its closes_at.",
             partition_key="account_id",
             sort_key="window_key",
-            indexes=(
-                Index(name="open-by-close", partition_key="status", sort_key="closes_at",
-                      projection="KEYS_ONLY"),
-            ),
-            # When and how a window was closed depends on processing time; when it closes
-            # (`closes_at`, end plus allowed lateness) is configuration and is compared.
-            bookkeeping=("fences", "version", "recent", "closed_by", "closed_at",
-                         "watermark_us"),
+            # Panes expire 7 days after their last window closed (payments.domain.windows).
+            ttl_attribute="expires_at",
+            bookkeeping=("fences", "version", "expires_at"),
+            # Shard watermarks, the close cursor and the due lists.
             internal_partitions=("#shards",),
+        ),
+        Table(
+            name="dedupe",
+            description="The duplicate gate of the origin streams: one marker per event id, "
+            "holding its first arrival's position, expiring after the dedupe horizon.",
+            partition_key="id",
+            ttl_attribute="expires_at",
+            role="state",
         ),
         Table(
             name="versions",
@@ -690,6 +763,7 @@ PIPELINE = Pipeline(
             sources=(EventSource(stream="payments-raw", batch_size=200),),
             bindings=(
                 Binding(env="VALIDATED_STREAM", resource="payments-validated", access="write"),
+                _dedupe(),
                 _quarantine(),
             ),
         ),
@@ -758,6 +832,7 @@ PIPELINE = Pipeline(
             ),
             bindings=(
                 Binding(env="PROFILES_TABLE", resource="profiles", access="read_write"),
+                _dedupe(),
                 _quarantine(),
             ),
         ),
@@ -785,6 +860,9 @@ PIPELINE = Pipeline(
             bindings=(
                 Binding(env="ACTIVITY_TABLE", resource="activity-view", access="read_write"),
                 Binding(env="ACTIVITY_STREAM", resource="activity", access="write"),
+                # Read only to check that an idle shard is at its tip (payments.handlers.
+                # windows_close) before its raised watermark closes windows.
+                Binding(env="VALIDATED_STREAM", resource="payments-validated", access="read"),
             ),
         ),
     ),

@@ -27,6 +27,8 @@ SOURCES = MappingProxyType(
         "sns": "https://aws.amazon.com/sns/pricing/",
         "sqs": "https://aws.amazon.com/sqs/pricing/",
         "kms": "https://aws.amazon.com/kms/pricing/",
+        "firehose": "https://aws.amazon.com/firehose/pricing/",
+        "cloudwatch": "https://aws.amazon.com/cloudwatch/pricing/",
     }
 )
 
@@ -68,11 +70,28 @@ PRICES = MappingProxyType(
         # DynamoDB, on-demand (prices since the 1 November 2024 reduction) and provisioned.
         "dynamodb_write_request_unit": Price(0.625 / 1e6, "write request unit", "dynamodb"),
         "dynamodb_read_request_unit": Price(0.125 / 1e6, "read request unit", "dynamodb"),
+        "dynamodb_storage_gb_month": Price(
+            0.25, "GB-month stored (Standard table class; items and index entries, 100 bytes "
+            "overhead each)", "dynamodb", note="the first 25 GB a month are free (not applied)"),
         "dynamodb_wcu_hour": Price(0.00065, "provisioned WCU-hour", "dynamodb_provisioned"),
         "dynamodb_rcu_hour": Price(0.00013, "provisioned RCU-hour", "dynamodb_provisioned"),
         # S3 Standard requests (quarantine and on-failure objects).
         "s3_put": Price(0.005 / 1000, "PUT, COPY, POST or LIST request", "s3"),
         "s3_get": Price(0.0004 / 1000, "GET or other request", "s3"),
+        "s3_storage_gb_month": Price(0.023, "GB-month (Standard, first 50 TB)", "s3"),
+        # Data Firehose (the archive of the origin streams), Kinesis Data Streams as source.
+        "firehose_ingest_gb": Price(
+            0.029, "GB ingested, each record rounded up to the next 5 KB (first 500 TB)",
+            "firehose"),
+        "firehose_dynamic_partitioning_gb": Price(
+            0.020, "GB processed by dynamic partitioning", "firehose"),
+        "firehose_dynamic_partitioning_objects": Price(
+            0.005 / 1000, "S3 object delivered by dynamic partitioning", "firehose"),
+        # CloudWatch Logs (every function's log group).
+        "cloudwatch_logs_ingest_gb": Price(0.50, "GB ingested (standard log class)",
+                                           "cloudwatch"),
+        "cloudwatch_logs_storage_gb_month": Price(0.03, "GB-month archived (compressed)",
+                                                  "cloudwatch"),
         # SNS (notify) and SQS.
         "sns_publish": Price(0.50 / 1e6, "publish (each 64 KB chunk)", "sns"),
         "sqs_request": Price(0.40 / 1e6, "standard queue request", "sqs"),

@@ -11,6 +11,9 @@ exactly as they run live, only with V's resource names and V's configuration.
   fixed in the registry so a resumed run stops at the same place).
 - `--from archive` first republishes the archived history (S3) into V's own replay streams
   (`cascata_runtime.republish`), so history older than the streams' retention replays too.
+  Each republished record carries its original arrival time, and the replay reads that, not
+  the republish time: the turns between origin streams and the functions' clock below follow
+  history's arrival times exactly as a replay from the stream does.
 
 Order. Each shard is read in sequence order, so each key's events are processed in the order
 they arrived; the engine runs the mappings one lane after another, which makes a replay of the
@@ -27,6 +30,8 @@ shards closing windows) sees history's own pace however long the replay pauses.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import threading
 import time
@@ -38,7 +43,7 @@ from typing import Any, Literal
 from cascata.console import CliError
 from cascata.local.emulator import Aws, provision
 from cascata.local.esm_model import DrainTimeout
-from cascata.local.esm_sources import AtTimestamp, ReadResult, ShardInfo
+from cascata.local.esm_sources import AtTimestamp, ReadResult, ShardInfo, SourceRecord
 from cascata.local.runtime import LocalRuntime, mapping_key
 from cascata.pipeline import FIRST_VERSION, PIPELINE, Pipeline, check_version
 from cascata.versions import (
@@ -51,6 +56,7 @@ from cascata.versions import (
     lease_owner,
     now_iso,
 )
+from cascata_runtime.records import Replayed, unwrap_replayed
 from cascata_runtime.republish import Bounds, RepublishState, epoch_ms, republish
 
 CHECKPOINT_EVERY_S = 2.0
@@ -175,18 +181,39 @@ class Gate:
         return self._order[stream]
 
 
+def stream_arrival(record: SourceRecord) -> float:
+    """A record's arrival time as the stream recorded it."""
+    return record.arrival
+
+
+def carried_arrival(record: SourceRecord) -> float:
+    """A replay stream's record's original arrival time, which it carries
+    (`cascata_runtime.records.wrap_replayed`). A record that carries none is refused by the
+    functions (`not_replayed`): 0 releases it as soon as its shard reaches it, without moving
+    the clock."""
+    try:
+        raw = base64.b64decode(record.data or "", validate=True)
+    except (binascii.Error, ValueError):
+        return 0.0
+    inner = unwrap_replayed(raw)
+    return inner.arrival_ms / 1000.0 if isinstance(inner, Replayed) else 0.0
+
+
 class ReplaySource:
     """A mapping's source during a replay: resumes after the recorded checkpoint and, for the
     origin streams, starts at `since`, ends at `until`, spends the run's budget and releases
-    records only as the `Gate` allows."""
+    records only as the `Gate` allows. `arrival` reads a record's arrival time: the stream's,
+    or on a replay stream refilled from the archive the original one the record carries."""
 
     def __init__(self, inner: Any, *, stream: str, resume: Mapping[str, int], origin: bool,
                  since_s: float | None, until_s: float | None, budget: Budget,
-                 clock: ReplayClock, gate: Gate) -> None:
+                 clock: ReplayClock, gate: Gate,
+                 arrival: Callable[[SourceRecord], float] = stream_arrival) -> None:
         self._inner = inner
         self.stream = stream
         self._resume = dict(resume)
         self._origin = origin
+        self._arrival = arrival
         self._since = since_s
         self._until = until_s
         self._budget = budget
@@ -236,8 +263,8 @@ class ReplaySource:
             if cursor is None and self._since is not None and shard.shard_id not in self._resume:
                 cursor = AtTimestamp(self._since)
             result = self._inner.read(shard.shard_id, cursor, 1)
-            if result.records and self._wanted(result.records[0].arrival):
-                heads.append(result.records[0].arrival)
+            if result.records and self._wanted(arrival := self._arrival(result.records[0])):
+                heads.append(arrival)
         return min(heads) if heads else None
 
     def read(self, shard_id: str, cursor: Any, limit: int) -> ReadResult:
@@ -248,14 +275,17 @@ class ReplaySource:
             return ReadResult((), cursor, caught_up=True)
         result = self._inner.read(shard_id, cursor, limit)
         records = []
+        arrivals = []
         for record in result.records:
-            if not self._wanted(record.arrival) or not self._gate.allows(
-                    self.stream, record.arrival, self.bound_other):
+            arrival = self._arrival(record)
+            if not self._wanted(arrival) or not self._gate.allows(
+                    self.stream, arrival, self.bound_other):
                 break
             records.append(record)
+            arrivals.append(arrival)
         records = records[:self._budget.take(len(records))]
-        for record in records:
-            self._clock.saw(record.arrival)
+        for arrival in arrivals[:len(records)]:
+            self._clock.saw(arrival)
         next_cursor = records[-1].position if records else cursor
         self._cursors[shard_id] = next_cursor
         if len(records) == len(result.records):
@@ -405,6 +435,10 @@ def run_replay(
             since_s=since.timestamp() if since and record.replay_from == "stream" else None,
             until_s=until.timestamp() if record.replay_from == "stream" else None,
             budget=budget, clock=clock,
+            # A replay stream's records carry their original arrival time: the turns and the
+            # clock follow it, as the functions do (their origin policy says `replayed`).
+            arrival=carried_arrival if record.replay_from == "archive" and stream in origins
+            else stream_arrival,
         )
         sources[key] = wrapped
         return wrapped

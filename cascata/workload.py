@@ -71,6 +71,13 @@ class WorkloadSpec:
     duplicate_share: float = 0.02
     accounts: int | None = None
     fraud_share: float = 0.02
+    hot_share: float = 0.0
+    """Key skew: the share of payments (outside the fraud bursts, about nine in ten) whose
+    payee is one of the `hot_merchants` hottest merchants (0: the default mix, where half the
+    payments go to the merchants, a twenty-fifth of the accounts, none hotter than another)."""
+    hot_merchants: int = 3
+    duplicate_delay: tuple[int, int] = (1, 40)
+    """How many events later a producer's retry is sent, drawn uniformly from this range."""
 
     def problems(self) -> list[str]:
         out = []
@@ -82,6 +89,14 @@ class WorkloadSpec:
             out.append(f"--duplicate-share must be from 0 to 0.5, got {self.duplicate_share}")
         if self.accounts is not None and not 2 <= self.accounts <= 1_000_000:
             out.append(f"--accounts must be from 2 to 1,000,000, got {self.accounts}")
+        if not 0.0 <= self.hot_share <= 1.0:
+            out.append(f"--hot-share must be from 0 to 1, got {self.hot_share}")
+        low, high = self.duplicate_delay
+        if not 1 <= low <= high <= 100_000:
+            out.append(f"duplicate delay must be 1 <= low <= high <= 100,000, got "
+                       f"{self.duplicate_delay}")
+        if not 1 <= self.hot_merchants <= 1000:
+            out.append(f"--hot-merchants must be from 1 to 1,000, got {self.hot_merchants}")
         return out
 
 
@@ -93,6 +108,7 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
     home = {a: _pick_currency(rng) for a in accounts}
     # A few merchants receive much of the traffic, as in real payment flows.
     merchants = accounts[: max(2, n_accounts // 25)]
+    hottest = merchants[: max(1, min(spec.hot_merchants, len(merchants)))]
     clock = BASE_TIME
     pending_dups: list[tuple[int, Generated]] = []
     seq = 0
@@ -108,7 +124,11 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
             payer, payee = burst.pop()
         else:
             payer = rng.choice(accounts)
-            pool = merchants if rng.random() < 0.5 else accounts
+            # Drawn only when asked for, so the default workload stays the same sequence.
+            if spec.hot_share and rng.random() < spec.hot_share:
+                pool = hottest
+            else:
+                pool = merchants if rng.random() < 0.5 else accounts
             payee = rng.choice(pool)
             while payee == payer:
                 payee = rng.choice(accounts)
@@ -136,7 +156,8 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
         yield item
         seq += 1
         if rng.random() < spec.duplicate_share:
-            pending_dups.append((n + rng.randint(1, 40), item))
+            pending_dups.append((n + rng.randint(*spec.duplicate_delay), item))
+            pending_dups.sort(key=lambda due: due[0])
         while pending_dups and pending_dups[0][0] <= n:
             _, original = pending_dups.pop(0)
             yield replace(original, seq=seq, duplicate=True)

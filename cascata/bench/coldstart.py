@@ -2,9 +2,9 @@
 
 For a cascata processor the probe imports the handler module and builds what its lazy
 `handler` builds on the first invocation (settings from the environment, boto3 clients,
-Powertools Logger and Metrics): `make_handler(dependencies(SETTINGS.from_env()))`. For the
-baseline it imports `benchmarks.baseline.handler`, which, the way the Powertools documentation
-writes handlers, builds everything at import. No request is sent: creating a client does not
+Powertools Logger and Metrics): `make_handler(dependencies(SETTINGS.from_env()))`; the
+baseline's functions follow the same convention and are probed the same way (the work the
+documentation's handlers do at import). No request is sent: creating a client does not
 connect. The interpreter's own start-up is measured apart (`python -c pass`) and is the same for
 every function. Runs go round-robin over the functions; each figure is the median of its runs.
 """
@@ -49,14 +49,14 @@ class ColdStart:
 
 
 def measure(
-    pipeline: Pipeline, *, runs: int = 5, on_run: Callable[[str], None] | None = None
+    sides: Mapping[str, Pipeline], *, runs: int = 5, on_run: Callable[[str], None] | None = None
 ) -> ColdStart:
+    """`sides`: side -> pipeline; every processor is probed, keyed by `fns.label`."""
     targets: dict[str, tuple[str, bool, dict[str, str]]] = {
-        p.name: (p.module, True, pipeline.environment(p.name, stage=fns.STAGE))
-        for p in pipeline.processors
+        fns.label(side, p.name): (p.module, True,
+                                  pipeline.environment(p.name, stage=fns.STAGE))
+        for side, pipeline in sides.items() for p in pipeline.processors
     }
-    targets[fns.BASELINE] = ("benchmarks.baseline.handler", False,
-                             _baseline_env(pipeline))
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
     interpreter: list[float] = []
     names = list(targets)
@@ -74,12 +74,6 @@ def measure(
         interpreter_ms=statistics.median(interpreter),
         runs=runs,
     )
-
-
-def _baseline_env(pipeline: Pipeline) -> dict[str, str]:
-    from cascata.local.emulator import Aws
-
-    return fns.baseline_environment(pipeline, Aws(endpoint_url=None))
 
 
 def _environment(extra: Mapping[str, str]) -> dict[str, str]:

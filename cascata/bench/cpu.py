@@ -55,31 +55,27 @@ class CpuResult:
 
 
 def measure(
-    pipeline: Pipeline,
-    streams: Mapping[str, Mapping[str, list[fns.StoredRecord]]],
+    sides: Mapping[str, tuple[Pipeline, Mapping[str, Mapping[str, list[fns.StoredRecord]]]]],
     settings: Settings,
     *,
     on_round: Callable[[int, str], None] | None = None,
 ) -> CpuResult:
-    """`streams`: declared stream -> shard -> records, as the usage run left them."""
+    """`sides`: side ("cascata", "baseline") -> its pipeline and its streams (declared stream
+    -> shard -> records, as the usage run left them). Results are keyed by `fns.label`."""
     with InProcessAws() as aws, EmulatorCpu() as emulator:
-        provisioned = provision(pipeline, aws, stage=fns.STAGE, shards=1)
-        fns.provision_baseline(pipeline, aws)
         factory = fns.EventFactory(aws)
         handlers: dict[str, fns.Invoke] = {}
         contexts: dict[str, Callable[[], object]] = {}
         inputs: dict[str, tuple[str, list[fns.StoredRecord]]] = {}
-        for proc in pipeline.processors:
-            source = _busiest(proc.sources, streams)
-            handlers[proc.name] = fns.build_processor(pipeline, proc.name, aws)
-            contexts[proc.name] = functools.partial(factory.context, proc.name, proc.memory_mb,
-                                                    proc.timeout_s)
-            inputs[proc.name] = (provisioned.names[source], _longest_shard(streams[source]))
-        handlers[fns.BASELINE] = fns.build_baseline(pipeline, aws)
-        contexts[fns.BASELINE] = functools.partial(factory.context, fns.BASELINE,
-                                                   fns.baseline_memory_mb())
-        inputs[fns.BASELINE] = (provisioned.names["payments-raw"],
-                                _longest_shard(streams["payments-raw"]))
+        for side, (pipeline, streams) in sides.items():
+            provisioned = provision(pipeline, aws, stage=fns.STAGE, shards=1)
+            for proc in pipeline.processors:
+                name = fns.label(side, proc.name)
+                source = _busiest(proc.sources, streams)
+                handlers[name] = fns.build(pipeline, proc.name, aws)
+                contexts[name] = functools.partial(factory.context, proc.name, proc.memory_mb,
+                                                   proc.timeout_s)
+                inputs[name] = (provisioned.names[source], _longest_shard(streams[source]))
         names = [n for n in handlers if inputs[n][1]]
         events = {
             name: {size: factory.event(inputs[name][0], inputs[name][1][:size])

@@ -1,8 +1,10 @@
-"""The functions under test: every declared processor whose handler module imports, and the
-baseline; how to build each with chosen clients, and Kinesis events in Lambda's exact shape.
+"""The functions under test: every declared processor and scheduled function whose handler
+module imports, and the baseline's (`benchmarks/baseline`, declared with the same types); how
+to build each with chosen clients, and Kinesis events in Lambda's exact shape, with AWS-length
+sequence numbers.
 
-A processor whose handler module does not exist yet (or does not import) is left out and
-named, so the bench picks up new processors by itself as soon as their handlers land.
+A function whose handler module does not exist yet (or does not import) is left out and
+named, so the bench picks up new functions by itself as soon as their handlers land.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from cascata.pipeline import Pipeline, Processor
 STAGE = "bench"
 ROOT = Path(__file__).resolve().parents[2]
 BASELINE = "baseline"
-BASELINE_TABLES = {"balances": "account_id", "idempotency": "id"}
-"""Declared-style name -> partition key of the tables only the baseline uses."""
+AWS_SEQUENCE_DIGITS = 56
+"""Kinesis sequence numbers on AWS are 56-digit decimal strings (moto hands out short ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ def available(pipeline: Pipeline) -> Available:
     """Processors whose handler module imports and builds (settings from the declared
     environment, clients, handler); creating boto3 clients sends nothing."""
     quiet_powertools()
+    baseline_path()
     nowhere = Aws(endpoint_url="http://127.0.0.1:9")
     runnable: list[Processor] = []
     skipped: dict[str, str] = {}
@@ -62,7 +65,16 @@ def available(pipeline: Pipeline) -> Available:
             skipped[proc.name] = f"{type(exc).__name__}: {exc}"
             continue
         runnable.append(proc)
-    return Available(dataclasses.replace(pipeline, processors=tuple(runnable)), skipped)
+    scheduled = []
+    for sched in pipeline.scheduled:
+        try:
+            build_processor(pipeline, sched.name, nowhere)
+        except Exception as exc:  # noqa: BLE001 - as above
+            skipped[sched.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        scheduled.append(sched)
+    return Available(dataclasses.replace(pipeline, processors=tuple(runnable),
+                                         scheduled=tuple(scheduled)), skipped)
 
 
 def only(pipeline: Pipeline, names: Iterable[str]) -> Pipeline:
@@ -74,7 +86,8 @@ def only(pipeline: Pipeline, names: Iterable[str]) -> Pipeline:
 def without(pipeline: Pipeline, names: Iterable[str]) -> Pipeline:
     gone = set(names)
     return dataclasses.replace(
-        pipeline, processors=tuple(p for p in pipeline.processors if p.name not in gone))
+        pipeline, processors=tuple(p for p in pipeline.processors if p.name not in gone),
+        scheduled=tuple(s for s in pipeline.scheduled if s.name not in gone))
 
 
 def order(pipeline: Pipeline) -> list[Processor]:
@@ -99,60 +112,38 @@ def order(pipeline: Pipeline) -> list[Processor]:
 def build_processor(
     pipeline: Pipeline, name: str, aws: Aws, wrap: ClientWrapper | None = None
 ) -> Function:
-    return build_function(pipeline, name, aws=aws, stage=STAGE, wrap=wrap)
+    return build(pipeline, name, aws, wrap)
 
 
-def baseline_module() -> Any:
+def label(side: str, name: str) -> str:
+    """How a function is named in results: cascata's by name, the baseline's `baseline/name`."""
+    return name if side == "cascata" else f"{side}/{name}"
+
+
+def build(
+    pipeline: Pipeline,
+    name: str,
+    aws: Aws,
+    wrap: ClientWrapper | None = None,
+    now: Callable[[], float] | None = None,
+) -> Function:
+    """Any declared function (processor or scheduled) of cascata's pipeline or the baseline's."""
+    baseline_path()
+    return build_function(pipeline, name, aws=aws, stage=STAGE, wrap=wrap, now=now)
+
+
+def baseline_path() -> None:
+    """The baseline's modules live in `benchmarks/` at the repository root."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    return importlib.import_module("benchmarks.baseline.app")
 
 
-def baseline_environment(pipeline: Pipeline, aws: Aws) -> dict[str, str]:
-    return {
-        "BASELINE_BALANCES_TABLE": baseline_table(pipeline, "balances"),
-        "BASELINE_IDEMPOTENCY_TABLE": baseline_table(pipeline, "idempotency"),
-        "QUARANTINE_BUCKET": pipeline.physical_name("quarantine", stage=STAGE,
-                                                    account=aws.account, region=aws.region),
-    }
-
-
-def baseline_table(pipeline: Pipeline, name: str) -> str:
-    return f"{pipeline.app}-{STAGE}-{BASELINE}-{name}"
-
-
-def provision_baseline(pipeline: Pipeline, aws: Aws) -> None:
-    ddb = aws.client("dynamodb")
-    for name, key in BASELINE_TABLES.items():
-        ddb.create_table(
-            TableName=baseline_table(pipeline, name),
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-
-
-def build_baseline(
-    pipeline: Pipeline, aws: Aws, wrap: ClientWrapper | None = None
-) -> Function:
-    quiet_powertools()
-    app = baseline_module()
-    settings = app.Settings.from_env(baseline_environment(pipeline, aws))
-
-    def client(service: str) -> Any:
-        real = aws.client(service)
-        return wrap(service, real) if wrap else real
-
-    handler: Function = app.build(settings, dynamodb=client("dynamodb"), s3=client("s3"))
-    return handler
-
-
-def baseline_batch_size() -> int:
-    return int(baseline_module().BATCH_SIZE)
-
-
-def baseline_memory_mb() -> int:
-    return int(baseline_module().MEMORY_MB)
+def baseline_pipeline() -> Pipeline:
+    """The baseline's declaration (`benchmarks.baseline.pipeline`)."""
+    baseline_path()
+    module = importlib.import_module("benchmarks.baseline.pipeline")
+    found: Pipeline = module.BASELINE_PIPELINE
+    return found
 
 
 # Records and events ------------------------------------------------------------------------
@@ -205,8 +196,18 @@ def batches(
             yield list(shard_records[start : start + size])
 
 
+def aws_sequence(shard: str, sequence: int) -> int:
+    """An AWS-length (56-digit) sequence number for moto's short one: `49`, the shard's index
+    in 6 digits, the short number in 48. Increasing within a shard, as on AWS, so fences and
+    orderings built on them behave the same; and whatever a function stores of them (fences,
+    causation, quarantine keys) is as large as it would be on AWS."""
+    index = int(shard.rsplit("-", 1)[-1]) if shard.rsplit("-", 1)[-1].isdigit() else 0
+    return int(f"49{index:06d}{sequence:048d}")
+
+
 class EventFactory:
-    """Kinesis events exactly as the local event source mapping builds them (reference 7.1)."""
+    """Kinesis events exactly as the local event source mapping builds them (reference 7.1),
+    with AWS-length sequence numbers (`aws_sequence`)."""
 
     def __init__(self, aws: Aws) -> None:
         self._aws = aws
@@ -217,7 +218,8 @@ class EventFactory:
                             role_arn=f"arn:aws:iam::{self._aws.account}:role/{STAGE}-bench")
         shard = records[0].shard if records else "shardId-000000000000"
         return fmt.event(shard, [
-            fmt.record(SourceRecord(position=r.sequence, partition_key=r.partition_key,
+            fmt.record(SourceRecord(position=aws_sequence(r.shard, r.sequence),
+                                    partition_key=r.partition_key,
                                     arrival=r.arrival,
                                     data=base64.b64encode(r.data).decode()), r.shard)
             for r in records

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,27 @@ from cascata.bench import coldstart, cpu, local, report, usage
 from cascata.bench import functions as fns
 from cascata.console import err, progress
 from cascata.pipeline import PIPELINE, Pipeline
-from cascata.workload import WorkloadSpec, generate
+from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
 
 ACCOUNTS = 2000
 """Accounts in the usage workload. Key repetition inside a batch is what lets cascata coalesce
 writes; it is fixed (not derived from the event count) so figures do not drift with the size
 of the run, and a second, smaller run with accounts drawn from a million shows the other end."""
+CUSTOMER_EVENTS_PER_PAYMENT = 0.1
+"""Customer events (registrations, updates) sent to the customers stream alongside the
+payments: one for every ten payments."""
+
+
+def workload(spec: WorkloadSpec) -> list[Generated]:
+    """The payments of `spec` and, on the customers stream, a tenth as many customer events."""
+    payments = list(generate(spec))
+    wanted = round(len(payments) * CUSTOMER_EVENTS_PER_PAYMENT)
+    # The first n accounts of a smaller spec are the first n of this one (same draws), so the
+    # customer events are about accounts that pay, without generating one per account.
+    accounts = max(10, 2 * wanted)
+    if spec.accounts is not None:
+        accounts = max(2, min(spec.accounts, accounts))
+    return payments + generate_customers(replace(spec, accounts=accounts))[:wanted]
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,12 @@ class Options:
     cpu_budget_s: float = 20.0
     local: bool = True
     demo_timeout_s: float = 600.0
+    hot_share: float = 0.3
+    """The hot-key run: this share of the payments goes to `hot_merchants` merchants (0 skips
+    it); the main run is the workload's default mix."""
+    hot_merchants: int = 3
+    rate: float = 100.0
+    """Events per second the fixed monthly costs are spread over (estimated figures)."""
 
     def problems(self) -> list[str]:
         out = []
@@ -55,6 +76,10 @@ class Options:
             out.append("--batch-sizes must be sizes from 1 to 10,000")
         if any(not 1 <= r <= 100 for r in self.cpu_rounds.values()):
             out.append("--rounds must be from 1 to 100")
+        out.extend(WorkloadSpec(events=self.usage_events, hot_share=self.hot_share,
+                                hot_merchants=self.hot_merchants).problems())
+        if not 0.01 <= self.rate <= 1_000_000:
+            out.append(f"--rate must be from 0.01 to 1,000,000 events/s, got {self.rate}")
         return out
 
 
@@ -67,6 +92,7 @@ def run_bench(options: Options, pipeline: Pipeline = PIPELINE) -> dict[str, Any]
         err.print(f"skipping {name}: {why}", markup=False)
     if "payments-raw" not in {s.name for s in runnable.streams}:
         raise ValueError("the declaration has no payments-raw stream to feed")
+    baseline = fns.baseline_pipeline()
 
     phases: dict[str, float] = {}
     clock = time.perf_counter()
@@ -77,40 +103,50 @@ def run_bench(options: Options, pipeline: Pipeline = PIPELINE) -> dict[str, Any]
         phases[name] = round(now - clock, 1)
         clock = now
 
+    spec = WorkloadSpec(events=options.usage_events, seed=options.seed, accounts=ACCOUNTS)
     with progress() as bar:
         task = bar.add_task("cold starts", total=options.cold_runs)
-        cold = coldstart.measure(runnable, runs=options.cold_runs,
-                                 on_run=lambda _: bar.advance(task))
+        cold = coldstart.measure({"cascata": runnable, "baseline": baseline},
+                                 runs=options.cold_runs, on_run=lambda _: bar.advance(task))
         lap("cold_start")
-        steps = [p.name for p in runnable.processors] + [fns.BASELINE]
+        steps = [*runnable.processors, *runnable.scheduled, *baseline.processors,
+                 *baseline.scheduled]
         task = bar.add_task("usage (metered)", total=len(steps))
-        events = list(generate(WorkloadSpec(events=options.usage_events, seed=options.seed,
-                                            accounts=ACCOUNTS)))
-        measured = usage.measure(runnable, events, on_step=lambda _: bar.advance(task))
+        measured = usage.measure(runnable, workload(spec), baseline=baseline,
+                                 on_step=lambda _: bar.advance(task))
         lap("usage")
+        failed = {**measured.sides["baseline"].failed}
+        if failed:
+            raise RuntimeError(f"the baseline failed: {failed}")
         if measured.failed:
             for name, why in measured.failed.items():
                 err.print(f"leaving out {name}: {why}", markup=False)
             skipped = {**skipped, **measured.failed}
             runnable = fns.without(runnable, measured.failed)
+        hot = None
+        if options.hot_share:
+            task = bar.add_task("usage, hot keys", total=len(steps))
+            hot_spec = replace(spec, hot_share=options.hot_share,
+                               hot_merchants=options.hot_merchants)
+            hot = usage.measure(runnable, workload(hot_spec), baseline=baseline,
+                                on_step=lambda _: bar.advance(task))
+            lap("usage_hot_keys")
         unique = None
-        compared = report.scope(runnable)
-        if options.unique_key_events and compared:
-            task = bar.add_task("usage, distinct keys", total=1)
-            distinct = list(generate(WorkloadSpec(events=options.unique_key_events,
-                                                  seed=options.seed + 1, accounts=1_000_000)))
-            scoped = fns.only(runnable, compared)
-            unique = usage.measure(scoped, distinct, with_baseline=False)
-            bar.advance(task)
+        if options.unique_key_events:
+            task = bar.add_task("usage, distinct keys", total=len(steps))
+            unique = usage.measure(
+                runnable, workload(WorkloadSpec(events=options.unique_key_events,
+                                                seed=options.seed + 1, accounts=1_000_000)),
+                baseline=baseline, on_step=lambda _: bar.advance(task))
             lap("usage_distinct_keys")
 
     settings = cpu.Settings(sizes=options.cpu_sizes, rounds=dict(options.cpu_rounds),
-                            always=frozenset([*compared, fns.BASELINE]),
                             budget_s=options.cpu_budget_s)
     err.print("handler CPU time: functions take turns, no progress bar while measuring",
               markup=False)
     cpu_result = cpu.measure(
-        runnable, measured.streams, settings,
+        {"cascata": (runnable, measured.sides["cascata"].streams),
+         "baseline": (baseline, measured.sides["baseline"].streams)}, settings,
         on_round=lambda size, what: err.print(f"  batches of {size:,}: {what}", markup=False))
     lap("cpu")
 
@@ -120,18 +156,20 @@ def run_bench(options: Options, pipeline: Pipeline = PIPELINE) -> dict[str, Any]
             task = bar.add_task("ceiling + demo", total=1)
             local_result = local.measure(
                 runnable, WorkloadSpec(events=options.demo_events, seed=options.seed),
-                timeout_s=options.demo_timeout_s,
-                scoped=fns.only(runnable, compared) if compared else None)
+                timeout_s=options.demo_timeout_s)
             bar.advance(task)
         lap("local")
 
     return report.build(
-        pipeline=runnable, skipped=skipped, usage=measured, unique=unique,
+        skipped=skipped, usage=measured, hot=hot, unique=unique,
         cpu=cpu_result, cold=cold, local=local_result,
         settings={**{k: v for k, v in asdict(options).items() if k != "cpu_rounds"},
                   "cpu_rounds": {str(k): v for k, v in options.cpu_rounds.items()},
-                  "usage_accounts": ACCOUNTS},
+                  "usage_accounts": ACCOUNTS,
+                  "customer_events_per_payment": CUSTOMER_EVENTS_PER_PAYMENT},
         duration_s=time.perf_counter() - started,
+        rate=options.rate,
+        hot_spec={"hot_share": options.hot_share, "hot_merchants": options.hot_merchants},
         phases=phases,
     )
 

@@ -124,7 +124,8 @@ class _Latency:
 
     def per_payment(self) -> dict[str, float]:
         done: dict[str, float] = {}
-        for key, when in self.applied.items():
+        # A copy: the tap's thread adds entries while the progress thread reads.
+        for key, when in list(self.applied.items()):
             payment = key.rsplit("/", 1)[0]
             done[payment] = max(done.get(payment, 0.0), when)
         return done

@@ -644,8 +644,9 @@ class EventSourceMappingEngine:
                 # Idle waits are real time even with a ManualClock: only the test moves that.
                 self._stop.wait(self.poll_interval)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the background thread (the current round finishes first)."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the background thread. The current round finishes first, however long it takes
+        on a loaded machine (a round is bounded work); with `timeout`, TimeoutError after it."""
         self._stop.set()
         thread = self._thread
         if thread is not None:

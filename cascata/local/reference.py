@@ -12,10 +12,36 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from cascata.workload import Generated
+from cascata_runtime.envelope import Envelope, Rejection, decode_json, parse_envelope
+from cascata_runtime.origin import OriginPolicy
+
+
+class _OriginGate:
+    """What the origin gate lets through, in sending order: a record whose envelope can be read
+    and is dated after the stream's earliest time is suppressed when its event id came before
+    (the demo runs well within the one-hour dedupe horizon); anything else goes on, to be
+    quarantined by the processor if invalid."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def admits(self, data: bytes) -> bool:
+        obj = decode_json(data)
+        envelope = None if isinstance(obj, Rejection) else parse_envelope(obj)
+        if not isinstance(envelope, Envelope) or envelope.occurred_at < _EARLIEST:
+            return True
+        if envelope.event_id in self._seen:
+            return False
+        self._seen.add(envelope.event_id)
+        return True
+
+
+_EARLIEST = OriginPolicy().earliest
+"""The declared earliest event time of both origin streams (the default)."""
 
 
 @dataclass
@@ -36,12 +62,15 @@ class Reference:
         ref = cls()
         balances: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         postings: dict[str, int] = defaultdict(int)
+        gate = _OriginGate()
         for event in events:
             ref.sent += 1
             ref.duplicates += event.duplicate
             if not event.valid:
-                ref.invalid[(event.data, event.expected_code or "")] += 1
+                if gate.admits(event.data):
+                    ref.invalid[(event.data, event.expected_code or "")] += 1
                 continue
+            gate.admits(event.data)
             assert event.event_id and event.payer and event.payee and event.currency
             if event.event_id in ref.valid_ids:
                 continue
@@ -61,10 +90,13 @@ class Reference:
         larger event id), payment activity per currency and direction from distinct payments."""
         fields: dict[str, dict[str, tuple[str, str, str]]] = defaultdict(dict)
         seen: set[str] = set()
+        gate = _OriginGate()
         for event in events:
             if not event.valid:
-                self.invalid_customers[(event.data, event.expected_code or "")] += 1
+                if gate.admits(event.data):
+                    self.invalid_customers[(event.data, event.expected_code or "")] += 1
                 continue
+            gate.admits(event.data)
             assert event.customer is not None and event.occurred_at and event.event_id
             if event.event_id in seen:
                 continue
@@ -372,11 +404,25 @@ def observe(
             late[event["event_id"]] = event["data"]
     still_open = 0
     if "activity-view" in names:
+        # Panes are never rewritten when their windows close: a pane is still open while the
+        # pipeline watermark (from the shard items) has not reached its closes_at.
+        from payments.domain.windows import BOOKKEEPING_PARTITION, WindowConfig, read_watermark
+
+        bookkeeping: list[dict[str, Any]] = []
+        closes: list[str] = []
         for page in ddb.get_paginator("scan").paginate(TableName=names["activity-view"],
                                                        ConsistentRead=True):
             for raw in page["Items"]:
-                status = raw.get("status", {}).get("S")
-                still_open += status in ("open", "closing")
+                item = {k: des.deserialize(v) for k, v in raw.items()}
+                if item.get("account_id") == BOOKKEEPING_PARTITION:
+                    bookkeeping.append(item)
+                elif isinstance(item.get("closes_at"), str):
+                    closes.append(str(item["closes_at"]))
+        watermark = read_watermark(WindowConfig(), bookkeeping)
+        still_open = sum(
+            1 for c in closes
+            if not watermark.final(int(datetime.fromisoformat(c.replace("Z", "+00:00"))
+                                       .timestamp())))
     return Observed(items, validated, quarantined, failures, profiles, alert_ids,
                     alerts, notifications or Counter(), results, late, still_open)
 

@@ -8,11 +8,12 @@ emulator or to any AWS-compatible endpoint.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from cascata_runtime.ports import ItemStore, ObjectStore
+from cascata_runtime.ports import ObjectStore
 
 
 @functools.cache
@@ -36,22 +37,78 @@ class S3ObjectStore(ObjectStore):
         )
 
 
-class DynamoItemStore(ItemStore):
-    """Versioned items in one table. Reads are strongly consistent (they fence writes)."""
+def conditional_put(dynamodb: Any, **request: Any) -> bool:
+    """One PutItem with a condition: True when written, False when the condition failed (a
+    lost race or a held claim); any other error raises."""
+    try:
+        dynamodb.put_item(**request)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
-    def __init__(self, dynamodb: Any, table: str, *, key: str) -> None:
+
+class DynamoMarkers:
+    """The origin gate's duplicate markers (`cascata_runtime.origin`): one item per event id,
+    `id`, `position`, `until` (the first arrival plus the horizon: what the gate compares with
+    an arriving copy's arrival time) and `expires_at` (the table's TTL attribute).
+
+    The two times differ on purpose. `until` is in the records' own time, so a replay decides
+    as live did; `expires_at` is in wall-clock time, at least the horizon from the write, so
+    DynamoDB's TTL never deletes a marker that could still stop a copy (a replay writes markers
+    whose `until` is long past)."""
+
+    def __init__(self, dynamodb: Any, table: str, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._ddb = dynamodb
+        self._table = table
+        self._clock = clock
+
+    def claim(self, marker: str, position: str, expires_at: int, now: int) -> bool:
+        horizon = max(0, expires_at - now)
+        physical = max(expires_at, int(self._clock()) + horizon)
+        return conditional_put(
+            self._ddb,
+            TableName=self._table,
+            Item={"id": {"S": marker}, "position": {"S": position},
+                  "until": {"N": str(expires_at)}, "expires_at": {"N": str(physical)}},
+            ConditionExpression="attribute_not_exists(id) OR #p = :p OR #u <= :now",
+            ExpressionAttributeNames={"#p": "position", "#u": "until"},
+            ExpressionAttributeValues={":p": {"S": position}, ":now": {"N": str(now)}},
+        )
+
+
+class DynamoItemStore:
+    """`cascata_runtime.ports.ItemStore` over one table: string partition keys, or
+    (partition, sort) pairs when the table has a sort key. Reads are strongly consistent."""
+
+    def __init__(self, dynamodb: Any, table: str, *, key: str, sort_key: str | None = None
+                 ) -> None:
         self._ddb = dynamodb
         self._table = table
         self._key = key
+        self._sort = sort_key
         self.read_units = 0.0
         self.write_requests = 0
 
-    def get_many(self, keys: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
-        items, units = batch_get_consistent(
-            self._ddb, self._table, [{self._key: k} for k in dict.fromkeys(keys)]
-        )
+    def key_attributes(self, key: Any) -> dict[str, Any]:
+        if self._sort is None:
+            return {self._key: key}
+        partition, sort = key
+        return {self._key: partition, self._sort: sort}
+
+    def _key_of(self, item: Mapping[str, Any]) -> Any:
+        if self._sort is None:
+            return str(item[self._key])
+        return (str(item[self._key]), str(item[self._sort]))
+
+    def get_many(self, keys: Sequence[Any]) -> Mapping[Any, Mapping[str, Any]]:
+        asked = [self.key_attributes(k) for k in dict.fromkeys(keys)]
+        items, units = batch_get_consistent(self._ddb, self._table, asked)
         self.read_units += units
-        return {str(item[self._key]): item for item in items}
+        return {self._key_of(item): item for item in items}
 
     def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool:
         from boto3.dynamodb.types import TypeSerializer
@@ -59,26 +116,21 @@ class DynamoItemStore(ItemStore):
         ser = TypeSerializer()
         if expected_version is None:
             condition = "attribute_not_exists(#k)"
+            names = {"#k": self._key}
             values: dict[str, Any] = {}
         else:
             condition = "#v = :expected"
+            names = {"#v": "version"}
             values = {":expected": {"N": str(expected_version)}}
-        try:
-            self.write_requests += 1
-            self._ddb.put_item(
-                TableName=self._table,
-                Item={k: ser.serialize(v) for k, v in item.items()},
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#k": self._key} if expected_version is None
-                else {"#v": "version"},
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        self.write_requests += 1
+        return conditional_put(
+            self._ddb,
+            TableName=self._table,
+            Item={k: ser.serialize(v) for k, v in item.items()},
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            **({"ExpressionAttributeValues": values} if values else {}),
+        )
 
 
 def batch_get_consistent(

@@ -17,6 +17,13 @@ the reason: nothing is dropped, and a replay republishes it so validate quaranti
 Each line keeps what a replay needs to reproduce the stream: the source shard and sequence
 number (order per shard, hence per key), the partition key, the arrival time and the
 producer's exact bytes (`data` as text, or `data_base64` when they are not UTF-8).
+
+Only the live origin streams are archived. A version replaying from the archive has replay
+streams instead, whose records are this history again behind a header carrying the original
+arrival time (`cascata_runtime.records.wrap_replayed`); they are not archived (a version
+declares no archives), so the archive never holds a republished copy as new history. Should
+such bytes ever reach a live origin stream, they are archived as what they are there: a
+producer's bytes that are not an event, under `errors/`.
 """
 
 from __future__ import annotations

@@ -11,10 +11,13 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cascata_runtime.lineage import Lineage
 
 MAX_EVENT_BYTES = 1_048_576
 """A Kinesis record holds at most 1 MiB; nothing larger is ever accepted."""
@@ -61,6 +64,12 @@ class Envelope:
     data: Mapping[str, Any]
     correlation_id: str
     causation: SourcePosition | None = None
+    lineage: Lineage | None = None
+    """Set on derived streams by the processor that emitted the event
+    (`cascata_runtime.lineage`); ignored on origin streams."""
+
+    def with_lineage(self, lineage: Lineage | None) -> Envelope:
+        return replace(self, lineage=lineage)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -74,6 +83,8 @@ class Envelope:
         }
         if self.causation is not None:
             out["causation"] = self.causation.as_dict()
+        if self.lineage is not None:
+            out["lineage"] = self.lineage.as_dict()
         return out
 
     def to_bytes(self) -> bytes:
@@ -92,9 +103,12 @@ def derive_event_id(cause_event_id: str, role: str) -> str:
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, milliseconds only when present."""
     value = value.astimezone(UTC)
+    # Not strftime("%Y"): it does not pad years before 1000 on every platform.
+    base = (f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
     if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{base}.{value.microsecond // 1000:03d}Z"
+    return base + "Z"
 
 
 def parse_time(value: object, field: str) -> datetime | Rejection:
@@ -191,6 +205,8 @@ def parse_envelope(
             "invalid_correlation_id",
             f"correlation_id must look like an event id (got {_short(correlation)})",
         )
+    from cascata_runtime.lineage import parse_lineage
+
     return Envelope(
         event_id=event_id,
         type=etype,
@@ -200,6 +216,7 @@ def parse_envelope(
         data=_freeze(data),
         correlation_id=correlation,
         causation=causation,
+        lineage=parse_lineage(obj.get("lineage")),
     )
 
 

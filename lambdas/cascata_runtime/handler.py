@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-from cascata_runtime.envelope import Envelope, Rejection
+from cascata_runtime.effects import Keyed
+from cascata_runtime.envelope import Rejection
 from cascata_runtime.observability import NAMESPACE, publish
 from cascata_runtime.ports import ObjectStore, Sink
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
-from cascata_runtime.shell import BatchReport, Effects, apply_effects, parse_records
+from cascata_runtime.shell import (
+    Batch,
+    BatchReport,
+    Effects,
+    Origins,
+    apply_effects,
+    read_batch,
+)
+from cascata_runtime.state import StateEngine
 
 Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 BatchFunction = Callable[[Mapping[str, Any]], BatchReport]
@@ -57,10 +66,25 @@ class TransformDependencies:
     quarantine_bucket: str
     sink: Sink
     objects: ObjectStore
+    origins: Origins = field(default_factory=Origins)
+
+
+def origins_from(
+    origin_streams: str, dedupe_table: str | None, client: ClientFactory
+) -> Origins:
+    """The origin gate of a processor from its settings: the origin streams it reads with their
+    policies (JSON, from the declaration) and the table of duplicate markers."""
+    from cascata_runtime.adapters import DynamoMarkers
+    from cascata_runtime.origin import parse_origins
+
+    policies = parse_origins(origin_streams)
+    markers = DynamoMarkers(client("dynamodb"), dedupe_table) if dedupe_table else None
+    return Origins(policies=policies, markers=markers)
 
 
 def transform_dependencies(
-    *, output_stream: str, quarantine_bucket: str, client: ClientFactory
+    *, output_stream: str, quarantine_bucket: str, client: ClientFactory,
+    origins: Origins | None = None,
 ) -> TransformDependencies:
     """What a stream-to-stream processor needs, over boto3 clients from `client`."""
     from cascata_runtime.adapters import S3ObjectStore
@@ -71,7 +95,35 @@ def transform_dependencies(
         quarantine_bucket=quarantine_bucket,
         sink=KinesisSink(client("kinesis")),
         objects=S3ObjectStore(client("s3")),
+        origins=origins or Origins(),
     )
+
+
+KeyedInputs = Callable[[Batch], tuple[Sequence[Keyed[Any, Any]], Sequence[tuple[int, Rejection]]]]
+"""The pure part of a view writer: a decoded batch -> its keyed inputs and its rejections."""
+
+
+def keyed_view(
+    processor: str, engine: StateEngine[Any, Any, Any], keyed: KeyedInputs, *,
+    objects: ObjectStore, quarantine_bucket: str, origins: Origins | None = None,
+) -> BatchFunction:
+    """A processor that only maintains keyed state (a materialized view): decode, gate, key the
+    batch with the pure domain, run the state engine, quarantine, report."""
+    quarantine = QuarantineWriter(objects, bucket=quarantine_bucket, processor=processor)
+
+    def process(event: Mapping[str, Any]) -> BatchReport:
+        records = decode_event(event)
+        batch = read_batch(records, origins)
+        inputs, rejected = keyed(batch)
+        result = engine.run(inputs)
+        report = apply_effects(
+            records, Effects(quarantined=tuple(rejected), failed=result.failed),
+            sink=None, quarantine=quarantine, batch=batch,
+        )
+        report.duplicates += result.duplicates
+        return report
+
+    return process
 
 
 def transform(
@@ -82,8 +134,9 @@ def transform(
 
     def process(event: Mapping[str, Any]) -> BatchReport:
         records = decode_event(event)
-        events: Sequence[Envelope | Rejection] = parse_records(records)
-        effects = core(events, output_stream=deps.output_stream)
-        return apply_effects(records, effects, sink=deps.sink, quarantine=quarantine)
+        batch = read_batch(records, deps.origins)
+        effects = core(batch.events, output_stream=deps.output_stream)
+        return apply_effects(records, effects, sink=deps.sink, quarantine=quarantine,
+                             batch=batch)
 
     return process

@@ -6,9 +6,9 @@ create clients themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,18 @@ class ObjectStore(Protocol):
     def put(self, bucket: str, key: str, body: bytes) -> None: ...
 
 
-class ItemStore(Protocol):
-    """Items of one DynamoDB table, addressed by partition key, guarded by a version number."""
+K = TypeVar("K", bound=Hashable, contravariant=False)
 
-    def get_many(self, keys: Sequence[str]) -> Mapping[str, Mapping[str, Any]]: ...
+
+class ItemStore(Protocol[K]):
+    """Items of one DynamoDB table, addressed by key (a partition key, or a partition and sort
+    key pair), guarded by a version number."""
+
+    def get_many(self, keys: Sequence[K]) -> Mapping[K, Mapping[str, Any]]: ...
+
+    def key_attributes(self, key: K) -> dict[str, Any]:
+        """The item's key attributes for `key`."""
+        ...
 
     def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool:
         """Write `item` if the stored version equals `expected_version` (None: absent).

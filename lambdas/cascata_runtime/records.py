@@ -4,17 +4,27 @@ Handlers never look at the raw event shape: `decode_event` accepts a Kinesis eve
 (`Records[].kinesis`) or an MSK / self-managed Kafka event (`records` grouped by
 "<topic>-<partition>") and yields `InputRecord`s carrying the bytes, the partition key, the
 source position and the identifier Lambda expects back in a partial batch response.
+
+Replayed records. A replay from the archive republishes history into a version's replay
+streams, and Kinesis stamps each record with the republish time. So the republisher writes
+each record behind a short header (`wrap_replayed`) naming its original arrival time, the
+producer's exact bytes after it, and `unwrap_replayed` turns it back into the record live saw.
+Only the runtime decides where a wrapper is believed: `cascata_runtime.shell.read_batch`
+unwraps the records of streams whose origin policy says `replayed` (a version's replay
+streams, set by the declaration); anywhere else a wrapper is just bytes a producer wrote, which
+validation refuses as not JSON, so no producer can choose its arrival time.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from cascata_runtime.envelope import SourcePosition
+from cascata_runtime.envelope import Rejection, SourcePosition
 
 ItemIdentifier = str | dict[str, Any]
 
@@ -112,3 +122,67 @@ def _b64(raw: object) -> tuple[bytes, str | None]:
 def batch_response(failed: Sequence[InputRecord]) -> dict[str, list[dict[str, ItemIdentifier]]]:
     """The partial batch response. Lambda retries streams from the lowest failed position."""
     return {"batchItemFailures": [{"itemIdentifier": r.item_identifier} for r in failed]}
+
+
+# --- replayed records: the producer's bytes with their original arrival time ------------------
+
+REPLAYED_MAGIC = b"CASCATA-REPLAY/1 "
+"""How a replayed record starts: the format (and its version), then the original arrival time
+in epoch milliseconds as decimal digits, a newline, and the producer's bytes, untouched. A
+header rather than a JSON wrapper: no escaping or base64, so a record grows by at most 35
+bytes (Kinesis takes 1 MiB per record), and the bytes are not JSON, so wherever a wrapper is
+not believed, validation refuses it as `not_json`."""
+_ARRIVAL = re.compile(rb"0|[1-9][0-9]{0,15}")
+_HEADER_MAX = len(REPLAYED_MAGIC) + 17
+ARRIVAL_SLACK_S = 1.0
+"""A carried arrival may be at most this much after the replayed record's own arrival (both
+are Kinesis' clock; history cannot arrive after it was republished)."""
+
+
+def wrap_replayed(data: bytes, arrival_ms: int) -> bytes:
+    """What the republisher writes to a replay stream for one archived record: the arrival
+    time the origin stream gave it (epoch milliseconds; 0 when the archive does not know it,
+    as a record without an arrival time is read everywhere) and the producer's exact bytes."""
+    if not 0 <= arrival_ms < 10**16:
+        raise ValueError(f"arrival_ms must be from 0 to 10**16 - 1, got {arrival_ms}")
+    return REPLAYED_MAGIC + str(int(arrival_ms)).encode("ascii") + b"\n" + data
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    data: bytes
+    """The producer's exact bytes."""
+    arrival_ms: int
+    """When the origin stream received them."""
+
+
+def unwrap_replayed(raw: bytes) -> Replayed | Rejection:
+    """The record inside a replay wrapper, or why `raw` is not one. Never raises."""
+    if not raw.startswith(REPLAYED_MAGIC):
+        return _not_replayed(f"it does not start with {REPLAYED_MAGIC.decode()!r}")
+    end = raw.find(b"\n", len(REPLAYED_MAGIC), _HEADER_MAX)
+    arrival = raw[len(REPLAYED_MAGIC):end] if end >= 0 else b""
+    if not _ARRIVAL.fullmatch(arrival):
+        return _not_replayed("its header has no arrival time (epoch milliseconds, then a "
+                             "newline)")
+    return Replayed(raw[end + 1:], int(arrival))
+
+
+def _not_replayed(why: str) -> Rejection:
+    return Rejection("$", "not_replayed", f"a record of a replay stream is not a replayed "
+                                          f"record: {why}")
+
+
+def replayed_input(record: InputRecord) -> InputRecord | Rejection:
+    """A record read from a replay stream as live read it (the producer's bytes, the original
+    arrival time), at its replay-stream position; or why it cannot be."""
+    if record.decode_error:
+        return record  # refused as undecodable, like any record
+    inner = unwrap_replayed(record.data)
+    if isinstance(inner, Rejection):
+        return inner
+    arrival_s = inner.arrival_ms / 1000.0
+    if record.arrival_epoch_s > 0 and arrival_s > record.arrival_epoch_s + ARRIVAL_SLACK_S:
+        return _not_replayed(f"its arrival time {inner.arrival_ms} ms is after the record's "
+                             f"own arrival ({record.arrival_epoch_s * 1000:.0f} ms)")
+    return replace(record, data=inner.data, arrival_epoch_s=arrival_s)

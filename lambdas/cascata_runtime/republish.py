@@ -12,6 +12,13 @@ request Kinesis does not promise order, and a retry of failed entries would over
 so a request never carries two records with the same partition key, and the next request goes
 only after every entry of the previous one is stored.
 
+Arrival time. Kinesis stamps each republished record with the time it was republished, but
+history's clock is when it first arrived: event-time bounds, the dedupe horizon and idleness
+are judged on it. So each record goes to the replay stream behind a header carrying its
+archived arrival time (`cascata_runtime.records.wrap_replayed`, the producer's bytes after it
+untouched), and the version's functions, told that these streams are replay streams, read
+the record as live read it. Only there: on a live stream the same bytes are not an event.
+
 Resuming. The cursor is the (arrival, shard, sequence) of the last record published, kept in
 the version's registry item after every request. A run that stops, by budget or by a crash,
 continues after it; a crash between a request and its checkpoint republishes at most that one
@@ -33,10 +40,13 @@ from typing import Any
 
 from cascata_runtime.archive import ERRORS, EVENTS, decode_object, line_bytes
 from cascata_runtime.envelope import parse_time
+from cascata_runtime.records import wrap_replayed
 from cascata_runtime.versions import KEY
 
 MAX_REQUEST_RECORDS = 500
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+"""Kinesis' limit on one record, data and partition key together."""
 _RETRYABLE = frozenset({"ProvisionedThroughputExceededException", "InternalFailure",
                         "KMSThrottlingException"})
 
@@ -84,6 +94,12 @@ def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
             yield str(obj["Key"])
 
 
+def replay_bytes(line: Mapping[str, Any]) -> bytes:
+    """What the replay stream receives for an archive line: the producer's exact bytes behind
+    a header carrying their original arrival time."""
+    return wrap_replayed(line_bytes(line), int(line["arrival_ms"]))
+
+
 def requests(lines: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
     """Consecutive runs of `lines`, each at most one record per partition key and within the
     PutRecords limits."""
@@ -92,7 +108,14 @@ def requests(lines: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, A
     size = 0
     for line in lines:
         key = str(line["partition_key"])
-        record_size = len(line_bytes(line)) + len(key.encode())
+        record_size = len(replay_bytes(line)) + len(key.encode())
+        if record_size > MAX_RECORD_BYTES:
+            # The live stream took it, so the producer's bytes were within the limit: only
+            # the header can push a record over (by at most 35 bytes).
+            raise ValueError(
+                f"archived record {line.get('stream')}/{line.get('shard_id')}/"
+                f"{line.get('sequence_number')} is {record_size} bytes with its replay "
+                f"header; Kinesis takes {MAX_RECORD_BYTES}: it cannot be republished")
         if batch and (key in keys or len(batch) == MAX_REQUEST_RECORDS
                       or size + record_size > MAX_REQUEST_BYTES):
             yield batch
@@ -110,7 +133,7 @@ def put_in_order(kinesis: Any, stream: str, batch: Sequence[Mapping[str, Any]],
     pending = list(batch)
     for attempt in range(attempts):
         response = kinesis.put_records(StreamName=stream, Records=[
-            {"Data": line_bytes(line), "PartitionKey": str(line["partition_key"])}
+            {"Data": replay_bytes(line), "PartitionKey": str(line["partition_key"])}
             for line in pending
         ])
         failed = [line for line, result in zip(pending, response["Records"], strict=True)
@@ -167,8 +190,10 @@ def republish(
 
     The streams are merged in arrival order and published run by run (a run: consecutive
     records of one stream), with the clock moving on between runs, so the replay streams'
-    own arrival times keep the original order across streams too: a replay that follows
-    arrival order (a customer registered before a payment) sees it as it was."""
+    own arrival times keep the original order across streams too. A replay that follows
+    arrival order (a customer registered before a payment) reads the original arrival times
+    the records carry; the replay streams' own order is a second line of defence for a
+    reader that does not."""
     merged: list[tuple[Cursor, str, dict[str, Any]]] = []
     for stream in targets:
         cursor = state.cursors.get(stream)

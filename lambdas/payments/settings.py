@@ -47,10 +47,14 @@ class _FromEnv:
 @dataclass(frozen=True, slots=True)
 class ValidateSettings(_FromEnv):
     validated_stream: str
+    dedupe_table: str
+    origin_streams: str
     quarantine_bucket: str
     stage: str
     ENVIRONMENT: ClassVar[Mapping[str, str]] = {
         "validated_stream": "VALIDATED_STREAM",
+        "dedupe_table": "DEDUPE_TABLE",
+        "origin_streams": "ORIGIN_STREAMS",
         "quarantine_bucket": "QUARANTINE_BUCKET",
         "stage": "PIPELINE_STAGE",
     }
@@ -122,10 +126,13 @@ class WindowsSettings(_FromEnv):
 class WindowsCloseSettings(_FromEnv):
     activity_table: str
     activity_stream: str
+    validated_stream: str
+    """Read only to check that an idle shard's committed fence is at its tip."""
     stage: str
     ENVIRONMENT: ClassVar[Mapping[str, str]] = {
         "activity_table": "ACTIVITY_TABLE",
         "activity_stream": "ACTIVITY_STREAM",
+        "validated_stream": "VALIDATED_STREAM",
         "stage": "PIPELINE_STAGE",
     }
 
@@ -133,10 +140,14 @@ class WindowsCloseSettings(_FromEnv):
 @dataclass(frozen=True, slots=True)
 class ProfilesSettings(_FromEnv):
     profiles_table: str
+    dedupe_table: str
+    origin_streams: str
     quarantine_bucket: str
     stage: str
     ENVIRONMENT: ClassVar[Mapping[str, str]] = {
         "profiles_table": "PROFILES_TABLE",
+        "dedupe_table": "DEDUPE_TABLE",
+        "origin_streams": "ORIGIN_STREAMS",
         "quarantine_bucket": "QUARANTINE_BUCKET",
         "stage": "PIPELINE_STAGE",
     }

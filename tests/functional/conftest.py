@@ -16,6 +16,7 @@ VALIDATED = "cascata-test-payments-validated"
 LEDGER = "cascata-test-ledger-entries"
 BUCKET = "cascata-test-quarantine"
 TABLE = "cascata-test-balances"
+DEDUPE = "cascata-test-dedupe"
 
 
 @dataclass
@@ -66,6 +67,12 @@ def aws() -> Iterator[Aws]:
             TableName=TABLE,
             KeySchema=[{"AttributeName": "account_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "account_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.create_table(
+            TableName=DEDUPE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
         yield Aws(kinesis=kinesis, s3=s3, dynamodb=ddb)

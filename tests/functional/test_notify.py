@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from cascata_runtime.adapters import S3ObjectStore
 from cascata_runtime.envelope import Envelope, SourcePosition, parse_envelope
-from payments.domain.fraud import PayerState, PaymentAt, evaluate
+from payments.domain.fraud import PayerState, evaluate
 from payments.domain.notify import SUBJECT_MAX, plan, subject_for
 from payments.domain.schemas import FraudAlert, PaymentMade, parse_event
 from payments.handlers import fraud_detect, notify
@@ -107,8 +107,8 @@ def raised(*payments: dict[str, Any]) -> list[FraudAlert]:
         assert isinstance(env, Envelope)
         event = parse_event(env)
         assert isinstance(event, PaymentMade)
-        ats.append(PaymentAt(event, "shardId-000000000000", n + 1, n))
-    return [r.alert for r in evaluate(PayerState(ats[0].payment.payer), ats, tier=None).alerts]
+        ats.append((n, event))
+    return [r.alert for r in evaluate(PayerState(ats[0][1].payer), ats, tier=None).alerts]
 
 
 def big(event_id: str, payer: str = "alice", payee: str = "mallory") -> dict[str, Any]:

@@ -11,7 +11,13 @@ from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import TransformDependencies
 from payments.handlers import balances, postings
 from tests.functional.conftest import BUCKET, LEDGER, TABLE, VALIDATED, Aws
-from tests.support.events import LambdaContext, kinesis_event, kinesis_record, payment
+from tests.support.events import (
+    LambdaContext,
+    derived,
+    kinesis_event,
+    kinesis_record,
+    payment,
+)
 
 CTX = LambdaContext("cascata-test")
 
@@ -129,6 +135,9 @@ def test_partial_failure_then_retry_from_lowest_failed_sequence(aws: Aws) -> Non
         def get_many(self, keys: Any) -> Any:
             return real.get_many(keys)
 
+        def key_attributes(self, key: str) -> dict[str, Any]:
+            return real.key_attributes(key)
+
         def put_if_version(self, item: Any, expected: Any) -> bool:
             if item["account_id"] == "dave":
                 raise RuntimeError("throttled")
@@ -149,15 +158,41 @@ def test_partial_failure_then_retry_from_lowest_failed_sequence(aws: Aws) -> Non
     assert snapshot(aws) == EXPECTED
 
 
-def test_a_duplicate_event_id_at_a_new_position_is_applied_once(aws: Aws) -> None:
-    # Given the producer sent p0 twice: both copies flow through validate and postings
-    payments = [payment("p0", amount_minor=100), payment("p0", amount_minor=100)]
-    postings_handler(aws)(kinesis_event(payments, stream=VALIDATED), CTX)
+def test_copies_re_emitted_upstream_at_new_positions_are_applied_once(aws: Aws) -> None:
+    # Given validate re-emitted p0 after a crash (the same lineage at a new position), and
+    # postings ran its batch twice (crashed after emitting): four copies of each posting
+    p0 = derived(payment("p0", amount_minor=100), origin_sequence=7, low_water=7)
+    p1 = derived(payment("p1", amount_minor=5), origin_sequence=8, low_water=7)
+    validated = kinesis_event([p0, p1, p0], stream=VALIDATED)
+    postings_handler(aws)(validated, CTX)
+    postings_handler(aws)(validated, CTX)
     batches = by_shard(ledger_event(aws))
-    assert sum(len(b["Records"]) for b in batches) == 4
+    assert sum(len(b["Records"]) for b in batches) == 12
+    # When balances reads them all, in two deliveries
     run_all(aws, balances_handler(aws), batches)
-    assert balance(aws, "alice") == {"USD": -100}
-    assert balance(aws, "bob") == {"USD": 100}
+    run_all(aws, balances_handler(aws), batches)
+    # Then every posting counts once
+    assert balance(aws, "alice") == {"USD": -105}
+    assert balance(aws, "bob") == {"USD": 105}
+
+
+def test_distinct_payments_without_lineage_are_told_apart_by_position(aws: Aws) -> None:
+    # Given records written to ledger-entries by something that stamps no lineage
+    handle = balances_handler(aws)
+    first = kinesis_event([posting_event("x1", 5)], stream=LEDGER)
+    second = kinesis_event([posting_event("x2", 7)], stream=LEDGER, start=2)
+    handle(first, CTX)
+    handle(second, CTX)
+    handle(first, CTX)  # a redelivery of the same record
+    assert balance(aws, "alice") == {"USD": 12}
+
+
+def posting_event(event_id: str, amount_minor: int) -> dict[str, Any]:
+    return {"event_id": event_id, "type": "ledger.posting", "version": 1, "key": "alice",
+            "occurred_at": "2020-06-25T14:06:00Z",
+            "data": {"account": "alice", "counterparty": "bob", "direction": "credit",
+                     "amount_minor": amount_minor, "currency": "USD",
+                     "payment_event_id": "x"}}
 
 
 def test_an_invalid_posting_is_quarantined_and_the_rest_applied(aws: Aws) -> None:

@@ -77,9 +77,10 @@ class Views:
         self.resource.Table(TABLES[view]).put_item(Item=item)
 
     def balance(self, account: str, amounts: dict[str, int]) -> None:
-        state = AccountBalance(account, balances=amounts, fences={"0": 42},
-                               recent=("abcdefghijk",), postings=len(amounts), version=3)
-        self.put(domain.View.BALANCES, state.to_item())
+        state = AccountBalance(account, balances=amounts, postings=len(amounts))
+        # As the state engine stores it: the view, its key, the item version and its fences
+        self.put(domain.View.BALANCES, {**state.to_item(), "account_id": account, "version": 3,
+                                        "fences": {"c0ffee00": "42 0 1"}})
 
     def profile(self, customer: str, **fields: Any) -> None:
         self.put(domain.View.PROFILES, {"customer_id": customer, "name": "Alice Liddell",
@@ -142,18 +143,28 @@ def iso(t: datetime) -> str:
 def test_an_account_shows_its_balance_per_currency_profile_and_recent_windows(
     views: Views,
 ) -> None:
-    # Given a balance in two currencies, a profile, and three windows (one with a fraction)
+    # Given a balance in two currencies, a profile, two 5-minute panes of payments and a
+    # shard whose watermark is 14:10:30
     views.balance("alice", {"USD": -20000, "EUR": 7})
     views.profile("alice", country="GB", payments={"count": 2})
-    for minute in ("14:00", "14:01", "14:02"):
+    for start, amount in (("14:00", 100), ("14:05", 200)):
         views.put(domain.View.ACTIVITY, {
-            "account_id": "alice", "window_key": f"2026-11-25T{minute}:00Z",
-            "status": "final" if minute != "14:02" else "open", "count": 2,
-            "sum_minor": {"USD": 300}, "mean": Decimal("150.5"),
+            "account_id": "alice", "window_key": f"pane#2026-11-25T{start}:00Z",
+            "window": "pane", "window_start": f"2026-11-25T{start}:00Z",
+            "totals": {"out": {"USD": {"count": 1, "sum_minor": amount, "min_minor": amount,
+                                       "max_minor": amount}}},
+            "payments": 1, "fences": {"c": "1"}, "version": 1,
         })
-    # When the account is read, asking for the two most recent windows
-    status, body, _ = call(handler_for(views), get_account("alice", windows="2"))
-    # Then amounts are integers per currency, bookkeeping is hidden, unknown fields pass through
+    mark = int(datetime(2026, 11, 25, 14, 10, 30, tzinfo=UTC).timestamp() * 1_000_000)
+    views.put(domain.View.ACTIVITY, {
+        "account_id": "#shards", "window_key": "shard#validated/shardId-000000000000",
+        "stream": "validated", "shard": "shardId-000000000000", "fence": "9",
+        "top": [mark, mark, mark], "seen_at_s": 0, "version": 1,
+    })
+    # When the account is read, asking for the three most recent windows
+    status, body, _ = call(handler_for(views), get_account("alice", windows="3"))
+    # Then amounts are integers per currency, bookkeeping is hidden, and each window is merged
+    # from its panes and final once the watermark passed its end plus the allowed lateness
     assert status == 200
     assert body["account_id"] == "alice"
     assert body["balance"]["balances"] == [
@@ -163,12 +174,13 @@ def test_an_account_shows_its_balance_per_currency_profile_and_recent_windows(
     assert "fences" not in body["balance"] and "recent" not in body["balance"]
     assert body["profile"] == {"customer_id": "alice", "name": "Alice Liddell", "tier": "plus",
                                "country": "GB", "payments": {"count": 2}}
-    assert [w["window_key"] for w in body["windows"]] == [
-        "2026-11-25T14:02:00Z", "2026-11-25T14:01:00Z"
+    assert [(w["window_key"], w["status"], w["totals"]["out"]["USD"]["sum_minor"])
+            for w in body["windows"]] == [
+        ("hopping#2026-11-25T14:05:00Z", "open", 200),
+        ("tumbling#2026-11-25T14:05:00Z", "final", 200),
+        ("hopping#2026-11-25T14:00:00Z", "final", 300),
     ]
-    assert body["windows"][0]["status"] == "open"
-    assert body["windows"][0]["mean"] == 150.5
-    assert body["windows"][1]["sum_minor"] == {"USD": 300}
+    assert all("fences" not in w and "version" not in w for w in body["windows"])
 
 
 def test_an_account_with_only_a_profile_has_no_balance_and_no_windows(views: Views) -> None:

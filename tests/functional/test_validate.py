@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+from cascata.pipeline import PIPELINE
 from cascata_runtime.adapters import S3ObjectStore
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import TransformDependencies
@@ -132,3 +133,59 @@ def test_kafka_partial_failures_use_the_partition_and_offset_identifier(aws: Aws
     response = handler_for(aws, kinesis)(msk_event([payment("k1")], start=7), CTX)
     assert response == {"batchItemFailures": [
         {"itemIdentifier": {"partition": "cascata-test-payments-raw-0", "offset": 7}}]}
+
+
+def gated_handler(aws: Aws) -> Any:
+    """validate built from the declared environment: the origin gate on, as deployed."""
+    env = PIPELINE.environment("validate", stage="test")
+    aws.s3.create_bucket(Bucket=env["QUARANTINE_BUCKET"])
+    settings = validate.SETTINGS.from_env(env)
+    return validate.make_handler(validate.dependencies(
+        settings, client=lambda service: {"kinesis": aws.kinesis, "s3": aws.s3,
+                                          "dynamodb": aws.dynamodb}[service]))
+
+
+def test_a_producer_retry_is_suppressed_within_the_dedupe_horizon(aws: Aws) -> None:
+    handle = gated_handler(aws)
+    # Given e1 and a copy of it in the same batch, then another copy 59 minutes later
+    handle(kinesis_event([payment("e1"), payment("e1"), payment("e2")]), CTX)
+    later = kinesis_event([payment("e1"), payment("e3")], start=10)
+    for record in later["Records"]:
+        record["kinesis"]["approximateArrivalTimestamp"] += 59 * 60
+    assert handle(later, CTX) == {"batchItemFailures": []}
+    # Then each event is on the validated stream once, the first arrival's copy
+    out = aws.stream_records(VALIDATED)
+    assert sorted(r["event"]["event_id"] for r in out) == ["e1", "e2", "e3"]
+    [e1] = [r["event"] for r in out if r["event"]["event_id"] == "e1"]
+    assert e1["lineage"]["origin"]["sequence"] == "1" and e1["lineage"]["low_water"] == "1"
+    # And a copy arriving after the horizon is a new event again
+    much_later = kinesis_event([payment("e1")], start=20)
+    much_later["Records"][0]["kinesis"]["approximateArrivalTimestamp"] += 3601
+    handle(much_later, CTX)
+    assert sum(r["event"]["event_id"] == "e1" for r in aws.stream_records(VALIDATED)) == 2
+
+
+def test_a_redelivered_batch_passes_the_gate_again(aws: Aws) -> None:
+    # Given validate claimed e1 and then failed to emit it (the batch is retried)
+    handle = gated_handler(aws)
+    event = kinesis_event([payment("e1")])
+    handle(event, CTX)
+    # When the same record is delivered again
+    assert handle(event, CTX) == {"batchItemFailures": []}
+    # Then it is not taken for a copy: the marker holds its own position
+    assert [r["event"]["event_id"] for r in aws.stream_records(VALIDATED)] == ["e1", "e1"]
+
+
+def test_event_times_outside_the_declared_bounds_are_quarantined(aws: Aws) -> None:
+    # Given payments dated 2099, year 1 and a plausible time (arrival: 2020-06-25T14:06:40Z)
+    event = kinesis_event([payment("f", occurred_at="2099-01-01T00:00:00Z"),
+                           payment("o", occurred_at="0001-01-01T00:00:00Z"),
+                           payment("ok", occurred_at="2020-06-25T14:07:00Z")])
+    assert gated_handler(aws)(event, CTX) == {"batchItemFailures": []}
+    bucket = PIPELINE.environment("validate", stage="test")["QUARANTINE_BUCKET"]
+    codes = sorted(
+        json.loads(aws.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())["reason"]["code"]
+        for o in aws.s3.list_objects_v2(Bucket=bucket)["Contents"]
+    )
+    assert codes == ["event_time_in_future", "event_time_too_early"]
+    assert [r["event"]["event_id"] for r in aws.stream_records(VALIDATED)] == ["ok"]

@@ -54,7 +54,8 @@ def test_a_version_stack_creates_only_what_the_version_owns(every_version: Synth
     # Its own tables: every view and state table, versioned; the registry stays in the base
     assert _names(synth, "AWS::DynamoDB::Table", "TableName") == {
         f"cascata-{stage}-{t}-v2"
-        for t in ("balances", "profiles", "alerts-view", "fraud-state", "activity-view")
+        for t in ("balances", "profiles", "alerts-view", "fraud-state", "activity-view",
+                  "dedupe")
     }
     # Its own streams: the derived ones; from the archive, also replay streams of the origins
     derived = {"payments-validated", "ledger-entries", "alerts", "activity", "activity-late"}

@@ -85,7 +85,10 @@ def test_invoke_prints_response_and_effects_as_json(
     assert emitted["stream"] == "cascata-local-payments-validated"
     [quarantined] = result["effects"]["quarantined"]
     assert quarantined["reason"]["code"] == "unknown_currency"
-    assert result["effects"]["written"] == []
+    # The only item written: each event id's duplicate marker (the origin gate)
+    assert sorted(w["item"]["id"] for w in result["effects"]["written"]) == [
+        "cascata-local-payments-raw#bad-1", "cascata-local-payments-raw#ok-1"]
+    assert {w["table"] for w in result["effects"]["written"]} == {"cascata-local-dedupe"}
 
 
 def test_produce_from_a_jsonl_file_to_an_endpoint(

@@ -122,6 +122,29 @@ def msk_event(
     }
 
 
+def derived(
+    event: Mapping[str, Any],
+    *,
+    origin_sequence: int,
+    low_water: int = 1,
+    origin_stream: str = "cascata-test-payments-raw",
+    origin_shard: str = "shardId-000000000000",
+    path: Sequence[str] = (),
+) -> dict[str, Any]:
+    """`event` as a processor emits it on a derived stream: with the lineage of the origin
+    record it comes from (a re-emitted copy carries the same lineage at a new position)."""
+    out = dict(event)
+    lineage: dict[str, Any] = {
+        "origin": {"stream": origin_stream, "shard": origin_shard,
+                   "sequence": str(origin_sequence)},
+        "low_water": str(low_water),
+    }
+    if path:
+        lineage["path"] = list(path)
+    out["lineage"] = lineage
+    return out
+
+
 def payment(
     event_id: str = "0b7f9c1e-6f7e-4a43-9d8e-3c6a0f1b2a10",
     *,

@@ -48,6 +48,9 @@ class MemoryItems:
             self.reads += len(set(keys))
             return {k: copy.deepcopy(self.items[k]) for k in keys if k in self.items}
 
+    def key_attributes(self, key: str) -> dict[str, Any]:
+        return {self.key: key}
+
     def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool:
         with self._lock:
             account = str(item[self.key])
@@ -59,4 +62,27 @@ class MemoryItems:
             if current_version != expected_version:
                 return False
             self.items[account] = copy.deepcopy(dict(item))
+            return True
+
+
+class MemoryMarkers:
+    """The origin gate's duplicate markers (`cascata_runtime.origin.Markers`), with the same
+    conditional semantics as `adapters.DynamoMarkers`: a claim succeeds for a new marker, for
+    the position that holds it, and for a marker expired at the claiming record's `now`."""
+
+    def __init__(self) -> None:
+        self.markers: dict[str, tuple[str, int]] = {}
+        self.claims: list[tuple[str, str, int, int]] = []
+        self.fail: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, marker: str, position: str, expires_at: int, now: int) -> bool:
+        with self._lock:
+            self.claims.append((marker, position, expires_at, now))
+            if marker in self.fail:
+                raise RuntimeError(f"injected marker failure for {marker}")
+            held = self.markers.get(marker)
+            if held is not None and held[0] != position and held[1] > now:
+                return False
+            self.markers[marker] = (position, expires_at)
             return True

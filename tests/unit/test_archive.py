@@ -1,4 +1,5 @@
-"""The archive layout, the Firehose transformation and the republish order."""
+"""The archive layout, the Firehose transformation, the republish order, and the replayed
+records that carry their original arrival time (believed on replay streams only)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,27 @@ from cascata_runtime.archive import (
     line_bytes,
     object_key,
 )
+from cascata_runtime.envelope import Envelope, Rejection
+from cascata_runtime.origin import OriginPolicy, parse_origins
+from cascata_runtime.quarantine import QuarantineWriter
+from cascata_runtime.records import (
+    Replayed,
+    decode_event,
+    unwrap_replayed,
+    wrap_replayed,
+)
 from cascata_runtime.republish import (
+    MAX_RECORD_BYTES,
     Bounds,
     RepublishState,
     cursor_of,
     put_in_order,
+    replay_bytes,
     requests,
 )
+from cascata_runtime.shell import Effects, Origins, apply_effects, read_batch
+from tests.support.events import kinesis_record, payment
+from tests.support.fakes import MemoryMarkers, MemoryObjects
 
 
 def raw(data: bytes, *, arrival_ms: int = 1_764_064_800_000, seq: str = "42") -> RawRecord:
@@ -152,7 +167,7 @@ def test_throttled_entries_are_retried_until_stored() -> None:
     kinesis = FlakyKinesis([{0, 2}, {1}])
     batch = [line(k, i, i) for i, k in enumerate("abc")]
     put_in_order(kinesis, "s", batch, sleep=lambda s: None)
-    assert sorted(kinesis.stored) == sorted(line_bytes(b) for b in batch)
+    assert sorted(kinesis.stored) == sorted(replay_bytes(b) for b in batch)
 
 
 def test_a_refused_entry_is_an_error_not_a_silent_loss() -> None:
@@ -227,9 +242,168 @@ def test_the_republish_lambda_works_in_invocations_and_marks_the_version_ready(
         iterator = kinesis.get_shard_iterator(StreamName="raw-v2", ShardId=shard,
                                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         stored = kinesis.get_records(ShardIterator=iterator)["Records"]
-        assert [json.loads(r["Data"])["n"] for r in stored] == list(range(30))
+        # Each record is the producer's bytes, carrying the arrival time the archive kept
+        carried = [unwrap_replayed(r["Data"]) for r in stored]
+        assert carried == [Replayed(line_bytes(archive_entry(r).line), r.arrival_ms)
+                           for r in records]
 
 
 def test_a_record_nested_too_deeply_to_parse_is_archived_as_an_error() -> None:
     entry = archive_entry(raw(b"[" * 5000))
     assert entry.partition.kind == "errors" and entry.line["error"]["code"] == "too_deep"
+
+
+# --- replayed records: the original arrival time, believed on replay streams only -------------
+
+LIVE = "cascata-test-payments-raw"
+REPLAY = "cascata-test-payments-raw-v2"
+ORIGINAL_MS = 1_764_064_800_123  # 2025-11-25T10:00:00.123Z: when the live stream received it
+REPUBLISHED_S = 1_796_000_000.0  # months later, when the republisher wrote it again
+
+
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=10**16 - 1))
+def test_a_replayed_record_round_trips_the_exact_bytes_and_arrival(data: bytes,
+                                                                   arrival_ms: int) -> None:
+    wrapped = wrap_replayed(data, arrival_ms)
+    assert unwrap_replayed(wrapped) == Replayed(data, arrival_ms)
+    assert len(wrapped) - len(data) <= 35
+
+
+def test_the_republisher_writes_the_archived_arrival_time_with_the_bytes() -> None:
+    entry = archive_entry(raw(EVENT, arrival_ms=ORIGINAL_MS))
+    assert unwrap_replayed(replay_bytes(entry.line)) == Replayed(EVENT, ORIGINAL_MS)
+
+
+def test_a_record_too_large_with_its_header_is_an_error_not_a_silent_loss() -> None:
+    huge = line("a", 1, 1, size=MAX_RECORD_BYTES - 5)
+    with pytest.raises(ValueError, match="cannot be republished"):
+        list(requests([huge]))
+
+
+def read(data: bytes, *, stream: str, replayed: bool) -> tuple[Any, Any]:
+    """One record delivered from `stream`, read by a processor whose declaration says whether
+    `stream` is a replay stream: the batch, and the marker claims of its duplicate gate."""
+    markers = MemoryMarkers()
+    origins = Origins({stream: OriginPolicy(replayed=replayed)}, markers)
+    event = {"Records": [kinesis_record(data, sequence=7, stream=stream,
+                                        arrival=REPUBLISHED_S)]}
+    return read_batch(decode_event(event), origins), markers
+
+
+def test_on_a_replay_stream_the_record_is_read_as_live_read_it() -> None:
+    # Given a payment republished from the archive into a replay stream
+    event = json.dumps(payment("e1", occurred_at="2025-11-25T09:59:00Z")).encode()
+    # When a processor told that the stream is a replay stream reads it
+    batch, markers = read(wrap_replayed(event, ORIGINAL_MS), stream=REPLAY, replayed=True)
+    # Then it sees the producer's bytes and their original arrival time
+    [record] = batch.records
+    assert record.data == event and record.arrival_epoch_s == ORIGINAL_MS / 1000
+    assert record.position.stream == REPLAY and record.position.sequence == "7"
+    [envelope] = batch.events
+    assert isinstance(envelope, Envelope) and envelope.event_id == "e1"
+    # ... and the dedupe horizon runs from the original arrival, not the republish
+    [(marker, _, expires_at, now)] = markers.claims
+    assert marker == f"{REPLAY}#e1" and now == ORIGINAL_MS // 1000
+    assert expires_at == now + OriginPolicy().dedupe_horizon_s
+
+
+def test_a_forged_replayed_record_on_a_live_stream_is_only_bytes() -> None:
+    # Given a producer writing a replay header with an arrival time of its choosing
+    event = json.dumps(payment("e1", occurred_at="2020-01-01T00:00:00Z")).encode()
+    forged = wrap_replayed(event, 1_577_836_800_000)
+    # When validate reads it from the live origin stream
+    batch, markers = read(forged, stream=LIVE, replayed=False)
+    # Then it is not an event, its arrival is the stream's, and the gate claims nothing
+    [record] = batch.records
+    assert record.data == forged and record.arrival_epoch_s == REPUBLISHED_S
+    [rejection] = batch.events
+    assert isinstance(rejection, Rejection) and rejection.code == "not_json"
+    assert markers.claims == []
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (json.dumps(payment("e1")).encode(), "does not start with"),
+    (b"CASCATA-REPLAY/1 \n{}", "no arrival time"),
+    (b"CASCATA-REPLAY/1 -5\n{}", "no arrival time"),
+    (b"CASCATA-REPLAY/1 0017\n{}", "no arrival time"),
+    (b"CASCATA-REPLAY/1 12345678901234567890\n{}", "no arrival time"),
+    (b"CASCATA-REPLAY/2 1764064800123\n{}", "does not start with"),
+    (wrap_replayed(b"{}", int(REPUBLISHED_S * 1000) + 60_000), "after the record's own"),
+])
+def test_a_bad_record_on_a_replay_stream_is_quarantined_with_the_reason(data: bytes,
+                                                                        why: str) -> None:
+    # Given a record on a replay stream that carries no (believable) original arrival
+    batch, markers = read(data, stream=REPLAY, replayed=True)
+    # Then it is refused, not crashed on, and nothing is claimed for it
+    [rejection] = batch.events
+    assert isinstance(rejection, Rejection) and rejection.code == "not_replayed"
+    assert why in rejection.reason and markers.claims == []
+    # ... and the quarantine keeps exactly what was delivered, with the reason
+    objects = MemoryObjects()
+    report = apply_effects(batch.records, Effects(quarantined=((0, rejection),)), sink=None,
+                           quarantine=QuarantineWriter(objects, bucket="q", processor="validate"),
+                           batch=batch)
+    assert report.failed == {} and len(report.quarantined) == 1
+    [body] = [json.loads(b) for b in objects.objects.values()]
+    assert body["reason"]["code"] == "not_replayed"
+    assert base64.b64decode(body["data_base64"]) == data
+
+
+def test_a_replayed_event_refused_downstream_is_quarantined_as_live_saw_it() -> None:
+    event = b'{"event_id": "e1"}'
+    batch, _ = read(wrap_replayed(event, ORIGINAL_MS), stream=REPLAY, replayed=True)
+    [rejection] = batch.events
+    assert isinstance(rejection, Rejection) and rejection.code != "not_replayed"
+    objects = MemoryObjects()
+    apply_effects(batch.records, Effects(quarantined=((0, rejection),)), sink=None,
+                  quarantine=QuarantineWriter(objects, bucket="q", processor="validate"),
+                  batch=batch)
+    [(key, body)] = objects.objects.items()
+    assert "/2025/11/25/" in key[1]
+    assert base64.b64decode(json.loads(body)["data_base64"]) == event
+
+
+def test_only_a_version_replaying_from_the_archive_declares_replay_streams() -> None:
+    from cascata.pipeline import ORIGIN_STREAMS_ENV, PIPELINE
+
+    def policies(pipeline: Any, processor: str) -> dict[str, OriginPolicy]:
+        return parse_origins(pipeline.environment(processor, stage="dev")[ORIGIN_STREAMS_ENV])
+
+    from_archive = PIPELINE.for_version("v2", replay_from="archive")
+    assert {name: p.replayed for name, p in policies(from_archive, "validate").items()} == {
+        "cascata-dev-payments-raw-v2": True}
+    assert {name: p.replayed for name, p in policies(from_archive, "profiles").items()} == {
+        "cascata-dev-customers-v2": True}
+    for pipeline in (PIPELINE, PIPELINE.for_version("v2", replay_from="stream")):
+        for processor in ("validate", "profiles"):
+            assert not any(p.replayed for p in policies(pipeline, processor).values())
+    # A replay stream is history already archived: a version archives nothing
+    assert from_archive.archives == ()
+
+
+def test_a_replayed_flag_that_is_not_a_boolean_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="replayed"):
+        parse_origins(json.dumps({REPLAY: {"replayed": "yes"}}))
+    assert OriginPolicy(replayed=True).as_dict()["replayed"] is True
+    assert parse_origins(json.dumps({REPLAY: OriginPolicy(replayed=True).as_dict()})) == {
+        REPLAY: OriginPolicy(replayed=True)}
+
+
+def test_the_archive_keeps_a_replayed_record_on_a_live_stream_as_the_bytes_it_is() -> None:
+    forged = wrap_replayed(EVENT, ORIGINAL_MS)
+    entry = archive_entry(raw(forged, arrival_ms=1_764_064_900_000))
+    assert entry.partition.kind == "errors" and entry.line["arrival_ms"] == 1_764_064_900_000
+    assert line_bytes(entry.line) == forged
+
+
+def test_the_local_replay_orders_and_clocks_a_replay_stream_by_the_carried_arrival() -> None:
+    from cascata.local.esm_sources import SourceRecord
+    from cascata.replay import carried_arrival
+
+    def source(data: bytes) -> SourceRecord:
+        return SourceRecord(position=1, partition_key="k", arrival=REPUBLISHED_S,
+                            data=base64.b64encode(data).decode())
+
+    assert carried_arrival(source(wrap_replayed(EVENT, ORIGINAL_MS))) == ORIGINAL_MS / 1000
+    # One that carries none is released without moving the clock (the functions refuse it)
+    assert carried_arrival(source(EVENT)) == 0.0

@@ -25,7 +25,6 @@ from payments.domain.fraud import (
     DEFAULT_RULES,
     FraudRules,
     PayerState,
-    PaymentAt,
     alert_view_item,
     evaluate,
 )
@@ -239,8 +238,7 @@ def python_alerts(
         seen.add(env.event_id)
         state = states.get(pay.payer, PayerState(pay.payer))
         tier = tiers.get(pay.payer, (None,))[0]
-        result = evaluate(state, [PaymentAt(pay, record.shard_id, int(record.sequence_number),
-                                            0)], tier=tier, rules=rules)
+        result = evaluate(state, [(0, pay)], tier=tier, rules=rules)
         states[pay.payer] = result.state
         out.extend(alert_view_item(a.alert) for a in result.alerts)
     return out

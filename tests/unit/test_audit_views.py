@@ -21,9 +21,9 @@ from cascata.workload import WorkloadSpec, generate, generate_customers
 from cascata_runtime.archive import RawRecord
 from cascata_runtime.envelope import Rejection, SourcePosition, format_time, parse_envelope
 from payments.domain.fraud import DEFAULT_RULES
-from payments.domain.profiles import FactAt, Profile, apply_facts, facts_of, source_key
+from payments.domain.profiles import Fact, Profile, apply_facts, facts_of
 from payments.domain.schemas import PaymentMade, WindowDirection, parse_event
-from payments.domain.windows import Contribution, WindowConfig, WindowState, apply_window
+from payments.domain.windows import PaneState, WindowConfig, pane_key
 
 BASE = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 SHARD = "shardId-000000000000"
@@ -172,8 +172,10 @@ def test_profile_activity_and_the_most_recent_counterparties(tmp_path: Path) -> 
 
 
 def python_profiles(events: Iterable[tuple[str, bytes]]) -> dict[str, dict[str, Any]]:
-    """The profiles domain applied to every valid event once (no id window)."""
-    facts: dict[str, list[FactAt]] = {}
+    """The profiles domain applied to every distinct valid event once: a copy of an event on
+    the same stream is what the origin gate suppresses upstream of the domain."""
+    facts: dict[str, list[Fact]] = {}
+    seen: set[tuple[str, str]] = set()
     for n, (stream, data) in enumerate(events):
         try:
             env = parse_envelope(json.loads(data), SourcePosition(stream, SHARD, str(n)))
@@ -185,12 +187,14 @@ def python_profiles(events: Iterable[tuple[str, bytes]]) -> dict[str, dict[str, 
         if isinstance(event, Rejection) or (stream == "payments-raw"
                                             and not isinstance(event, PaymentMade)):
             continue
+        if (stream, env.event_id) in seen:
+            continue
+        seen.add((stream, env.event_id))
         for fact in facts_of(event):
-            facts.setdefault(fact.customer_id, []).append(
-                FactAt(fact, source_key(stream, SHARD), n, n))
+            facts.setdefault(fact.customer_id, []).append(fact)
     out = {}
     for customer, found in facts.items():
-        state = apply_facts(Profile(customer), found, window=10**9).state
+        state = apply_facts(Profile(customer), found)
         item = state.to_item()
         out[customer] = {k: v for k, v in item.items() if k in SPECS[PROFILES].attributes
                          or k == "customer_id"}
@@ -212,37 +216,37 @@ def test_profiles_equal_the_profiles_domain_on_the_workload(tmp_path: Path) -> N
 # --- activity-view ----------------------------------------------------------------------------
 
 
-def test_window_totals_equal_the_windows_domain_with_every_payment_on_time(
+def test_pane_totals_equal_the_windows_domain_with_every_payment_on_time(
     tmp_path: Path,
 ) -> None:
-    # Given payments at awkward instants: window boundaries, sub-second, before 1970
+    # Given payments at awkward instants: pane boundaries, sub-second, before 1970
     times = [0, 0.000001, 299.999999, 300, 599, 600, -0.5, -86_400 * 365 * 60]
     events = [payment(f"p{n}", "alice" if n % 2 else "bob", "carol", 100 + n, t=t)
               for n, t in enumerate(times)]
     events += [payment("jpy", "bob", "alice", 7, "JPY", t=1)]
     batch = recompute(write(tmp_path, raw("payments-raw", events)), DEFAULT_RULES)
-    # Then each (account, window) holds what the windows domain would, all on time
+    # Then each (account, pane) holds what the windows domain would, all on time
     config = WindowConfig()
-    cells: dict[tuple[str, str], list[Contribution]] = {}
-    windows = {}
-    for n, event in enumerate(events):
+    panes: dict[tuple[str, str], PaneState] = {}
+    for event in events:
         env = parse_envelope(event)
         assert not isinstance(env, Rejection)
         pay = parse_event(env)
         assert isinstance(pay, PaymentMade)
         t_us = (pay.envelope.occurred_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
             microseconds=1)
-        for window in config.windows_for(t_us):
-            sides: tuple[tuple[str, WindowDirection], ...] = (
-                (pay.payer, "out"), (pay.payee, "in"))
-            for account, direction in sides:
-                cells.setdefault((account, window.key), []).append(Contribution(
-                    n, pay, account, direction, "0", n, None))
-                windows[(account, window.key)] = window
+        start = config.pane_start(t_us)
+        first_end = config.windows_of_pane(start)[0].end_s
+        sides: tuple[tuple[str, WindowDirection], ...] = (
+            (pay.payer, "out"), (pay.payee, "in"))
+        for account, direction in sides:
+            key = (account, pane_key(start))
+            pane = panes.get(key, PaneState(account, start))
+            panes[key] = pane.add(first_end, direction, pay.amount.currency,
+                                  pay.amount.amount_minor)
     expected = {}
-    for (account, key), contributions in cells.items():
-        state = WindowState.fresh(account, windows[(account, key)], config)
-        item = apply_window(state, contributions, recent_ids=10**6).state.to_item()
+    for (account, key), pane in panes.items():
+        item = {**pane.to_item(config), "account_id": account, "window_key": key}
         expected[(account, key)] = {k: v for k, v in item.items()
                                     if k in SPECS[ACTIVITY].attributes
                                     or k in ("account_id", "window_key")}

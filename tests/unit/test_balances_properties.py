@@ -1,30 +1,37 @@
 """Property: balances equal the reference whatever the mix of redeliveries and duplicates.
 
-The balances handler runs on in-memory ports. Hypothesis draws payments (some sent twice by the
-producer), lays their postings on two shards the way Kinesis would, then delivers them in
-batches of random size with random redeliveries of earlier batches and random write failures
-followed by Lambda's retry from the lowest failed sequence number.
+The pipeline runs on in-memory ports, from payments-raw to the balances view: validate (with
+the origin gate), postings, balances. Hypothesis draws payments (some sent twice by the
+producer), then every processor reads its input in batches of random size, with random
+redeliveries of earlier batches (a transform re-emits their outputs: copies at new positions),
+records reordered within one emitting invocation, and random write failures followed by
+Lambda's retry from the lowest failed sequence number.
 """
 
 from __future__ import annotations
 
-import base64
-import zlib
+import json
 from collections import defaultdict
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascata_runtime.envelope import Envelope, parse_envelope
+from cascata_runtime.handler import TransformDependencies
+from cascata_runtime.origin import OriginPolicy
+from cascata_runtime.shell import Origins
+from payments.domain.balances import AccountBalance, apply_postings
 from payments.domain.postings import postings_for
-from payments.domain.schemas import PaymentMade, parse_event
-from payments.handlers import balances
-from tests.support.events import LambdaContext, kinesis_record, payment
-from tests.support.fakes import MemoryItems, MemoryObjects
+from payments.domain.schemas import LedgerPosting, PaymentMade, parse_event
+from payments.handlers import balances, postings, validate
+from tests.support.events import LambdaContext, kinesis_record, msk_event, payment
+from tests.support.fakes import MemoryItems, MemoryMarkers, MemoryObjects, MemorySink
+from tests.support.streams import FIRST_SEQUENCE, Faults, Kinesis, deliver
 
 ACCOUNTS = ["alice", "bob", "carol", "dave", "erin"]
-CTX = LambdaContext("balances")
+RAW, VALIDATED, LEDGER = "payments-raw", "payments-validated", "ledger-entries"
 
 
 @st.composite
@@ -44,22 +51,6 @@ def payments(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
-def ledger(sent: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    shards: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for obj in sent:
-        env = parse_envelope(obj)
-        assert isinstance(env, Envelope)
-        event = parse_event(env)
-        assert isinstance(event, PaymentMade)
-        for posting in postings_for(event):
-            shard = f"shardId-00000000000{zlib.crc32(posting.key.encode()) % 2}"
-            seq = len(shards[shard]) + 1
-            shards[shard].append(kinesis_record(posting.to_bytes(), sequence=seq,
-                                                partition_key=posting.key, shard=shard,
-                                                stream="ledger-entries"))
-    return shards
-
-
 def reference(sent: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     seen: set[str] = set()
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -73,42 +64,53 @@ def reference(sent: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {a: {c: v for c, v in b.items()} for a, b in out.items()}
 
 
+class Pipeline:
+    """payments-raw -> validate -> postings -> balances, each on in-memory ports."""
+
+    def __init__(self) -> None:
+        self.kinesis = Kinesis()
+        self.sink = MemorySink()
+        self.items = MemoryItems()
+        self.markers = MemoryMarkers()
+        gate = Origins({RAW: OriginPolicy()}, self.markers)
+        self.validate = validate.make_handler(TransformDependencies(
+            VALIDATED, "q", self.sink, MemoryObjects(), gate))
+        self.postings = postings.make_handler(TransformDependencies(
+            LEDGER, "q", self.sink, MemoryObjects()))
+        self.balances = balances.make_handler(balances.Dependencies(
+            quarantine_bucket="q", items=self.items, objects=MemoryObjects()))
+
+    def send(self, sent: list[dict[str, Any]]) -> None:
+        for obj in sent:
+            self.kinesis.put(RAW, obj, obj["key"])
+
+    def run(self, data: st.DataObject | None) -> None:
+        emitting = Faults(sink=self.sink, tags=4)
+        deliver(self.validate, LambdaContext("validate"), self.kinesis, [RAW], data,
+                faults=emitting, sink=self.sink, output=VALIDATED, shuffle=True)
+        deliver(self.postings, LambdaContext("postings"), self.kinesis, [VALIDATED], data,
+                faults=emitting, sink=self.sink, output=LEDGER, shuffle=True)
+        deliver(self.balances, LambdaContext("balances"), self.kinesis, [LEDGER], data,
+                faults=Faults(items=self.items, keys=ACCOUNTS))
+
+    def stored(self) -> dict[str, dict[str, int]]:
+        return {a: {c: int(v) for c, v in item["balances"].items()}
+                for a, item in self.items.items.items()}
+
+
 @settings(max_examples=60, deadline=None)
 @given(sent=payments(), schedule=st.data())
 def test_balances_equal_the_reference_under_any_redelivery(
     sent: list[dict[str, Any]], schedule: st.DataObject
 ) -> None:
-    items = MemoryItems()
-    handle = balances.make_handler(
-        balances.Dependencies(quarantine_bucket="q", items=items, objects=MemoryObjects())
-    )
-    for records in ledger(sent).values():
-        pos = 0
-        delivered: list[list[dict[str, Any]]] = []
-        while pos < len(records):
-            size = schedule.draw(st.integers(1, 7))
-            batch = records[pos : pos + size]
-            failing = schedule.draw(st.sets(st.sampled_from(ACCOUNTS), max_size=2))
-            items.fail_accounts = failing
-            response = handle({"Records": batch}, CTX)
-            items.fail_accounts = set()
-            failed = [int(f["itemIdentifier"]) for f in response["batchItemFailures"]]
-            if failed:
-                # Lambda checkpoints before the lowest failure and retries from it
-                lowest = min(failed)
-                pos = next(i for i, r in enumerate(records)
-                           if int(r["kinesis"]["sequenceNumber"]) == lowest)
-            else:
-                pos += len(batch)
-            delivered.append(batch)
-            if schedule.draw(st.booleans()):
-                # an at-least-once redelivery of an earlier batch
-                again = schedule.draw(st.sampled_from(delivered))
-                assert handle({"Records": again}, CTX) == {"batchItemFailures": []}
-    stored = {a: {c: int(v) for c, v in item["balances"].items()}
-              for a, item in items.items.items()}
-    expected = reference(sent)
-    assert stored == expected
+    # Given payments sent with producer duplicates
+    pipeline = Pipeline()
+    pipeline.send(sent)
+    # When every processor reads them with failures, retries, redeliveries and re-emits
+    pipeline.run(schedule)
+    # Then every balance holds each distinct payment once, and money is conserved
+    stored = pipeline.stored()
+    assert stored == reference(sent)
     totals: dict[str, int] = defaultdict(int)
     for per_currency in stored.values():
         for currency, amount in per_currency.items():
@@ -117,61 +119,90 @@ def test_balances_equal_the_reference_under_any_redelivery(
 
 
 def test_the_property_catches_a_double_apply() -> None:
-    # Guard: with the recent-id window disabled a duplicate at a new position is applied twice,
-    # so the property above really depends on it.
-    from payments.domain.balances import AccountBalance, PostingAt, apply_postings
-    from payments.domain.schemas import LedgerPosting
+    # Guard: the pipeline really produces copies (a producer duplicate, a re-emitted postings
+    # batch), so the property above depends on the gate and the fences turning them away.
+    pipeline = Pipeline()
+    first = payment("p1", payer="alice", payee="bob", amount_minor=20_000)
+    pipeline.send([first, first])
+    ctx = LambdaContext("test")
+    # the gate lets one of the two raw records through
+    [raw_shard] = pipeline.kinesis.of(RAW).values()
+    assert pipeline.validate({"Records": raw_shard}, ctx) == {"batchItemFailures": []}
+    pipeline.kinesis.take(pipeline.sink, VALIDATED, list)
+    assert pipeline.kinesis.count(VALIDATED) == 1
+    # postings crashes after emitting and its batch is delivered again: two copies
+    [validated] = pipeline.kinesis.of(VALIDATED).values()
+    for _ in range(2):
+        pipeline.postings({"Records": validated}, ctx)
+        pipeline.kinesis.take(pipeline.sink, LEDGER, list)
+    ledger = [r for rs in pipeline.kinesis.of(LEDGER).values() for r in rs]
+    assert len(ledger) == 4
+    naive: dict[str, int] = defaultdict(int)
+    for record in ledger:
+        posting = decode_posting(record)
+        naive[posting.account] += posting.signed_minor
+    assert naive["bob"] == 40_000
+    # while balances applies each posting once
+    for records in pipeline.kinesis.of(LEDGER).values():
+        assert pipeline.balances({"Records": records}, ctx) == {"batchItemFailures": []}
+    assert pipeline.stored() == {"alice": {"USD": -20_000}, "bob": {"USD": 20_000}}
 
-    sent = [payment("p1")]
-    records = ledger(sent + sent)
-    recs = [r for rs in records.values() for r in rs if r["kinesis"]["partitionKey"] == "bob"]
-    ats = []
-    for n, r in enumerate(recs):
-        env = parse_envelope(__import__("json").loads(base64.b64decode(r["kinesis"]["data"])))
-        assert isinstance(env, Envelope)
-        posting = parse_event(env)
-        assert isinstance(posting, LedgerPosting)
-        ats.append(PostingAt(posting, "shardId-000000000000", n + 1, n))
-    first, second = ats
-    kept = apply_postings(apply_postings(AccountBalance("bob"), [first]).state, [second])
-    assert kept.state.balances == {"USD": 20000} and kept.duplicates == (1,)
-    forgot = apply_postings(AccountBalance("bob"), [first], window=0).state
-    assert apply_postings(forgot, [second], window=0).state.balances == {"USD": 40000}
+
+def decode_posting(record: dict[str, Any]) -> LedgerPosting:
+    import base64
+
+    env = parse_envelope(json.loads(base64.b64decode(record["kinesis"]["data"])))
+    assert isinstance(env, Envelope)
+    posting = parse_event(env)
+    assert isinstance(posting, LedgerPosting)
+    return posting
+
+
+def bob_posting() -> Envelope:
+    env = parse_envelope(payment("p1"))
+    assert isinstance(env, Envelope)
+    event = parse_event(env)
+    assert isinstance(event, PaymentMade)
+    _, credit = postings_for(event)
+    return credit
+
+
+def test_apply_postings_adds_signed_amounts_per_currency() -> None:
+    env = parse_envelope(payment("p1", amount_minor=250, currency="EUR"))
+    assert isinstance(env, Envelope)
+    event = parse_event(env)
+    assert isinstance(event, PaymentMade)
+    debit, credit = (parse_event(e) for e in postings_for(event))
+    assert isinstance(debit, LedgerPosting) and isinstance(credit, LedgerPosting)
+    state = apply_postings(AccountBalance("alice", postings=3), [debit, debit])
+    assert state.balances == {"EUR": -500} and state.postings == 5
+    assert AccountBalance.from_item("alice", state.to_item()) == state
 
 
 def test_real_kinesis_sequence_numbers_survive_the_item_round_trip() -> None:
-    # 56-digit sequence numbers do not fit DynamoDB's 38-digit numbers: fences are strings.
-    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-    from payments.domain.balances import AccountBalance, PostingAt, apply_postings
-    from payments.domain.schemas import LedgerPosting
-
-    seq = 49655120332106537122198547307836423917393715633398530082
-    [rec] = [r for rs in ledger([payment("p1")]).values() for r in rs
-             if r["kinesis"]["partitionKey"] == "bob"]
-    env = parse_envelope(__import__("json").loads(base64.b64decode(rec["kinesis"]["data"])))
-    assert isinstance(env, Envelope)
-    posting = parse_event(env)
-    assert isinstance(posting, LedgerPosting)
-    state = apply_postings(AccountBalance("bob"),
-                           [PostingAt(posting, "shardId-000000000002", seq, 0)]).state
-    wire = {k: TypeSerializer().serialize(v) for k, v in state.to_item().items()}
-    back = {k: TypeDeserializer().deserialize(v) for k, v in wire.items()}
-    again = AccountBalance.from_item("bob", back)
-    assert again.fences == {"2": seq}
-    assert apply_postings(again, [PostingAt(posting, "shardId-000000000002", seq, 0)]).redelivered
+    # Given a posting read at a 56-digit sequence number (DynamoDB numbers hold 38 digits)
+    items = MemoryItems()
+    handle = balances.make_handler(balances.Dependencies(
+        quarantine_bucket="q", items=items, objects=MemoryObjects()))
+    record = kinesis_record(bob_posting().to_bytes(), sequence=FIRST_SEQUENCE,
+                            partition_key="bob", stream=LEDGER)
+    assert handle({"Records": [record]}, LambdaContext("balances")) == {"batchItemFailures": []}
+    # When the item goes through DynamoDB's serializer and back
+    wire = {k: TypeSerializer().serialize(v) for k, v in items.items["bob"].items()}
+    items.items["bob"] = {k: TypeDeserializer().deserialize(v) for k, v in wire.items()}
+    assert str(FIRST_SEQUENCE) in json.dumps(wire["fences"])
+    # Then the fences it carries still turn the same record away
+    assert handle({"Records": [record]}, LambdaContext("balances")) == {"batchItemFailures": []}
+    assert items.items["bob"]["balances"] == {"USD": 20_000}
+    assert items.items["bob"]["postings"] == 1
 
 
 def test_kafka_offset_zero_is_applied_not_taken_for_a_redelivery() -> None:
-    from payments.domain.balances import AccountBalance, PostingAt, apply_postings
-    from payments.domain.schemas import LedgerPosting
-
-    [rec] = [r for rs in ledger([payment("p1")]).values() for r in rs
-             if r["kinesis"]["partitionKey"] == "bob"]
-    env = parse_envelope(__import__("json").loads(base64.b64decode(rec["kinesis"]["data"])))
-    assert isinstance(env, Envelope)
-    posting = parse_event(env)
-    assert isinstance(posting, LedgerPosting)
-    result = apply_postings(AccountBalance("bob"), [PostingAt(posting, "0", 0, 0)])
-    assert result.applied == (0,)
-    assert apply_postings(result.state, [PostingAt(posting, "0", 0, 0)]).redelivered == (0,)
+    items = MemoryItems()
+    handle = balances.make_handler(balances.Dependencies(
+        quarantine_bucket="q", items=items, objects=MemoryObjects()))
+    event = msk_event([bob_posting().to_json()], topic=LEDGER, start=0)
+    assert handle(event, LambdaContext("balances")) == {"batchItemFailures": []}
+    assert items.items["bob"]["balances"] == {"USD": 20_000}
+    assert handle(event, LambdaContext("balances")) == {"batchItemFailures": []}
+    assert items.items["bob"]["balances"] == {"USD": 20_000}

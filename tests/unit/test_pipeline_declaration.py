@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,37 @@ def test_validation_catches_structural_mistakes() -> None:
                      "every_s 30", "'GET /x' belongs to more than one function",
                      "must start with /"):
         assert expected in problems
+
+
+def test_each_processor_reading_an_origin_stream_gets_its_gate_policy() -> None:
+    # Given the declared pipeline, in stage "test"
+    env = PIPELINE.environment("validate", stage="test")
+    # Then validate knows its origin stream's policy and the marker table
+    assert json.loads(env["ORIGIN_STREAMS"]) == {"cascata-test-payments-raw": {
+        "dedupe_horizon_s": 3600, "max_future_skew_s": 300, "earliest": "2000-01-01T00:00:00Z"}}
+    assert env["DEDUPE_TABLE"] == "cascata-test-dedupe"
+    # profiles reads one origin stream (customers) and one derived stream
+    assert set(json.loads(PIPELINE.environment("profiles", stage="test")["ORIGIN_STREAMS"])) == {
+        "cascata-test-customers"}
+    # and a processor reading derived streams only has no gate
+    assert "ORIGIN_STREAMS" not in PIPELINE.environment("balances", stage="test")
+
+
+def test_validation_refuses_what_breaks_the_effectively_once_argument() -> None:
+    validate = PIPELINE.processor("validate")
+    postings = PIPELINE.processor("postings")
+    # An emitting processor with concurrent lanes per shard (its low-water marks would lie)
+    lanes = replace(postings, sources=(replace(postings.sources[0], parallelization_factor=2),))
+    # A processor reading an origin stream without the duplicate gate's table
+    ungated = replace(validate, bindings=tuple(
+        b for b in validate.bindings if b.env != "DEDUPE_TABLE"))
+    broken = replace(PIPELINE, processors=tuple(
+        {"postings": lanes, "validate": ungated}.get(p.name, p) for p in PIPELINE.processors))
+    problems = broken.validate()
+    assert any("postings: parallelization_factor > 1" in p for p in problems)
+    assert any("validate: reads origin stream 'payments-raw' without a DEDUPE_TABLE" in p
+               for p in problems)
+    # An origin stream's horizon is bounded
+    streams = tuple(replace(s, dedupe_horizon_s=10) if s.name == "customers" else s
+                    for s in PIPELINE.streams)
+    assert any("dedupe_horizon_s" in p for p in replace(PIPELINE, streams=streams).validate())

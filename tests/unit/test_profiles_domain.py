@@ -1,18 +1,21 @@
-"""profiles, pure: last-writer-wins by event time, activity, counterparties, fences, and the
-property that the profile depends only on the set of distinct events.
+"""profiles, pure: last-writer-wins by event time, activity, counterparties, and the property
+that the profile depends only on the set of distinct events.
 
-The property runs the real handler on in-memory ports. Hypothesis draws customer events and
+The property runs the real handlers on in-memory ports. Hypothesis draws customer events and
 payments for a few customers (event times drawn from a handful of instants, so ties between
-events are common and the event-id tie-breaker matters), lays them on the two source streams in
-a random arrival order with producer duplicates, then delivers the four shards interleaved, in
-batches of random size, with random write failures followed by Lambda's retry from the lowest
-failed sequence number and random redeliveries of earlier batches. Every profile must equal a
-reference computed directly from the distinct events.
+events are common and the event-id tie-breaker matters), sends them in a random arrival order
+with producer duplicates: customer events to the customers stream (an origin stream of
+profiles, which gates it), payments to payments-raw, which validate gates and re-emits to
+payments-validated with random redeliveries (copies at new positions). profiles then reads the
+four shards of its two streams interleaved, in batches of random size, with random write
+failures followed by Lambda's retry from the lowest failed sequence number and random
+redeliveries of earlier batches. Every profile must equal a reference computed directly from
+the distinct events. Turning copies away is the state engine's and the origin gate's job
+(`tests/unit/test_state_engine.py`); `apply_facts` applies what it is given.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,51 +27,46 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascata_runtime.envelope import Envelope, Rejection, SourcePosition, parse_envelope
-from payments.domain.profiles import (
-    FactAt,
-    Profile,
-    apply_facts,
-    group_facts,
-    payment_key,
-    source_key,
-    time_text,
-)
-from payments.handlers import profiles
+from cascata_runtime.handler import TransformDependencies
+from cascata_runtime.lineage import input_lineages
+from cascata_runtime.origin import OriginPolicy
+from cascata_runtime.shell import Origins
+from payments.domain.profiles import Fact, Profile, apply_facts, keyed_facts, time_text
+from payments.handlers import profiles, validate
 from tests.support.events import (
     LambdaContext,
     customer_registered,
     customer_updated,
-    kinesis_record,
     payment,
 )
-from tests.support.fakes import MemoryItems, MemoryObjects
+from tests.support.fakes import MemoryItems, MemoryMarkers, MemoryObjects, MemorySink
+from tests.support.streams import Faults, Kinesis, deliver
 
 CUSTOMERS_STREAM = "cascata-test-customers"
 PAYMENTS_STREAM = "cascata-test-payments-validated"
+RAW_STREAM = "cascata-test-payments-raw"
 SHARD0 = "shardId-000000000000"
 CTX = LambdaContext("profiles")
-# 56 digits, as real Kinesis sequence numbers are: more than a DynamoDB number can hold.
-BIG_SEQUENCE = 49590338271490256608559692538361571095921575989136588898
 
 
-def at(stream: str, shard: str, sequence: int, *objs: dict[str, Any]) -> list[FactAt]:
+def at(stream: str, shard: str, sequence: int, *objs: dict[str, Any]) -> list[Fact]:
     """The facts of events read at consecutive positions of one shard, one record each."""
-    envelopes: list[Envelope | Rejection] = [
-        parse_envelope(obj, SourcePosition(stream, shard, str(sequence + n)))
-        for n, obj in enumerate(objs)
+    positions = [SourcePosition(stream, shard, str(sequence + n)) for n in range(len(objs))]
+    envelopes: list[Envelope | Rejection | None] = [
+        parse_envelope(obj, pos) for obj, pos in zip(objs, positions, strict=True)
     ]
-    grouped, rejected = group_facts(envelopes)
+    keyed, rejected = keyed_facts(envelopes, input_lineages(positions, [None] * len(objs)))
     assert rejected == []
-    return [f for facts in grouped.values() for f in facts]
+    return [k.value for k in keyed]
 
 
-def only(customer: str, facts: list[FactAt]) -> list[FactAt]:
-    return [f for f in facts if f.fact.customer_id == customer]
+def only(customer: str, facts: list[Fact]) -> list[Fact]:
+    return [f for f in facts if f.customer_id == customer]
 
 
-def apply_all(state: Profile, *batches: list[FactAt], **kwargs: Any) -> Profile:
+def apply_all(state: Profile, *batches: list[Fact], **kwargs: Any) -> Profile:
     for batch in batches:
-        state = apply_facts(state, only(state.customer_id, batch), **kwargs).state
+        state = apply_facts(state, only(state.customer_id, batch), **kwargs)
     return state
 
 
@@ -124,7 +122,7 @@ def test_a_payment_before_the_registration_creates_a_profile_with_activity_only(
     # Then it fills in the fields and keeps the activity
     assert registered.tier == "plus" and registered.to_item()["tier"] == "plus"
     assert registered.as_payer == alice.as_payer
-    assert registered.version == alice.version + 1
+    assert registered.first_seen_at == alice.first_seen_at
 
 
 def test_activity_counts_and_sums_per_currency_and_direction() -> None:
@@ -162,53 +160,9 @@ def test_counterparties_keep_the_n_most_recent_and_say_when_some_were_dropped() 
     assert roomy.counterparties["bob"] == datetime(2020, 6, 25, 10, tzinfo=UTC)
 
 
-def test_a_redelivery_is_fenced_but_the_same_position_on_the_other_stream_is_not() -> None:
-    # Given a registration read at shard 0, sequence 1 of the customers stream
-    registration = at(CUSTOMERS_STREAM, SHARD0, 1, customer_registered("r1"))
-    alice = apply_all(Profile("alice"), registration)
-    # When the same record is delivered again
-    again = apply_facts(alice, registration)
-    # Then nothing moves (and the caller has nothing to write)
-    assert again.state is alice and again.redelivered == (0,)
-    # But a payment at shard 0, sequence 1 of the payments stream is another position
-    paid = apply_facts(alice, only("alice", at(PAYMENTS_STREAM, SHARD0, 1, payment("p1"))))
-    assert paid.applied == (0,) and paid.state.as_payer["USD"].count == 1
-    assert source_key(CUSTOMERS_STREAM, SHARD0) != source_key(PAYMENTS_STREAM, SHARD0)
-
-
-def test_the_fence_turns_away_a_redelivery_the_id_window_has_forgotten() -> None:
-    # Given two payments applied with room for one recent id only
-    first = at(PAYMENTS_STREAM, SHARD0, 1, payment("p1"))
-    second = at(PAYMENTS_STREAM, SHARD0, 2, payment("p2"))
-    alice = apply_all(Profile("alice"), first, second, window=1)
-    assert payment_key("p1") not in alice.recent
-    # When the first is delivered again at its old position
-    again = apply_facts(alice, only("alice", first), window=1)
-    # Then the fence alone keeps it from being counted twice
-    assert again.redelivered == (0,) and again.state is alice
-    assert alice.as_payer["USD"].count == 2
-
-
-def test_kafka_offset_zero_is_applied() -> None:
-    facts = at("cascata-test-customers", "0", 0, customer_registered("r1"))
-    result = apply_facts(Profile("alice"), facts)
-    assert result.applied == (0,) and result.state.tier == "plus"
-
-
-def test_the_same_payment_at_a_new_position_is_counted_once() -> None:
-    first = at(PAYMENTS_STREAM, SHARD0, 1, payment("p1"))
-    resent = at(PAYMENTS_STREAM, SHARD0, 2, payment("p1"))
-    alice = apply_all(Profile("alice"), first)
-    result = apply_facts(alice, only("alice", resent))
-    assert result.duplicates == (0,) and result.applied == ()
-    assert result.state.as_payer["USD"].count == 1
-    # the fence still moves, so a redelivery of the copy costs no further look-up
-    assert result.state.fences[source_key(PAYMENTS_STREAM, SHARD0)] == 2
-
-
 def test_the_item_round_trips_and_is_storable_in_dynamodb() -> None:
-    # Given a profile with every part set and a real 56-digit Kinesis sequence number
-    batch = at(PAYMENTS_STREAM, SHARD0, BIG_SEQUENCE,
+    # Given a profile with every part set
+    batch = at(PAYMENTS_STREAM, SHARD0, 1,
                payment("p1", occurred_at="2020-06-25T14:06:00.123456Z"),
                payment("p2", payer="bob", payee="alice", currency="EUR"))
     state = apply_all(Profile("alice"),
@@ -217,9 +171,11 @@ def test_the_item_round_trips_and_is_storable_in_dynamodb() -> None:
     # Then DynamoDB's own serializer accepts it (no float, no number over 38 digits)
     serialized = {k: TypeSerializer().serialize(v) for k, v in item.items()}
     assert serialized["tier"] == {"S": "plus"}
-    assert item["fences"][source_key(PAYMENTS_STREAM, SHARD0)] == str(BIG_SEQUENCE + 1)
     assert item["last_seen_at"] == "2020-06-25T14:06:00.123456Z"
-    assert item["recent"] == payment_key("p1") + payment_key("p2")
+    assert item["as_payer"] == {"USD": {"count": 1, "volume_minor": 20000}}
+    assert item["as_payee"] == {"EUR": {"count": 1, "volume_minor": 20000}}
+    # the engine adds the key, version and fences; the profile's own item has neither
+    assert "fences" not in item and "version" not in item
     # And reading it back as boto3 returns it gives the same profile
     stored = {k: plain(TypeDeserializer().deserialize(v)) for k, v in serialized.items()}
     assert Profile.from_item("alice", stored) == state
@@ -248,16 +204,21 @@ def test_invalid_and_unexpected_records_are_rejected_with_their_reason() -> None
     objs = [customer_registered("r1", email="not-an-email"), posting,
             customer_registered("r2", version=2), customer_updated("u1"),
             customer_registered("r3", customer_id="bob", key="alice"), payment("p1")]
-    envelopes: list[Envelope | Rejection] = [
-        parse_envelope(o, SourcePosition(CUSTOMERS_STREAM, SHARD0, str(n + 1)))
-        for n, o in enumerate(objs)
+    positions = [SourcePosition(CUSTOMERS_STREAM, SHARD0, str(n + 1)) for n in range(len(objs))]
+    envelopes: list[Envelope | Rejection | None] = [
+        parse_envelope(o, pos) for o, pos in zip(objs, positions, strict=True)
     ]
-    grouped, rejected = group_facts(envelopes)
+    envelopes.append(None)  # a copy the origin gate suppressed: neither a fact nor a rejection
+    lineages = input_lineages([*positions, SourcePosition(CUSTOMERS_STREAM, SHARD0, "9")],
+                              [None] * len(envelopes))
+    keyed, rejected = keyed_facts(envelopes, lineages)
     codes = {index: r.code for index, r in rejected}
     assert codes == {0: "invalid_email", 1: "unexpected_type", 2: "unknown_schema",
                      3: "no_changes", 4: "key_mismatch"}
-    # a payment is accepted even from the customers stream: the type decides, not the stream
-    assert sorted(grouped) == ["alice", "bob"]
+    # a payment is accepted even from the customers stream: the type decides, not the stream;
+    # it is one fact per side, both carrying its record's index and lineage
+    assert [(k.key, k.index) for k in keyed] == [("alice", 5), ("bob", 5)]
+    assert all(k.lineage == lineages[5] for k in keyed)
 
 
 def test_at_least_one_counterparty_is_kept() -> None:
@@ -313,21 +274,48 @@ def arrivals(data: st.DataObject, events: list[dict[str, Any]]) -> list[dict[str
     return sent
 
 
-def shards(sent: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Records on two shards of each stream. Both streams have a shard 0 and a shard 1 whose
-    sequence numbers start at 1: fences keyed by shard alone would mix them up."""
-    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for obj in sent:
-        stream = PAYMENTS_STREAM if obj["type"] == "payment.made" else CUSTOMERS_STREAM
-        shard = f"shardId-00000000000{zlib.crc32(obj['key'].encode()) % 2}"
-        records = out[(stream, shard)]
-        records.append(kinesis_record(obj, sequence=len(records) + 1, partition_key=obj["key"],
-                                      stream=stream, shard=shard))
-    return out
+ARRIVAL = datetime(2026, 11, 2, 9, 5, tzinfo=UTC).timestamp()
+
+
+class Pipeline:
+    """customers -> profiles, and payments-raw -> validate -> payments-validated -> profiles.
+
+    Both streams of profiles have a shard 0 and a shard 1 with the same sequence numbers: a
+    fence that told positions apart by shard alone would mix them up."""
+
+    def __init__(self, counterparties: int = 3) -> None:
+        self.kinesis = Kinesis(arrival=ARRIVAL)
+        self.sink = MemorySink()
+        self.items = MemoryItems(key="customer_id")
+        self.validate = validate.make_handler(TransformDependencies(
+            PAYMENTS_STREAM, "q", self.sink, MemoryObjects(),
+            Origins({RAW_STREAM: OriginPolicy()}, MemoryMarkers())))
+        self.profiles = profiles.make_handler(profiles.Dependencies(
+            quarantine_bucket="q", items=self.items, objects=MemoryObjects(),
+            origins=Origins({CUSTOMERS_STREAM: OriginPolicy()}, MemoryMarkers()),
+            counterparties=counterparties))
+
+    def send(self, sent: list[dict[str, Any]]) -> None:
+        for obj in sent:
+            stream = RAW_STREAM if obj["type"] == "payment.made" else CUSTOMERS_STREAM
+            self.kinesis.put(stream, obj, obj["key"])
+
+    def run(self, data: st.DataObject | None) -> None:
+        deliver(self.validate, LambdaContext("validate"), self.kinesis, [RAW_STREAM], data,
+                sink=self.sink, output=PAYMENTS_STREAM, faults=Faults(sink=self.sink, tags=3))
+        deliver(self.profiles, CTX, self.kinesis, [CUSTOMERS_STREAM, PAYMENTS_STREAM], data,
+                faults=Faults(items=self.items, keys=PARTIES))
+
+    def stored(self) -> dict[str, dict[str, Any]]:
+        return {customer: view(item) for customer, item in self.items.items.items()}
 
 
 def when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def millis(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def reference(sent: list[dict[str, Any]], window: int) -> dict[str, dict[str, Any]]:
@@ -349,7 +337,8 @@ def reference(sent: list[dict[str, Any]], window: int) -> dict[str, dict[str, An
     for obj in distinct:
         if obj["type"] != "payment.made":
             continue
-        d, t = obj["data"], when(obj["occurred_at"])
+        # validate re-emits a payment with its event time to the millisecond (format_time)
+        d, t = obj["data"], millis(when(obj["occurred_at"]))
         for me, other, side in ((d["payer"], d["payee"], "as_payer"),
                                 (d["payee"], d["payer"], "as_payee")):
             profile = out[me]
@@ -386,34 +375,6 @@ def view(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def deliver(
-    handle: Any, items: MemoryItems, records: dict[tuple[str, str], list[dict[str, Any]]],
-    schedule: st.DataObject,
-) -> None:
-    """Lambda's delivery: shards interleaved, each in order from its checkpoint, retried from
-    the lowest failed sequence number, and earlier batches sometimes delivered again."""
-    position = dict.fromkeys(records, 0)
-    delivered: list[list[dict[str, Any]]] = []
-    while pending := sorted(k for k, rs in records.items() if position[k] < len(rs)):
-        shard = schedule.draw(st.sampled_from(pending))
-        batch = records[shard][position[shard] : position[shard] + schedule.draw(
-            st.integers(1, 6))]
-        items.fail_accounts = schedule.draw(st.sets(st.sampled_from(PARTIES), max_size=2))
-        response = handle({"Records": batch}, CTX)
-        items.fail_accounts = set()
-        failed = [int(f["itemIdentifier"]) for f in response["batchItemFailures"]]
-        if failed:
-            lowest = min(failed)
-            position[shard] = next(i for i, r in enumerate(records[shard])
-                                   if int(r["kinesis"]["sequenceNumber"]) == lowest)
-        else:
-            position[shard] += len(batch)
-        delivered.append(batch)
-        if schedule.draw(st.booleans()):
-            again = schedule.draw(st.sampled_from(delivered))
-            assert handle({"Records": again}, CTX) == {"batchItemFailures": []}
-
-
 @settings(max_examples=80, deadline=None)
 @given(events=histories(), schedule=st.data())
 def test_the_profile_depends_only_on_the_distinct_events(
@@ -421,23 +382,27 @@ def test_the_profile_depends_only_on_the_distinct_events(
 ) -> None:
     # Given any arrival order of the events, with duplicates
     sent = arrivals(schedule, events)
-    items = MemoryItems(key="customer_id")
-    handle = profiles.make_handler(profiles.Dependencies(
-        quarantine_bucket="q", items=items, objects=MemoryObjects(), counterparties=WINDOW))
-    # When they are delivered with failures, retries and redeliveries
-    deliver(handle, items, shards(sent), schedule)
+    pipeline = Pipeline(counterparties=WINDOW)
+    pipeline.send(sent)
+    # When they are delivered with failures, retries, redeliveries and re-emitted copies
+    pipeline.run(schedule)
     # Then every profile equals the one computed from the distinct events
-    stored = {customer: view(item) for customer, item in items.items.items()}
-    assert stored == reference(sent, WINDOW)
+    assert pipeline.stored() == reference(sent, WINDOW)
 
 
 def test_the_property_catches_a_double_count() -> None:
-    # Guard: without the recent-id window a payment sent twice is counted twice, and the
-    # reference the property compares with sees the difference.
-    sent = [payment("p1"), payment("p1")]
-    state = Profile("alice")
-    for n, obj in enumerate(sent):
-        state = apply_all(state, at(PAYMENTS_STREAM, SHARD0, n + 1, obj), window=0)
-    assert view(state.to_item())["as_payer"] != reference(sent, WINDOW)["alice"]["as_payer"]
-    kept = apply_all(Profile("alice"), at(PAYMENTS_STREAM, SHARD0, 1, *sent))
-    assert view(kept.to_item())["as_payer"] == reference(sent, WINDOW)["alice"]["as_payer"]
+    # Guard: apply_facts counts what it is given, so a payment applied twice is counted twice
+    # and the reference the property compares with sees the difference; the pipeline, given
+    # the same payment twice from the producer and the same customer event twice, with every
+    # batch delivered twice (validate re-emitting its outputs), counts it once.
+    sent = [payment("p1"), payment("p1"), customer_registered("r1"), customer_registered("r1")]
+    twice = apply_all(Profile("alice"), at(PAYMENTS_STREAM, SHARD0, 1, *sent[:2]))
+    assert view(twice.to_item())["as_payer"] != reference(sent, WINDOW)["alice"]["as_payer"]
+    pipeline = Pipeline(counterparties=WINDOW)
+    pipeline.kinesis.arrival = datetime(2020, 6, 25, 14, 10, tzinfo=UTC).timestamp()
+    pipeline.send(sent)
+    for _ in range(2):
+        pipeline.run(None)
+    assert pipeline.kinesis.count(PAYMENTS_STREAM) == 2  # the original and its re-emitted copy
+    assert pipeline.stored() == reference(sent, WINDOW)
+    assert pipeline.stored()["alice"]["as_payer"] == {"USD": (1, 20000)}

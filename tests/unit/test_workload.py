@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from cascata.workload import WorkloadSpec, generate
+from cascata.workload import Generated, WorkloadSpec, generate
 from cascata_runtime.envelope import Rejection, decode_json, parse_envelope
 from payments.domain.schemas import PaymentMade, parse_event
 
@@ -51,3 +51,25 @@ def test_amounts_are_integers_and_currencies_vary() -> None:
 def test_bad_specs_are_described() -> None:
     assert WorkloadSpec(events=-1).problems()
     assert WorkloadSpec(events=10, invalid_share=2).problems()
+
+
+def test_the_hot_share_sends_that_share_of_payments_to_the_hottest_merchants() -> None:
+    # Given the default mix and the same seed with 30% of payments to 3 merchants
+    plain = [g for g in generate(WorkloadSpec(events=3000, seed=5, accounts=2000)) if g.valid]
+    hot = [g for g in generate(WorkloadSpec(events=3000, seed=5, accounts=2000, hot_share=0.3,
+                                            hot_merchants=3)) if g.valid]
+    # Then the three busiest payees take about 30% of the payments outside the fraud bursts
+    # (about nine in ten), against a few percent by default
+    def top3(items: list[Generated]) -> float:
+        counts = Counter(g.payee for g in items)
+        return sum(n for _, n in counts.most_common(3)) / len(items)
+
+    assert top3(plain) < 0.1
+    assert 0.24 < top3(hot) < 0.4
+
+
+def test_the_default_hot_share_leaves_the_workload_as_it_was() -> None:
+    default = [g.data for g in generate(WorkloadSpec(events=500, seed=3))]
+    explicit = [g.data for g in generate(WorkloadSpec(events=500, seed=3, hot_share=0.0))]
+    assert default == explicit
+    assert WorkloadSpec(events=10, hot_share=1.5).problems()

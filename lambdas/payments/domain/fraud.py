@@ -22,18 +22,20 @@ alerting on everyday amounts; they are not FX rates and nothing is converted.
 
 Rule state, one `fraud-state` item per payer (`PayerState`):
 
-- `fences`: per source shard, the highest sequence number applied (stored as a string: Kinesis
-  sequence numbers have up to 56 digits, DynamoDB numbers 38): a redelivered record (the same
-  batch again, Lambda's retry from the lowest failed record) is recognised and skipped.
-- `recent`: short ids of the payer's last `recent_ids` payments, and `times`: (event time, short
-  id) of the payments inside the velocity horizon. A payment whose id is in either is a
-  duplicate at a new position (producer retry, upstream re-emit) and counts nowhere.
+- `times`: (event time, short id) of the payments inside the velocity horizon.
 - `payees`: 48-bit hashes of the `known_payees_cap` most recently paid payees, least recent
   first (an LRU). A payee not paid among the payer's last 500 distinct payees is forgotten: a
   large payment to it raises `new_payee` again. Hashes keep the item small whatever the length
   of account ids; a collision (about 500 / 2**48 per check) would hide one `new_payee` alert.
 - `newest`: the newest event time seen for the payer; `times` keeps only payments newer than
   `newest - (interval + lateness)` and at most `velocity_keep` of them.
+- `expires_at`: the table's TTL: `STATE_TTL_S` after the last batch that touched the payer (by
+  the records' arrival time, which is also the clock of a replay). A payer quiet for that long
+  starts over: its payees are new again.
+
+Copies are not this module's concern: the state engine (`cascata_runtime.state`) applies each
+distinct payment once and turns redeliveries and re-emitted copies away with the fences it
+keeps in the same item; the origin gate suppresses a payment a producer sent twice.
 
 Evaluation order and out-of-order input. The payments of one payer in one batch are evaluated
 in event-time order (ties by source position), so a batch shuffled by PutRecords retries is put
@@ -48,8 +50,7 @@ undercount, never overcount.
 Consequences worth knowing. A velocity burst raises one alert per payment beyond the limit
 (the 6th, 7th, ... within the interval), not one per burst. Rule state starts empty: right
 after the first deployment every large payment is to a "new" payee until the state is warmed
-(replay payments-validated from TRIM_HORIZON to backfill it). A duplicate is recognised while
-its original is among the payer's last `recent_ids` payments or inside the velocity horizon.
+(replay payments-validated from TRIM_HORIZON to backfill it).
 
 Ids. Each alert is a `fraud.alert` v1 event whose id derives from the payment id and the rule,
 keyed by the payer, with the payment's event time: evaluating the same payment again yields the
@@ -67,8 +68,9 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from cascata_runtime.effects import Emission, Keyed, Outcome
 from cascata_runtime.envelope import Envelope, Rejection, format_time
-from payments.domain.balances import shard_tag, short_id
+from cascata_runtime.lineage import Lineage
 from payments.domain.iso import CURRENCY_EXPONENTS
 from payments.domain.schemas import (
     FraudAlert,
@@ -131,9 +133,6 @@ class FraudRules:
     currency_weights: Mapping[str, int] = field(default_factory=lambda: _frozen(CURRENCY_WEIGHTS))
     """Major units of a currency per reference major unit, for currencies worth far less."""
     known_payees_cap: int = 500
-    recent_ids: int = 32
-    """Short ids of the last payments remembered for duplicates beyond the velocity horizon.
-    32 ids keep a typical item under 1 KB (one write unit)."""
     severities: Mapping[str, Severity] = field(
         default_factory=lambda: _frozen(
             {TIER_LIMIT: "high", VELOCITY: "medium", NEW_PAYEE: "medium"}
@@ -151,8 +150,8 @@ class FraudRules:
                      "new_payee_threshold_minor"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
-        if self.velocity_lateness_s < 0 or self.recent_ids < 0:
-            problems.append("velocity_lateness_s and recent_ids must not be negative")
+        if self.velocity_lateness_s < 0:
+            problems.append("velocity_lateness_s must not be negative")
         if self.velocity_keep < self.velocity_max_payments:
             problems.append("velocity_keep must be at least velocity_max_payments")
         missing = [r for r in RULES if self.severities.get(r) not in ("low", "medium", "high")]
@@ -169,7 +168,7 @@ class FraudRules:
 DEFAULT_RULES = FraudRules()
 
 _TUNABLE_INTS = ("velocity_max_payments", "velocity_interval_s", "velocity_lateness_s",
-                 "velocity_keep", "new_payee_threshold_minor", "known_payees_cap", "recent_ids")
+                 "velocity_keep", "new_payee_threshold_minor", "known_payees_cap")
 TUNABLE = (*_TUNABLE_INTS, "default_tier", "tier_limits_minor", "currency_weights")
 """The fields a version may override (`FRAUD_RULES`, `cascata replay --set fraud-detect.*`)."""
 
@@ -239,15 +238,11 @@ class Seen:
 @dataclass(frozen=True, slots=True)
 class PayerState:
     payer: str
-    fences: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    recent: tuple[str, ...] = ()
     times: tuple[Seen, ...] = ()
     payees: tuple[str, ...] = ()
     newest_ms: int | None = None
     payments: int = 0
     alerts: int = 0
-    version: int = 0
-    """0 means the item has never been stored."""
 
     @classmethod
     def from_item(cls, payer: str, item: Mapping[str, Any] | None) -> PayerState:
@@ -260,30 +255,21 @@ class PayerState:
         newest = item.get("newest")
         return cls(
             payer=payer,
-            fences=MappingProxyType({k: int(v) for k, v in item.get("fences", {}).items()}),
-            recent=tuple(str(item.get("recent", "")).split()),
             times=tuple(sorted(times)),
             payees=tuple(str(item.get("payees", "")).split()),
             newest_ms=None if newest is None else int(newest),
             payments=int(item.get("payments", 0)),
             alerts=int(item.get("alerts", 0)),
-            version=int(item.get("version", 0)),
         )
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
             STATE_KEY: self.payer,
-            # Strings: a Kinesis sequence number has up to 56 digits and a DynamoDB number
-            # holds 38, so storing it as a number fails on AWS (not on moto's small ones).
-            "fences": {tag: str(seq) for tag, seq in self.fences.items()},
             "payments": self.payments,
             "alerts": self.alerts,
-            "version": self.version,
         }
         # Space-separated strings rather than lists: far fewer bytes per element in DynamoDB,
         # and the item size is what each write costs.
-        if self.recent:
-            item["recent"] = " ".join(self.recent)
         if self.times:
             item["times"] = " ".join(f"{s.at_ms}:{s.sid}" for s in self.times)
         if self.payees:
@@ -291,16 +277,6 @@ class PayerState:
         if self.newest_ms is not None:
             item["newest"] = self.newest_ms
         return item
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentAt:
-    """A payment with where it was read and which input record it is."""
-
-    payment: PaymentMade
-    shard: str
-    sequence: int
-    index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,11 +289,7 @@ class RaisedAlert:
 @dataclass(frozen=True, slots=True)
 class Evaluated:
     state: PayerState
-    """The state to store; the very same object as the input when nothing changed."""
     alerts: tuple[RaisedAlert, ...]
-    applied: tuple[int, ...]
-    duplicates: tuple[int, ...]
-    redelivered: tuple[int, ...]
 
 
 def epoch_ms(value: datetime) -> int:
@@ -358,13 +330,13 @@ def _pow10(exponent: int) -> int:
     return int(10**exponent)
 
 
-def needs_tier(payments: Sequence[PaymentAt], rules: FraudRules = DEFAULT_RULES) -> bool:
+def needs_tier(payments: Sequence[PaymentMade], rules: FraudRules = DEFAULT_RULES) -> bool:
     """Whether the payer's tier can matter: some payment is above the lowest tier limit.
 
     Most payments are far below every limit, so most payers' profiles are never read.
     """
     lowest = min(rules.tier_limits_minor.values())
-    return any(exceeds(p.payment.amount, lowest, rules.currency_weights) for p in payments)
+    return any(exceeds(p.amount, lowest, rules.currency_weights) for p in payments)
 
 
 def resolve_tier(tier: str | None, rules: FraudRules) -> tuple[str, bool]:
@@ -448,47 +420,23 @@ def _check(
 
 def evaluate(
     state: PayerState,
-    payments: Sequence[PaymentAt],
+    payments: Sequence[tuple[int, PaymentMade]],
     *,
     tier: str | None,
     rules: FraudRules = DEFAULT_RULES,
 ) -> Evaluated:
-    """Apply one batch's payments of one payer to its state; the alerts they raise."""
-    fences = dict(state.fences)
-    fresh: list[PaymentAt] = []
-    redelivered: list[int] = []
-    for item in payments:
-        tag = shard_tag(item.shard)
-        # -1, not 0: Kafka offsets start at 0 and the first record must not look redelivered.
-        if item.sequence <= state.fences.get(tag, -1):
-            redelivered.append(item.index)
-            continue
-        fresh.append(item)
-        fences[tag] = max(fences.get(tag, -1), item.sequence)
-
-    recent = list(state.recent)
+    """Apply one batch's new payments of one payer (input index, payment) to its state; the
+    alerts they raise."""
     times = list(state.times)
     payees = list(state.payees)
-    seen = set(recent) | {s.sid for s in times}
     newest = state.newest_ms
-    applied: list[int] = []
-    duplicates: list[int] = []
     alerts: list[RaisedAlert] = []
-    for item in sorted(
-        fresh, key=lambda p: (p.payment.envelope.occurred_at, p.shard, p.sequence)
-    ):
-        payment = item.payment
+    for index, payment in sorted(payments, key=lambda p: (p[1].envelope.occurred_at, p[0])):
         sid = short_id(payment.envelope.event_id)
-        if sid in seen:
-            duplicates.append(item.index)
-            continue
-        seen.add(sid)
         at = epoch_ms(payment.envelope.occurred_at)
         alerts.extend(
-            RaisedAlert(alert, item.index)
-            for alert in _check(payment, at, times, payees, tier, rules)
+            RaisedAlert(alert, index) for alert in _check(payment, at, times, payees, tier, rules)
         )
-        recent.append(sid)
         newest = at if newest is None else max(newest, at)
         horizon = newest - rules.retention_ms
         times = sorted(s for s in [*times, Seen(at, sid)] if s.at_ms > horizon)
@@ -498,42 +446,61 @@ def evaluate(
             payees.remove(ptag)
         payees.append(ptag)
         payees = payees[-rules.known_payees_cap :]
-        applied.append(item.index)
-
-    if not applied and fences == dict(state.fences):
-        return Evaluated(state, (), (), tuple(duplicates), tuple(redelivered))
     new_state = PayerState(
         payer=state.payer,
-        fences=MappingProxyType(fences),
-        recent=tuple(recent[-rules.recent_ids :]) if rules.recent_ids else (),
         times=tuple(times),
         payees=tuple(payees),
         newest_ms=newest,
-        payments=state.payments + len(applied),
+        payments=state.payments + len(payments),
         alerts=state.alerts + len(alerts),
-        version=state.version + 1,
     )
-    return Evaluated(
-        new_state, tuple(alerts), tuple(applied), tuple(duplicates), tuple(redelivered)
-    )
+    return Evaluated(new_state, tuple(alerts))
 
 
-def group_payments(
-    events: Sequence[Envelope | Rejection],
-) -> tuple[dict[str, list[PaymentAt]], list[tuple[int, Rejection]]]:
-    """Payments of a batch grouped by payer, and the records that are not valid payments."""
+def short_id(event_id: str) -> str:
+    """64 bits of a payment id: tells apart the payments inside one payer's velocity horizon."""
+    return base64.urlsafe_b64encode(hashlib.sha256(event_id.encode()).digest()[:8]).decode()[:11]
+
+
+STATE_TTL_S = 90 * 86_400
+"""A payer's rule state expires this long after the last batch that touched it."""
+
+
+@dataclass(frozen=True, slots=True)
+class FraudModel:
+    """fraud-detect's rule state for the state engine, for one batch: the tiers of its payers
+    and the batch's clock (the latest arrival time, for the state's TTL)."""
+
+    rules: FraudRules
+    tiers: Mapping[str, str]
+    alerts_stream: str
+    now_s: int
+
+    def load(self, key: str, item: Mapping[str, Any] | None) -> PayerState:
+        return PayerState.from_item(key, item)
+
+    def dump(self, key: str, state: PayerState) -> dict[str, Any]:
+        return {**state.to_item(), "expires_at": self.now_s + STATE_TTL_S}
+
+    def apply(self, key: str, state: PayerState, inputs: Sequence[Keyed[str, PaymentMade]]
+              ) -> Outcome[PayerState]:
+        result = evaluate(state, [(x.index, x.value) for x in inputs],
+                          tier=self.tiers.get(key), rules=self.rules)
+        return Outcome(result.state, tuple(
+            Emission(self.alerts_stream, r.alert.envelope, r.cause) for r in result.alerts
+        ))
+
+
+def keyed_payments(
+    events: Sequence[Envelope | Rejection | None], lineages: Sequence[Lineage]
+) -> tuple[list[Keyed[str, PaymentMade]], list[tuple[int, Rejection]]]:
+    """Payments of a batch keyed by payer, and the records that are not valid payments."""
     payments, rejected = sort_by_type(events, PaymentMade)
-    by_payer: dict[str, list[PaymentAt]] = {}
+    keyed = []
     for index, event in payments:
         assert isinstance(event, PaymentMade)
-        causation = event.envelope.causation
-        if causation is None:
-            rejected.append((index, Rejection("causation", "missing", "no source position")))
-            continue
-        by_payer.setdefault(event.payer, []).append(
-            PaymentAt(event, causation.shard, int(causation.sequence), index)
-        )
-    return by_payer, rejected
+        keyed.append(Keyed(event.payer, event, index, lineages[index]))
+    return keyed, rejected
 
 
 # --- the alerts view: one item per alert, shared with notify ----------------------------------

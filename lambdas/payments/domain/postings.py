@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cascata_runtime.effects import Effects, Emission
 from cascata_runtime.envelope import Envelope, Rejection
-from cascata_runtime.shell import Effects, Emission
 from payments.domain.schemas import LedgerPosting, PaymentMade, derived_envelope, sort_by_type
 
 

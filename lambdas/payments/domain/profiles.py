@@ -20,38 +20,33 @@ the item keeps `counterparties_truncated` instead: false means the map holds eve
 ever seen (its size is the exact count), true means there were more than `COUNTERPARTIES`.
 Every part of the profile is a function of the set of distinct events, whatever their order.
 
-Effectively once, as in `balances`: a batch is coalesced per customer and each touched profile
-is written once, with one put guarded by the item's version. The item carries a fence per source
-shard, keyed by stream *and* shard because the two sources have shards with the same ids, that
-turns away redeliveries; and the short ids of the customer's last `RECENT_IDS` payments, which
-turn away the same payment arriving again at a new position. Customer events need no id window:
-applying one twice changes nothing. Like balances, a copy of a payment is recognised only while
-fewer than `RECENT_IDS` payments of that profile were applied in between; a busy payee, which
-receives payments from every shard, reaches that sooner than a payer.
+Effectively once, as in `balances`: the state engine (`cascata_runtime.state`) coalesces a
+batch per customer and writes each touched profile once, guarded by its version; the fences it
+keeps in the item turn away redeliveries and re-emitted copies of a payment exactly, and the
+origin gate suppresses a customer event or a payment sent twice (`cascata_runtime.origin`).
+Applying a customer event twice would change nothing anyway.
 
 The item (absent knowledge is an absent attribute; fraud-detect reads the top-level `tier`):
 `customer_id`, `version`; `name`, `email`, `country`, `tier` when known, and `field_times`
 (field -> `at`, `event_id` of the event that set it); `registered_at`; `as_payer` / `as_payee`
 (currency -> `count`, `volume_minor`); `first_seen_at`, `last_seen_at`; `counterparties`
-(id -> epoch microseconds of the latest payment) and `counterparties_truncated`; `fences`
-(source key -> sequence number as a string: Kinesis's have 56 digits, DynamoDB numbers 38);
-`recent` (binary, 8 bytes per payment id). Times are RFC 3339 UTC, exact to the microsecond.
-A registered customer with 20 counterparties and 5 source shards is about 1.9 KB: two write
-units per profile write, one per batch, however many of the batch's events touch it.
+(id -> epoch microseconds of the latest payment) and `counterparties_truncated`; the engine's
+`fences`. Times are RFC 3339 UTC, exact to the microsecond. A registered customer with 20
+counterparties is about 1.2 KB: two write units per profile write, one per batch, however many
+of the batch's events touch it; a customer with a handful of counterparties stays under 1 KB.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from cascata_runtime.effects import Keyed, Outcome
 from cascata_runtime.envelope import Envelope, Rejection, parse_time
-from payments.domain.balances import shard_tag
+from cascata_runtime.lineage import Lineage
 from payments.domain.schemas import (
     CustomerRegistered,
     CustomerUpdated,
@@ -63,14 +58,6 @@ from payments.domain.schemas import (
 
 COUNTERPARTIES = 20
 """How many distinct counterparties a profile keeps, the most recent first."""
-
-RECENT_IDS = 64
-"""How many recent payment ids each profile remembers to recognise duplicates at new positions
-(the same window as balances: a producer retry or an upstream re-emit comes back within it).
-Stored as one binary attribute of 8 bytes per id: 512 bytes, where text would take 768."""
-
-ID_BYTES = 8
-"""Bytes kept of each payment id's SHA-256."""
 
 FIELDS = ("name", "email", "country", "tier")
 """The registration fields, in the order `customer.registered` lists them."""
@@ -123,11 +110,6 @@ class Profile:
     last_seen_at: datetime | None = None
     counterparties: Mapping[str, datetime] = field(default_factory=_empty)
     counterparties_truncated: bool = False
-    fences: Mapping[str, int] = field(default_factory=_empty)
-    recent: tuple[bytes, ...] = ()
-    """`payment_key` of the last payments applied, oldest first."""
-    version: int = 0
-    """0 means the item has never been stored."""
 
     @property
     def tier(self) -> str | None:
@@ -145,8 +127,6 @@ class Profile:
                 fields[name] = FieldValue(
                     str(item[name]), Stamp(_time(stamp["at"]), str(stamp["event_id"]))
                 )
-        # boto3 hands binary back as `Binary`, the in-memory store as bytes: both convert.
-        recent = bytes(item.get("recent", b""))
         return cls(
             customer_id=customer_id,
             fields=MappingProxyType(fields),
@@ -159,17 +139,11 @@ class Profile:
                 {str(k): _from_micros(int(v)) for k, v in item.get("counterparties", {}).items()}
             ),
             counterparties_truncated=bool(item.get("counterparties_truncated", False)),
-            # Kinesis sequence numbers have 56 digits and DynamoDB numbers at most 38: strings.
-            fences=MappingProxyType({str(k): int(v) for k, v in item.get("fences", {}).items()}),
-            recent=tuple(
-                recent[i : i + ID_BYTES] for i in range(0, len(recent), ID_BYTES)
-            ),
-            version=int(item.get("version", 0)),
         )
 
     def to_item(self) -> dict[str, Any]:
         """The DynamoDB item. Absent knowledge is an absent attribute, never an empty value."""
-        item: dict[str, Any] = {KEY: self.customer_id, "version": self.version}
+        item: dict[str, Any] = {KEY: self.customer_id}
         for name in FIELDS:
             if name in self.fields:
                 item[name] = self.fields[name].value
@@ -194,10 +168,6 @@ class Profile:
             # matters with 20 of them in an item billed per started kilobyte.
             item["counterparties"] = {k: _micros(v) for k, v in self.counterparties.items()}
             item["counterparties_truncated"] = self.counterparties_truncated
-        if self.fences:
-            item["fences"] = {k: str(v) for k, v in self.fences.items()}
-        if self.recent:
-            item["recent"] = b"".join(self.recent)
         return item
 
 
@@ -223,40 +193,6 @@ class PaymentSide:
 
 
 Fact: TypeAlias = CustomerChange | PaymentSide
-
-
-@dataclass(frozen=True, slots=True)
-class FactAt:
-    """A fact with where its record was read (`source`: stream and shard) and which it is."""
-
-    fact: Fact
-    source: str
-    sequence: int
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    state: Profile
-    applied: tuple[int, ...]
-    duplicates: tuple[int, ...]
-    redelivered: tuple[int, ...]
-
-
-def payment_key(event_id: str) -> bytes:
-    """64 bits of the payment id: collisions among one profile's 64 ids are negligible."""
-    return hashlib.sha256(event_id.encode()).digest()[:ID_BYTES]
-
-
-def source_key(stream: str, shard: str) -> str:
-    """The fence key of a shard: 48 bits of the stream name's hash, then the shard.
-
-    Both sources have a `shardId-000000000000`, with sequence numbers of their own, so a fence
-    keyed by shard alone would turn away records of one stream because of the other. The hash
-    keeps a long physical stream name out of every profile item.
-    """
-    digest = base64.urlsafe_b64encode(hashlib.sha256(stream.encode()).digest()[:6]).decode()
-    return f"{digest}:{shard_tag(shard)}"
 
 
 def time_text(value: datetime) -> str:
@@ -287,36 +223,25 @@ def facts_of(event: Event) -> tuple[Fact, ...]:
     return ()
 
 
-def group_facts(
-    events: Sequence[Envelope | Rejection],
-) -> tuple[dict[str, list[FactAt]], list[tuple[int, Rejection]]]:
-    """Facts of a batch grouped by customer, and the records that are not valid input
+def keyed_facts(
+    events: Sequence[Envelope | Rejection | None], lineages: Sequence[Lineage]
+) -> tuple[list[Keyed[str, Fact]], list[tuple[int, Rejection]]]:
+    """Facts of a batch keyed by customer, and the records that are not valid input
     (malformed, failing their schema, or of a type profiles does not read)."""
     accepted, rejected = sort_by_type(events, PaymentMade, CustomerRegistered, CustomerUpdated)
-    by_customer: dict[str, list[FactAt]] = {}
-    for index, event in accepted:
-        causation = event.envelope.causation
-        if causation is None:
-            rejected.append((index, Rejection("causation", "missing", "no source position")))
-            continue
-        source = source_key(causation.stream, causation.shard)
-        for fact in facts_of(event):
-            by_customer.setdefault(fact.customer_id, []).append(
-                FactAt(fact, source, int(causation.sequence), index)
-            )
+    keyed = [
+        Keyed(fact.customer_id, fact, index, lineages[index])
+        for index, event in accepted
+        for fact in facts_of(event)
+    ]
     rejected.sort(key=lambda r: r[0])
-    return by_customer, rejected
+    return keyed, rejected
 
 
 def apply_facts(
-    state: Profile,
-    facts: Sequence[FactAt],
-    *,
-    counterparties: int = COUNTERPARTIES,
-    window: int = RECENT_IDS,
-) -> Applied:
-    """One profile's facts from one batch applied once; `state` itself back if nothing moved
-    (every fact a redelivery), so the caller knows there is nothing to write."""
+    state: Profile, facts: Sequence[Fact], *, counterparties: int = COUNTERPARTIES
+) -> Profile:
+    """One profile's new facts (copies already turned away) applied in order."""
     if counterparties < 1:
         raise ValueError(f"counterparties must be at least 1, got {counterparties}")
     fields = dict(state.fields)
@@ -328,19 +253,7 @@ def apply_facts(
     first, last = state.first_seen_at, state.last_seen_at
     parties = dict(state.counterparties)
     truncated = state.counterparties_truncated
-    fences = dict(state.fences)
-    recent = list(state.recent)
-    seen = set(recent)
-    applied: list[int] = []
-    duplicates: list[int] = []
-    redelivered: list[int] = []
-    for item in sorted(facts, key=lambda f: (f.source, f.sequence)):
-        # Absent means nothing applied yet: Kafka offsets start at 0, so 0 is not a floor.
-        if item.source in fences and item.sequence <= fences[item.source]:
-            redelivered.append(item.index)
-            continue
-        fences[item.source] = item.sequence
-        fact = item.fact
+    for fact in facts:
         if isinstance(fact, CustomerChange):
             for name, value in fact.values.items():
                 current = fields.get(name)
@@ -348,14 +261,7 @@ def apply_facts(
                     fields[name] = FieldValue(value, fact.stamp)
             if fact.registration and (registered_at is None or fact.stamp.at < registered_at):
                 registered_at = fact.stamp.at
-            applied.append(item.index)
             continue
-        key = payment_key(fact.stamp.event_id)
-        if key in seen:
-            duplicates.append(item.index)
-            continue
-        seen.add(key)
-        recent.append(key)
         currency = fact.amount.currency
         side = flows[fact.role]
         side[currency] = side.get(currency, Flow()).plus(fact.amount.amount_minor)
@@ -371,10 +277,7 @@ def apply_facts(
         while len(parties) > counterparties:
             del parties[min(parties, key=lambda k: (parties[k], k))]
             truncated = True
-        applied.append(item.index)
-    if not applied and fences == dict(state.fences):
-        return Applied(state, (), tuple(duplicates), tuple(redelivered))
-    new_state = Profile(
+    return Profile(
         customer_id=state.customer_id,
         fields=MappingProxyType(fields),
         registered_at=registered_at,
@@ -384,11 +287,25 @@ def apply_facts(
         last_seen_at=last,
         counterparties=MappingProxyType(parties),
         counterparties_truncated=truncated,
-        fences=MappingProxyType(fences),
-        recent=tuple(recent[-window:]) if window > 0 else (),
-        version=state.version + 1,
     )
-    return Applied(new_state, tuple(applied), tuple(duplicates), tuple(redelivered))
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilesModel:
+    """The profiles view for the state engine."""
+
+    counterparties: int = COUNTERPARTIES
+
+    def load(self, key: str, item: Mapping[str, Any] | None) -> Profile:
+        return Profile.from_item(key, item)
+
+    def dump(self, key: str, state: Profile) -> dict[str, Any]:
+        return state.to_item()
+
+    def apply(self, key: str, state: Profile, inputs: Sequence[Keyed[str, Fact]]
+              ) -> Outcome[Profile]:
+        return Outcome(apply_facts(state, [x.value for x in inputs],
+                                   counterparties=self.counterparties))
 
 
 def _time(value: object) -> datetime:

@@ -42,6 +42,15 @@ from typing import Any, Protocol
 
 from cascata_runtime.envelope import Rejection, format_time, parse_time
 from cascata_runtime.routes import match_path, segments
+from payments.domain.windows import (
+    BOOKKEEPING_PARTITION,
+    PANE_PREFIX,
+    SHARD_PREFIX,
+    PaneState,
+    WindowConfig,
+    read_watermark,
+    window_rows,
+)
 
 JSON_CONTENT_TYPE = "application/json"
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -55,7 +64,7 @@ MAX_KEY_CHARS = 1024
 MAX_FEED_QUERIES = 24
 """Queries one feed page may spend (8 days plus follow-up pages): bounds latency and cost;
 a page that hits it ends early with a cursor at the exact position reached."""
-INTERNAL_ATTRIBUTES = frozenset({"fences", "recent"})
+INTERNAL_ATTRIBUTES = frozenset({"fences", "recent", "expires_at"})
 """Idempotency bookkeeping of the view writers (source-position fences, recent event ids)."""
 
 ROUTES = ("GET /accounts/{id}", "GET /accounts/{id}/alerts", "GET /alerts")
@@ -493,18 +502,35 @@ def get_account(reader: ViewReader, account: str, *, windows: int) -> Response:
     profile = reader.get(View.PROFILES, {"customer_id": account})
     if balance is None and profile is None:
         return _unknown_account(account)
-    recent: tuple[Mapping[str, Any], ...] = ()
-    if windows:
-        recent = reader.query(
-            KeyQuery(View.ACTIVITY, partition=("account_id", account), limit=windows,
-                     newest_first=True)
-        ).items
     return Response(200, {
         "account_id": account,
         "balance": balance_view(balance) if balance is not None else None,
         "profile": public(profile) if profile is not None else None,
-        "windows": [public(w) for w in recent],
+        "windows": recent_windows(reader, account, windows) if windows else [],
     })
+
+
+def recent_windows(reader: ViewReader, account: str, count: int,
+                   config: WindowConfig | None = None) -> list[dict[str, Any]]:
+    """The account's `count` most recent windows, newest first, each merged from its panes
+    and `final` or `open` by the pipeline watermark the shard items hold (activity-view keeps
+    one item per account and pane; see `payments.domain.windows`)."""
+    config = config or WindowConfig()
+    span = config.max_size_s // config.pane_s
+    limit = min(MAX_LIMIT, count + span)
+    page = reader.query(KeyQuery(View.ACTIVITY, partition=("account_id", account), limit=limit,
+                                 newest_first=True))
+    panes = [PaneState.from_item(i, config) for i in page.items
+             if str(i.get("window_key", "")).startswith(PANE_PREFIX)]
+    if not panes:
+        return []
+    shards = reader.query(KeyQuery(View.ACTIVITY, partition=("account_id", BOOKKEEPING_PARTITION),
+                                   limit=MAX_LIMIT, sort_at_least=("window_key", SHARD_PREFIX)))
+    watermark = read_watermark(config, shards.items)
+    oldest = min(p.start_s for p in panes)
+    rows = window_rows(config, account, panes, watermark,
+                       complete_from_s=oldest if page.last_key is not None else None)
+    return rows[:count]
 
 
 def list_account_alerts(

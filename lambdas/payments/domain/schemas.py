@@ -658,16 +658,19 @@ def _profile_field(name: str, value: object) -> str | Rejection:
 
 
 def sort_by_type(
-    events: Sequence[Envelope | Rejection], *kinds: type[Event]
+    events: Sequence[Envelope | Rejection | None], *kinds: type[Event]
 ) -> tuple[list[tuple[int, Event]], list[tuple[int, Rejection]]]:
     """Parse a decoded batch: events of the expected kinds with their index, and rejections.
 
     An event of a valid but unexpected type (a customer event on the payments stream) is
-    rejected too: it does not belong where it was found.
+    rejected too: it does not belong where it was found. None is a record the runtime already
+    dealt with (a copy its origin gate suppressed): it is neither.
     """
     accepted: list[tuple[int, Event]] = []
     rejected: list[tuple[int, Rejection]] = []
     for index, item in enumerate(events):
+        if item is None:
+            continue
         if isinstance(item, Rejection):
             rejected.append((index, item))
             continue

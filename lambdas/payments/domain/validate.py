@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import MappingProxyType
 
+from cascata_runtime.effects import Effects, Emission
 from cascata_runtime.envelope import Envelope, Rejection
-from cascata_runtime.shell import Effects, Emission
 from payments.domain.schemas import PaymentMade, sort_by_type
 
 

@@ -1,23 +1,15 @@
 """Lambda handler of `fraud-detect`: payments-validated -> fraud alerts, effectively once.
 
-Per batch: one strongly consistent BatchGetItem for the rule state of every payer in it, one
-eventually consistent BatchGetItem for the tiers of the payers with a payment above the lowest
-tier limit (the others cannot raise `tier_limit`), then the pure evaluation per payer
-(`payments.domain.fraud`), then the effects in this order:
-
-1. each alert's item in `alerts-view` (an UpdateItem that sets the alert's attributes and
-   leaves `notified_at`, notify's mark, alone: idempotent, and it completes an item notify
-   created first);
-2. the alerts on the `alerts` stream (PutRecords, failed entries retried);
-3. each changed payer's state in `fraud-state`: one conditional put on its version.
-
-The state is written last on purpose. A crash or a failure anywhere before leaves the state as
-it was, so the retry evaluates the same payments against the same state and raises the same
-alerts with the same ids, which the view and notify recognise. Writing the state first would
-lose the alerts of a crash for good. A payer whose view write or emission failed has all its
-records failed (Lambda retries from the lowest) and its state unwritten. A lost race on the
-version (a concurrent writer: only around resharding or a replay) re-reads the payer,
-re-evaluates, writes and emits the alerts of the new evaluation, and tries again.
+Per batch: the tiers of the payers with a payment above the lowest tier limit (one eventually
+consistent BatchGetItem on `profiles`; the others cannot raise `tier_limit`), then the state
+engine (`cascata_runtime.state`) over `fraud-state`: one strongly consistent read of every
+payer's rule state, the pure evaluation per payer (`payments.domain.fraud`), then the alerts
+published (each alert's `alerts-view` item, an UpdateItem that leaves notify's mark alone, then
+the `alerts` stream), and only then each changed payer's state, one conditional put on its
+version. The state is written last on purpose: a crash or a failure before it leaves the state
+as it was, so the retry evaluates the same payments against the same state and raises the same
+alerts with the same ids, which the view and notify recognise. A payer whose alerts could not be
+published has all its records failed and its state unwritten.
 
 Cost per payer per batch: one strongly consistent read, one write of about 1 KB (more for a
 payer with hundreds of known payees), and per alert one view write and one stream record.
@@ -33,28 +25,28 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cascata_runtime import adapters
+from cascata_runtime.effects import Effects, Emission
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
-from cascata_runtime.ports import ItemStore, ObjectStore, OutRecord, Sink
+from cascata_runtime.lineage import Stamper
+from cascata_runtime.ports import ObjectStore, Sink
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
-from cascata_runtime.shell import BatchReport, Effects, Emission, apply_effects, parse_records
+from cascata_runtime.shell import BatchReport, apply_effects, read_batch
+from cascata_runtime.state import KeyedStore, Publish, StateEngine, emitter
 from payments.domain.fraud import (
     DEFAULT_RULES,
     STATE_KEY,
     VIEW_PARTITION_KEY,
     VIEW_SORT_KEY,
-    Evaluated,
+    FraudModel,
     FraudRules,
-    PayerState,
-    PaymentAt,
-    RaisedAlert,
     alert_view_item,
-    evaluate,
-    group_payments,
+    keyed_payments,
     needs_tier,
     rules_from_json,
 )
+from payments.domain.schemas import FraudAlert, PaymentMade, parse_event
 from payments.settings import FraudDetectSettings
 
 PROCESSOR = "fraud-detect"
@@ -155,7 +147,7 @@ class DynamoAlertsView:
 class Dependencies:
     alerts_stream: str
     quarantine_bucket: str
-    state: ItemStore
+    state: KeyedStore[str]
     tiers: TierSource
     view: AlertsView
     sink: Sink
@@ -180,111 +172,61 @@ def dependencies(
     )
 
 
-def _fail(payments: Sequence[PaymentAt], reason: str) -> dict[int, str]:
-    return {p.index: reason for p in payments}
-
-
 def process(deps: Dependencies) -> BatchFunction:
     quarantine = QuarantineWriter(deps.objects, bucket=deps.quarantine_bucket, processor=PROCESSOR)
 
-    def write_view(raised: RaisedAlert) -> str | None:
-        try:
-            deps.view.upsert(alert_view_item(raised.alert))
-        except Exception as exc:  # noqa: BLE001 - fails this payer's records only
-            return f"alerts view write failed: {exc}"
-        return None
+    def publisher(stamper: Stamper) -> Publish:
+        emit = emitter(deps.sink, stamper)
 
-    def publish(alerts: Sequence[RaisedAlert]) -> str | None:
-        """View items, then the stream: the batch path's steps 1 and 2 for one payer."""
-        for raised in alerts:
-            problem = write_view(raised)
-            if problem:
-                return problem
-        out = [
-            OutRecord(partition_key=r.alert.envelope.key, data=r.alert.envelope.to_bytes(), tag=n)
-            for n, r in enumerate(alerts)
-        ]
-        failures = deps.sink.emit(deps.alerts_stream, out) if out else []
-        return f"alert not emitted: {failures[0].reason}" if failures else None
-
-    def commit(
-        payer: str, payments: list[PaymentAt], tier: str | None, stored: PayerState,
-        result: Evaluated,
-    ) -> dict[int, str]:
-        for _attempt in range(WRITE_ATTEMPTS):
-            if result.state is stored:
-                return {}
+        def view(emission: Emission) -> str | None:
+            alert = parse_event(emission.envelope)
+            if not isinstance(alert, FraudAlert):
+                return f"not a fraud alert: {emission.envelope.type}"
             try:
-                if deps.state.put_if_version(result.state.to_item(), stored.version or None):
-                    return {}
-                item = deps.state.get_many([payer]).get(payer)
+                deps.view.upsert(alert_view_item(alert))
             except Exception as exc:  # noqa: BLE001 - fails this payer's records only
-                return _fail(payments, f"fraud state write failed: {exc}")
-            stored = PayerState.from_item(payer, item)
-            result = evaluate(stored, payments, tier=tier, rules=deps.rules)
-            problem = publish(result.alerts)
-            if problem:
-                return _fail(payments, problem)
-        return _fail(payments, "fraud state write lost every race for the payer")
+                return f"alerts view write failed: {exc}"
+            return None
+
+        def publish(emissions: Sequence[Emission]) -> Mapping[int, str]:
+            """View items first, then the stream: an alert on the stream is always in the
+            view (notify marks the view item)."""
+            with ThreadPoolExecutor(max_workers=max(1, min(deps.writers, len(emissions)))) as p:
+                problems = list(p.map(view, emissions))
+            failed = {e.cause: why for e, why in zip(emissions, problems, strict=True) if why}
+            ready = [e for e in emissions if e.cause not in failed]
+            failed.update(emit(ready) if ready else {})
+            return failed
+
+        return publish
 
     def run(event: Mapping[str, Any]) -> BatchReport:
         records = decode_event(event)
-        by_payer, rejected = group_payments(parse_records(records))
+        batch = read_batch(records)
+        keyed, rejected = keyed_payments(batch.events, batch.lineages)
         failed: dict[int, str] = {}
-        stored: Mapping[str, Mapping[str, Any]] = {}
         tiers: Mapping[str, str] = {}
+        by_payer: dict[str, list[PaymentMade]] = {}
+        for item in keyed:
+            by_payer.setdefault(item.key, []).append(item.value)
+        wanted = [p for p, ps in by_payer.items() if needs_tier(ps, deps.rules)]
         try:
-            if by_payer:
-                stored = deps.state.get_many(list(by_payer))
-                wanted = [p for p, ps in by_payer.items() if needs_tier(ps, deps.rules)]
-                tiers = deps.tiers.tiers(wanted) if wanted else {}
+            tiers = deps.tiers.tiers(wanted) if wanted else {}
         except Exception as exc:  # noqa: BLE001 - nothing can be evaluated; all retried
-            for payments in by_payer.values():
-                failed.update(_fail(payments, f"rule state or profile read failed: {exc}"))
-            by_payer = {}
-        states = {p: PayerState.from_item(p, stored.get(p)) for p in by_payer}
-        results = {
-            p: evaluate(states[p], ps, tier=tiers.get(p), rules=deps.rules)
-            for p, ps in by_payer.items()
-        }
-
-        # 1. the view items of every alert
-        raised = [(p, r) for p, res in results.items() for r in res.alerts]
-        with ThreadPoolExecutor(max_workers=deps.writers) as pool:
-            problems = list(pool.map(lambda pr: write_view(pr[1]), raised))
-        for (payer, _), problem in zip(raised, problems, strict=True):
-            if problem:
-                for index, reason in _fail(by_payer[payer], problem).items():
-                    failed.setdefault(index, reason)
-
-        # 2. the alerts on the stream (apply_effects skips those whose payment failed above)
-        emissions = tuple(
-            Emission(deps.alerts_stream, r.alert.envelope, r.cause) for _, r in raised
-        )
+            failed = {x.index: f"profile read failed: {exc}" for x in keyed}
+            keyed = []
+        now_s = int(max((r.arrival_epoch_s for r in records), default=0))
+        model = FraudModel(deps.rules, tiers, deps.alerts_stream, now_s)
+        engine = StateEngine(deps.state, model, publish=publisher(batch.stamper),
+                             writers=deps.writers, what="fraud state")
+        result = engine.run(keyed)
+        failed.update(result.failed)
         report = apply_effects(
-            records,
-            Effects(emissions=emissions, quarantined=tuple(rejected), failed=failed),
-            sink=deps.sink,
-            quarantine=quarantine,
+            records, Effects(quarantined=tuple(rejected), failed=failed),
+            sink=None, quarantine=quarantine, batch=batch,
         )
-
-        # 3. the state of each payer whose alerts are all out; any failure fails all its records
-        ready = []
-        for payer, payments in by_payer.items():
-            reasons = [report.failed[p.index] for p in payments if p.index in report.failed]
-            if reasons:
-                for p in payments:
-                    report.failed.setdefault(p.index, reasons[0])
-            else:
-                ready.append(payer)
-        with ThreadPoolExecutor(max_workers=deps.writers) as pool:
-            futures = [
-                pool.submit(commit, payer, by_payer[payer], tiers.get(payer), states[payer],
-                            results[payer])
-                for payer in ready
-            ]
-            for future in futures:
-                report.failed.update(future.result())
+        report.emitted.extend(result.emitted)
+        report.duplicates += result.duplicates
         return report
 
     return run

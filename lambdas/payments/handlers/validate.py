@@ -1,4 +1,8 @@
-"""Lambda handler of `validate`: payments-raw -> payments-validated, or quarantine."""
+"""Lambda handler of `validate`: payments-raw -> payments-validated, or quarantine.
+
+payments-raw is an origin stream: the runtime's origin gate quarantines events dated outside
+the stream's bounds and suppresses producer retries of the same event before `validate_batch`
+sees the batch (`cascata_runtime.origin`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from cascata_runtime.handler import (
     TransformDependencies,
     lambda_handler,
     lazy,
+    origins_from,
     transform,
     transform_dependencies,
 )
@@ -26,6 +31,7 @@ def dependencies(
         output_stream=settings.validated_stream,
         quarantine_bucket=settings.quarantine_bucket,
         client=client,
+        origins=origins_from(settings.origin_streams, settings.dedupe_table, client),
     )
 
 

@@ -1,23 +1,28 @@
-"""Lambda handler of `windows`: payments-validated -> activity-view, activity, activity-late.
+"""Lambda handler of `windows`: payments-validated -> activity-view (panes), activity,
+activity-late.
 
-Per batch: one consistent Query for the shard items (their committed fences and watermarks),
-one consistent BatchGetItem per 100 touched (account, window) items, one version-guarded put
-per changed window item (a batch is coalesced per item, whatever the number of payments), the
-late payments to activity-late, the quarantine, one put for the shard's new committed prefix,
-then a close pass: windows the pipeline watermark has passed are frozen, their final results
-emitted to activity and the items marked final. The semantics are in `payments.domain.windows`.
+Per batch (the semantics are in `payments.domain.windows`):
+
+1. one consistent Query for the shard items (committed fences and watermarks);
+2. the batch's due lists (per pane start, the accounts it touches), before any pane, so a
+   closer finds every pane; a retried batch rewrites the same items;
+3. the panes through the state engine (`cascata_runtime.state`): one consistent batch read,
+   one version-guarded write per touched (account, pane), lineage fences against copies. The
+   late side output is the pane model's output: a side's `payment.late` is emitted (before its
+   pane is written) only when the pane's fences admit the side, so a copy re-emitted upstream,
+   which its new position may make late where the original was on time, adds none;
+4. the quarantine;
+5. one write per source shard of its committed prefix (fence and watermark);
+6. a close pass: the results of the windows the pipeline watermark has passed since the close
+   cursor, emitted to activity. Best effort here (logged): `windows-close` runs the same pass
+   every minute. Nothing is rewritten when a window closes.
 
 Closing waits for the source's shards: for a Kinesis source the processor lists the stream's
-shards (`ShardLister`, cached per execution environment for `SHARD_LIST_TTL_S`) and a shard
-not registered yet holds the close back until it is idle (see `close_bound`), so the first
-shard to deliver cannot close windows the others still have payments for. MSK events give no
-cheap view of a topic's partitions: for Kafka sources a partition counts once it delivered,
-as before. If listing fails, the batch closes as before too (logged).
+shards (`ShardLister`, cached per execution environment) and stores them as its shard item's
+peers; a shard listed but not registered yet keeps the pipeline watermark unknown. MSK events
+give no cheap view of a topic's partitions: a partition counts once it delivered.
 
-The close pass is best effort here (a failure is logged, no record is failed for it):
-`windows-close` runs the same pass every minute and finishes whatever was left, including an
-interrupted close. The module also holds the DynamoDB adapter of activity-view (composite key,
-the `open-by-close` index) that `windows-close` uses.
+The module also holds the DynamoDB adapter of activity-view that `windows-close` uses.
 """
 
 from __future__ import annotations
@@ -25,164 +30,131 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from cascata_runtime import adapters
+from cascata_runtime.effects import Effects
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
 from cascata_runtime.ports import ObjectStore, OutRecord, Sink
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
-from cascata_runtime.shell import BatchReport, Effects, Emission, apply_effects, parse_records
+from cascata_runtime.shell import BatchReport, apply_effects, read_batch
+from cascata_runtime.state import StateEngine, emitter
 from payments.domain.windows import (
-    SHARDS_PARTITION,
-    US,
-    BatchPlan,
-    CloseBound,
-    Contribution,
-    LateHit,
+    BOOKKEEPING_PARTITION,
+    CURSOR_KEY,
+    DUE_PREFIX,
+    SHARD_PREFIX,
+    CloseCursor,
+    PaneKey,
+    PaneModel,
+    PaneState,
     ShardState,
+    Watermark,
     WindowConfig,
-    WindowState,
-    apply_window,
-    close_bound,
+    advance_cursor,
     closed_event,
     commit_shard,
+    due_accounts,
+    due_items,
+    due_windows,
     iso_seconds,
-    late_events,
-    merge_shard,
-    owns,
+    pane_key,
+    pipeline_watermark,
     plan_batch,
+    take_due,
+    window_totals,
 )
 from payments.settings import WindowsSettings
 
 PROCESSOR = "windows"
 SETTINGS = WindowsSettings
-OPEN_INDEX = "open-by-close"
 WRITE_ATTEMPTS = 4
-CLOSE_LIMIT = 500
-"""Windows one processor invocation closes at most (the schedule takes the rest)."""
-RECOVER_AFTER_S = 60.0
+CLOSE_LIMIT = 2000
+"""Windows one close pass emits at most (the next pass, or the schedule, takes the rest)."""
 SHARD_LIST_TTL_S = 60.0
 """How long a stream's shard listing is reused (per execution environment)."""
-"""A `closing` item older than this was abandoned by its closer: the processor re-emits it."""
-
-ItemKey = tuple[str, str]
-"""(account_id, window_key)."""
 
 
 class WindowStore(Protocol):
-    """Items of activity-view, addressed by (account_id, window_key), guarded by `version`."""
+    """activity-view, addressed by (account_id, window_key): the state engine's item store plus
+    the bookkeeping partition's reads and writes."""
 
-    def get_many(self, keys: Sequence[ItemKey]) -> Mapping[ItemKey, Mapping[str, Any]]:
-        """Strongly consistent reads; absent items are left out."""
+    def get_many(self, keys: Sequence[PaneKey]) -> Mapping[PaneKey, Mapping[str, Any]]: ...
+
+    def key_attributes(self, key: PaneKey) -> dict[str, Any]: ...
+
+    def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool: ...
+
+    def put(self, item: Mapping[str, Any]) -> None:
+        """An unconditional write (due lists: the same key always holds the same content)."""
         ...
 
-    def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool:
-        """Write if the stored version is `expected_version` (None: absent); False if not."""
-        ...
-
-    def partition(self, account_id: str) -> list[Mapping[str, Any]]:
-        """Every item of one partition, strongly consistent."""
-        ...
-
-    def due(self, status: str, closes_at_max: str | None, limit: int) -> list[ItemKey]:
-        """Keys of items with this status (and `closes_at <= closes_at_max`), from the index."""
+    def between(self, partition: str, low: str, high: str) -> list[Mapping[str, Any]]:
+        """Items of one partition with `low <= window_key <= high`, strongly consistent."""
         ...
 
 
-class DynamoWindowStore:
-    """`WindowStore` over boto3. The index is read for keys only and every item is then read
-    consistently, so the index may project keys only (no index write when aggregates change)."""
+class DynamoWindowStore(adapters.DynamoItemStore):
+    """`WindowStore` over boto3."""
 
-    def __init__(self, dynamodb: Any, table: str, *, index: str = OPEN_INDEX) -> None:
-        self._ddb = dynamodb
-        self._table = table
-        self._index = index
-        self.write_requests = 0
-        self.read_units = 0.0
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        super().__init__(dynamodb, table, key="account_id", sort_key="window_key")
+        self._client = dynamodb
+        self._name = table
 
-    def get_many(self, keys: Sequence[ItemKey]) -> Mapping[ItemKey, Mapping[str, Any]]:
-        items, units = adapters.batch_get_consistent(
-            self._ddb,
-            self._table,
-            [{"account_id": a, "window_key": w} for a, w in dict.fromkeys(keys)],
-        )
-        self.read_units += units
-        return {(str(i["account_id"]), str(i["window_key"])): i for i in items}
-
-    def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool:
+    def put(self, item: Mapping[str, Any]) -> None:
         from boto3.dynamodb.types import TypeSerializer
 
         ser = TypeSerializer()
-        kwargs: dict[str, Any] = {}
-        if expected_version is None:
-            kwargs["ConditionExpression"] = "attribute_not_exists(account_id)"
-        else:
-            kwargs["ConditionExpression"] = "#v = :expected"
-            kwargs["ExpressionAttributeNames"] = {"#v": "version"}
-            kwargs["ExpressionAttributeValues"] = {":expected": {"N": str(expected_version)}}
-        try:
-            self.write_requests += 1
-            self._ddb.put_item(
-                TableName=self._table,
-                Item={k: ser.serialize(v) for k, v in item.items()},
-                **kwargs,
-            )
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        self.write_requests += 1
+        self._client.put_item(TableName=self._name,
+                              Item={k: ser.serialize(v) for k, v in item.items()})
 
-    def partition(self, account_id: str) -> list[Mapping[str, Any]]:
+    def between(self, partition: str, low: str, high: str) -> list[Mapping[str, Any]]:
         from boto3.dynamodb.types import TypeDeserializer
 
         des = TypeDeserializer()
         out: list[Mapping[str, Any]] = []
         kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "account_id = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": account_id}},
+            "TableName": self._name,
+            "KeyConditionExpression": "account_id = :pk AND window_key BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":pk": {"S": partition}, ":lo": {"S": low},
+                                          ":hi": {"S": high}},
             "ConsistentRead": True,
         }
         while True:
-            page = self._ddb.query(**kwargs)
+            page = self._client.query(**kwargs)
             out.extend(adapters.plain({k: des.deserialize(v) for k, v in i.items()})
                        for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return out
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def due(self, status: str, closes_at_max: str | None, limit: int) -> list[ItemKey]:
-        values: dict[str, Any] = {":s": {"S": status}}
-        condition = "#s = :s"
-        if closes_at_max is not None:
-            condition += " AND closes_at <= :max"
-            values[":max"] = {"S": closes_at_max}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": self._index,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values,
-            "ProjectionExpression": "account_id, window_key",
-        }
-        keys: list[ItemKey] = []
-        while len(keys) < limit:
-            page = self._ddb.query(**kwargs, Limit=min(1000, limit - len(keys)))
-            keys.extend(
-                (i["account_id"]["S"], i["window_key"]["S"]) for i in page.get("Items", [])
-            )
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return keys[:limit]
+
+def read_shards(store: WindowStore) -> dict[str, ShardState]:
+    items = store.between(BOOKKEEPING_PARTITION, SHARD_PREFIX, SHARD_PREFIX + "\uffff")
+    states = (ShardState.from_item(item) for item in items)
+    return {s.key: s for s in states}
+
+
+def write_shard(store: WindowStore, config: WindowConfig, new: ShardState,
+                expected: int | None) -> ShardState | None:
+    """Write a shard item, merging with the stored one after a lost race. None: gave up."""
+    for _attempt in range(WRITE_ATTEMPTS):
+        if store.put_if_version(new.to_item(config), expected):
+            return new
+        stored = read_shards(store).get(new.key)
+        if stored is None:
+            expected = None
+            continue
+        new = replace(new.merged(stored), version=stored.version + 1)
+        expected = stored.version
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,10 +194,8 @@ class KinesisShardLister:
             self.calls += 1
             page = self._kinesis.list_shards(**kwargs)
             shards.extend(
-                ListedShard(
-                    str(s["ShardId"]),
-                    "EndingSequenceNumber" not in s.get("SequenceNumberRange", {}),
-                )
+                ListedShard(str(s["ShardId"]),
+                            "EndingSequenceNumber" not in s.get("SequenceNumberRange", {}))
                 for s in page.get("Shards", [])
             )
             token = page.get("NextToken")
@@ -258,32 +228,20 @@ def _kinesis_sources(event: Mapping[str, Any]) -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class CloseReport:
     due: int = 0
-    frozen: int = 0
     emitted: int = 0
-    finalized: int = 0
     failed: tuple[str, ...] = ()
     more: bool = False
-    """The index had more due windows than the pass took."""
+    """Windows past the watermark are left for the next pass."""
+    watermark: str | None = None
 
     def __add__(self, other: CloseReport) -> CloseReport:
-        return CloseReport(
-            due=self.due + other.due,
-            frozen=self.frozen + other.frozen,
-            emitted=self.emitted + other.emitted,
-            finalized=self.finalized + other.finalized,
-            failed=self.failed + other.failed,
-            more=other.more,
-        )
+        return CloseReport(self.due + other.due, self.emitted + other.emitted,
+                           self.failed + other.failed, other.more,
+                           other.watermark or self.watermark)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "due": self.due,
-            "frozen": self.frozen,
-            "emitted": self.emitted,
-            "finalized": self.finalized,
-            "failed": len(self.failed),
-            "more": self.more,
-        }
+        return {"due": self.due, "emitted": self.emitted, "failed": len(self.failed),
+                "more": self.more, "watermark": self.watermark}
 
 
 def close_windows(
@@ -291,98 +249,63 @@ def close_windows(
     store: WindowStore,
     sink: Sink,
     stream: str,
-    bound: CloseBound,
-    now_s: float,
-    limit: int,
-    recover_after_s: float,
-    share: Callable[[str], bool] | None = None,
-    writers: int = 8,
+    config: WindowConfig,
+    watermark: Watermark,
+    limit: int = CLOSE_LIMIT,
 ) -> CloseReport:
-    """Freeze every open window `bound` allows, emit the result of every frozen window, and
-    mark them final. Each step is conditional on the item's version, so concurrent closers
-    (processors, the schedule) never produce two different results for one window."""
-    bound_us = bound.bound_us
-    closing = store.due("closing", None, limit)
-    open_due = (
-        store.due("open", iso_seconds(bound_us // US), limit) if bound_us is not None else []
-    )
-    candidates = [
-        k for k in dict.fromkeys([*closing, *open_due]) if share is None or share(k[0])
-    ]
-    items = store.get_many(candidates) if candidates else {}
-    to_emit: list[WindowState] = []
-    to_freeze: list[tuple[WindowState, WindowState]] = []
-    for key in candidates:
-        item = items.get(key)
-        if item is None:
-            continue
-        state = WindowState.from_item(item)
-        if state.status == "closing":
-            # Its closer may be emitting it right now; take over only an abandoned close.
-            if state.closed_at_s is None or now_s - state.closed_at_s >= recover_after_s:
-                to_emit.append(state)
-        elif state.status == "open" and bound.allows(state.closes_at_s):
-            to_freeze.append((state, state.freeze(
-                closed_by=bound.closed_by(state.closes_at_s),
-                watermark_us=bound.watermark_us,
-                now_s=now_s,
-            )))
-
-    def freeze(pair: tuple[WindowState, WindowState]) -> str | bool:
-        old, new = pair
-        try:
-            # A lost race means another closer froze it, or a payment was just added: either
-            # way the next pass sees the current item.
-            return store.put_if_version(new.to_item(), old.version)
-        except Exception as exc:  # noqa: BLE001 - the window stays open; the next pass retries
-            return f"{old.account} {old.window.key}: freeze failed: {exc}"
-
-    def finalize(state: WindowState) -> str | bool:
-        try:
-            # False: another closer finalized it first, which is just as good.
-            return store.put_if_version(state.finalize().to_item(), state.version)
-        except Exception as exc:  # noqa: BLE001 - stays `closing`: re-emitted, same id
-            return f"{state.account} {state.window.key}: finalize failed: {exc}"
-
-    failed: list[str] = []
-    frozen = 0
-    # Items are independent: their conditional writes go out concurrently.
-    with ThreadPoolExecutor(max_workers=writers) as pool:
-        for (_old, new), outcome in zip(to_freeze, pool.map(freeze, to_freeze), strict=True):
-            if isinstance(outcome, str):
-                failed.append(outcome)
-            elif outcome:
-                frozen += 1
-                to_emit.append(new)
-        out = [
-            OutRecord(partition_key=s.account, data=closed_event(s).to_bytes(), tag=n)
-            for n, s in enumerate(to_emit)
-        ]
-        failures = {f.tag: f.reason for f in sink.emit(stream, out)} if out else {}
-        emitted = [s for n, s in enumerate(to_emit) if n not in failures]
-        failed.extend(
-            f"{s.account} {s.window.key}: emit failed: {failures[n]}"
-            for n, s in enumerate(to_emit) if n in failures
-        )
-        finalized = 0
-        for outcome in pool.map(finalize, emitted):
-            if isinstance(outcome, str):
-                failed.append(outcome)
-            elif outcome:
-                finalized += 1
+    """Emit the results of the windows `watermark` made final since the close cursor, then
+    move the cursor (a lost race on it means another closer emitted the same events, with the
+    same ids)."""
+    if watermark.watermark_us is None:
+        return CloseReport()
+    through_s = watermark.watermark_us // 1_000_000
+    shown = iso_seconds(through_s)
+    cursor = CloseCursor.from_item(
+        store.get_many([(BOOKKEEPING_PARTITION, CURSOR_KEY)]).get(
+            (BOOKKEEPING_PARTITION, CURSOR_KEY)))
+    if cursor.through_s is not None and cursor.through_s >= through_s:
+        return CloseReport(watermark=shown)
+    low = DUE_PREFIX
+    if cursor.through_s is not None:
+        # Panes a window closing after the cursor can span start at most max_size before it.
+        earliest = cursor.through_s - config.allowed_lateness_s - config.max_size_s
+        low = DUE_PREFIX + iso_seconds(max(0, earliest))
+    high = DUE_PREFIX + iso_seconds(through_s) + "\uffff"
+    accounts = due_accounts(store.between(BOOKKEEPING_PARTITION, low, high))
+    due = due_windows(config, cursor, through_s, accounts)
+    taken = take_due(due, limit)
+    keys = sorted({(d.account, pane_key(s)) for d in taken for s in config.panes_of(d.window)
+                   if d.account in accounts.get(s, set())})
+    stored = store.get_many(keys) if keys else {}
+    panes: dict[str, dict[int, PaneState]] = {}
+    for item in stored.values():
+        pane = PaneState.from_item(item, config)
+        panes.setdefault(pane.account, {})[pane.start_s] = pane
+    out: list[OutRecord] = []
+    which: list[int] = []
+    for n, d in enumerate(taken):
+        totals = window_totals(config, d.window, panes.get(d.account, {}))
+        if not totals:
+            continue  # every payment of the window was late: no result
+        event = closed_event(config, d.account, d.window, totals, watermark)
+        out.append(OutRecord(partition_key=d.account, data=event.to_bytes(), tag=n))
+        which.append(n)
+    failures = {f.tag: f.reason for f in sink.emit(stream, out)} if out else {}
+    done = taken
+    if failures:
+        first_failed = min(failures)
+        group = taken[first_failed].group
+        done = [d for d in taken[:first_failed] if d.group != group]
+    emitted = sum(1 for n in which if n not in failures and n < len(done))
+    new_cursor = advance_cursor(cursor, done, due, through_s)
+    if new_cursor is not cursor:
+        store.put_if_version(new_cursor.to_item(), cursor.version or None)
     return CloseReport(
-        due=len(candidates),
-        frozen=frozen,
-        emitted=len(emitted),
-        finalized=finalized,
-        failed=tuple(failed),
-        more=len(closing) >= limit or len(open_due) >= limit,
+        due=len(due), emitted=emitted,
+        failed=tuple(f"{taken[n].account} {taken[n].window.key}: emit failed: {r}"
+                     for n, r in sorted(failures.items())),
+        more=len(done) < len(due), watermark=shown,
     )
-
-
-def read_shards(store: WindowStore) -> dict[str, ShardState]:
-    states = (ShardState.from_item(item) for item in store.partition(SHARDS_PARTITION))
-    return {s.key: s for s in states}
 
 
 # -- the processor ---------------------------------------------------------------------------
@@ -397,7 +320,7 @@ class Dependencies:
     sink: Sink
     objects: ObjectStore
     now: Callable[[], float] = time.time
-    """Wall clock (epoch seconds): only for shard liveness and the close stamps."""
+    """The functions' clock (epoch seconds): only for shard liveness."""
     config: WindowConfig = field(default_factory=WindowConfig)
     writers: int = 8
     shard_lister: ShardLister | None = None
@@ -422,142 +345,93 @@ def dependencies(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Written:
-    failed: dict[int, str]
-    late: tuple[LateHit, ...]
-
-
 def process(deps: Dependencies) -> BatchFunction:
     quarantine = QuarantineWriter(deps.objects, bucket=deps.quarantine_bucket, processor=PROCESSOR)
     logger = Logger(service=PROCESSOR)
     config = deps.config
+    engine = StateEngine(deps.store, PaneModel(config, deps.late_stream), writers=deps.writers,
+                         what="pane")
 
-    def write_window(
-        key: ItemKey, plan: BatchPlan, contributions: Sequence[Contribution],
-        item: Mapping[str, Any] | None,
-    ) -> _Written:
-        indexes = sorted({c.index for c in contributions})
-        for _attempt in range(WRITE_ATTEMPTS):
-            state = (
-                WindowState.from_item(item) if item
-                else WindowState.fresh(key[0], plan.windows[key], config)
-            )
-            result = apply_window(state, contributions, recent_ids=config.recent_ids)
-            if not result.changed:
-                return _Written({}, result.late)
-            try:
-                if deps.store.put_if_version(result.state.to_item(), state.version or None):
-                    return _Written({}, result.late)
-            except Exception as exc:  # noqa: BLE001 - fail this window's records only
-                return _Written({i: f"window write failed: {exc}" for i in indexes}, ())
-            item = deps.store.get_many([key]).get(key)
-        reason = "window write lost every race for the item"
-        return _Written({i: reason for i in indexes}, ())
-
-    def peers_of(
-        event: Mapping[str, Any], shards: Mapping[str, ShardState]
-    ) -> dict[str, tuple[str, ...]]:
+    def peers_of(event: Mapping[str, Any], shards: Mapping[str, ShardState]
+                 ) -> dict[str, tuple[str, ...]]:
         """Stream name -> its shard ids: the open ones, and the closed ones registered."""
         lister = deps.shard_lister
         if lister is None:
             return {}
-        registered = set(shards)
         out: dict[str, tuple[str, ...]] = {}
         for stream, arn in sorted(_kinesis_sources(event).items()):
             try:
                 listed = lister.list_shards(arn)
-            except Exception:  # close without waiting, as before
+            except Exception:  # closing then waits only for the registered shards
                 logger.exception("listing the source's shards failed", extra={"stream": arn})
                 continue
-            out[stream] = tuple(
-                s.shard_id for s in listed
-                if s.open or f"{stream}/{s.shard_id}" in registered
-            )
+            out[stream] = tuple(s.shard_id for s in listed
+                                if s.open or f"{stream}/{s.shard_id}" in shards)
         return out
 
-    def commit(
-        plan: BatchPlan, report: BatchReport, now_s: float,
-        peers: Mapping[str, tuple[str, ...]],
-    ) -> dict[str, ShardState]:
-        """Write each shard's committed prefix; if that fails, fail the shard's first record
-        beyond its old fence, so Lambda retries from it with the watermark it had."""
+    def commit(plan_shards: Mapping[str, ShardState], records: Any, report: BatchReport,
+               now_s: float, peers: Mapping[str, tuple[str, ...]]) -> dict[str, ShardState]:
+        """Each shard's committed prefix; if it cannot be written, fail the shard's first
+        record beyond its old fence, so Lambda retries from it with the watermark it had."""
         written: dict[str, ShardState] = {}
-        in_batch = {f"{r.position.stream}/{r.position.shard}" for r in report.records}
-        for key in sorted(in_batch):
-            records = [r for r in plan.records if r.shard_key == key]
-            current = plan.shards[key]
+        for key in sorted({r.shard_key for r in records}):
+            current = plan_shards[key]
             new = commit_shard(config, current, records, report.failed, now_s=now_s,
                                peers=peers.get(current.stream))
-            problem: str | None = "shard watermark write lost every race"
-            for _attempt in range(WRITE_ATTEMPTS):
-                if new is None:
-                    problem = None
-                    break
-                try:
-                    won = deps.store.put_if_version(new.to_item(), current.version or None)
-                except Exception as exc:  # noqa: BLE001 - retried from the first record
-                    problem = f"shard watermark write failed: {exc}"
-                    break
-                if won:
-                    written[key], problem = new, None
-                    break
-                stored = read_shards(deps.store).get(key)
-                if stored is None:
-                    break
-                current, new = stored, merge_shard(new, stored)
-            if problem and records:
-                report.failed.setdefault(records[0].index, problem)
+            if new is None:
+                continue
+            try:
+                stored = write_shard(deps.store, config, new, current.version or None)
+            except Exception as exc:  # noqa: BLE001 - retried from the first record
+                stored, problem = None, f"shard watermark write failed: {exc}"
+            else:
+                problem = "shard watermark write lost every race"
+            if stored is not None:
+                written[key] = stored
+                continue
+            first = min((r for r in records if r.shard_key == key), key=lambda r: r.sequence)
+            report.failed.setdefault(first.index, problem)
         return written
 
     def run(event: Mapping[str, Any]) -> BatchReport:
         records = decode_event(event)
-        parsed = parse_records(records)
+        batch = read_batch(records)
         now_s = deps.now()
         shards = read_shards(deps.store)
-        plan = plan_batch(config, [r.position for r in records], parsed, shards)
-        stored = deps.store.get_many(list(plan.contributions)) if plan.contributions else {}
-        failed: dict[int, str] = {}
-        late: list[LateHit] = []
-        # Window items are independent: their writes go out concurrently.
-        with ThreadPoolExecutor(max_workers=deps.writers) as pool:
-            futures = [
-                pool.submit(write_window, key, plan, contributions, stored.get(key))
-                for key, contributions in plan.contributions.items()
-            ]
-            for future in futures:
-                written = future.result()
-                for index, reason in written.failed.items():
-                    failed.setdefault(index, reason)
-                late.extend(written.late)
-        emissions = tuple(
-            Emission(deps.late_stream, envelope, index)
-            for index, envelope in late_events(late, config)
-        )
-        effects = Effects(emissions=emissions, quarantined=plan.rejected, failed=failed)
-        report = apply_effects(records, effects, sink=deps.sink, quarantine=quarantine)
         peers = peers_of(event, shards)
-        shards.update(commit(plan, report, now_s, peers))
+        expected = [f"{stream}/{s}" for stream, ids in peers.items() for s in ids]
+        plan = plan_batch(
+            config, [r.position for r in records], [r.arrival_epoch_s for r in records],
+            batch.events, batch.lineages, shards, expected=expected,
+        )
+        failed: dict[int, str] = {}
+        applied = None
         try:
-            bound = close_bound(
-                config, shards.values(), now_s=now_s,
-                expected=[f"{stream}/{shard}" for stream, ids in peers.items() for shard in ids],
-            )
-            in_batch = {f"{r.position.stream}/{r.position.shard}" for r in records}
-            mine = sorted(in_batch & set(bound.active))
+            for item in due_items(config, plan):
+                deps.store.put(item)
+        except Exception as exc:  # noqa: BLE001 - nothing applied; the batch is retried
+            reason = f"due list write failed: {exc}"
+            failed = {r.index: reason for r in plan.records}
+        else:
+            applied = engine.run(plan.inputs, publish=emitter(deps.sink, batch.stamper))
+            failed = dict(applied.failed)
+        effects = Effects(quarantined=plan.rejected, failed=failed)
+        report = apply_effects(records, effects, sink=None, quarantine=quarantine, batch=batch)
+        if applied is not None:
+            report.emitted.extend(applied.emitted)
+            report.duplicates += applied.duplicates
+        shards.update(commit(plan.shards, plan.records, report, now_s, peers))
+        try:
             closed = close_windows(
-                store=deps.store, sink=deps.sink, stream=deps.activity_stream, bound=bound,
-                now_s=now_s, limit=CLOSE_LIMIT, recover_after_s=RECOVER_AFTER_S,
-                writers=deps.writers,
-                share=lambda account: not mine or any(owns(account, k, bound.active)
-                                                      for k in mine),
+                store=deps.store, sink=deps.sink, stream=deps.activity_stream, config=config,
+                watermark=pipeline_watermark(config, shards.values(), expected),
             )
         except Exception:  # windows-close finishes the job
             logger.exception("close pass failed; windows-close will close these windows")
         else:
             if closed.failed:
-                logger.warning("close pass incomplete", extra={**closed.summary(),
-                                                               "first": closed.failed[:3]})
+                logger.warning("close pass incomplete",
+                               extra={**closed.summary(), "first": closed.failed[:3]})
         return report
 
     return run

@@ -1,24 +1,31 @@
-"""Scheduled handler of `windows-close`: final results for windows whose keys went quiet.
+"""Scheduled handler of `windows-close`: final results for windows, also when the pipeline went
+quiet.
 
 EventBridge Scheduler invokes it every minute. It reads the shard items the `windows` processor
-keeps in activity-view, computes how far windows may close (the pipeline watermark, or, when
-every shard is idle, the wall clock minus the grace: see `payments.domain.windows`), and runs
-the same close pass as the processor over the `open-by-close` index: freeze, emit
-`window.closed` to activity, mark final. It also finishes any close a processor left half
-done (`closing` items). Everything it does is idempotent: a second run emits nothing new, and
-re-emitting an interrupted close yields the same event id and content.
+keeps in activity-view and:
 
-It returns a small summary. If some windows could not be closed it raises after doing all it
-could, so the run lands in the schedule's dead-letter queue and the errors alarm fires; the
-next tick retries those windows.
+1. raises the floor of every idle shard (no batch for `idle_after_s` of the functions' clock)
+   to the lowest watermark of the active shards, or to the clock minus `close_grace_s` when
+   all are idle: first as a PENDING raise, which the shard's processor applies at once to its
+   late decisions;
+2. for every shard with a pending raise, checks that the processor's committed fence is at the
+   shard's tip (`ShardTip`: no record after it). Then no batch that read the old watermark can
+   still apply a payment, and the raise becomes VERIFIED, i.e. part of the pipeline watermark
+   readers and closers use. A shard not at its tip keeps its raise pending for the next run;
+3. runs the close pass (`payments.handlers.windows.close_windows`) until no window the
+   pipeline watermark has passed is left, or the invocation's time runs short.
+
+Everything is idempotent: a second run emits nothing new, and a re-emitted result has the same
+event id. If some results could not be emitted it raises after doing all it could, so the run
+lands in the schedule's dead-letter queue and the errors alarm fires; the next tick retries.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -27,29 +34,69 @@ from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.envelope import format_time
 from cascata_runtime.handler import ClientFactory, Handler, lazy
 from cascata_runtime.ports import Sink
-from payments.domain.windows import WindowConfig, close_bound, from_us
+from payments.domain.windows import (
+    ShardState,
+    WindowConfig,
+    from_us,
+    idle_raises,
+    pipeline_watermark,
+    verified,
+)
 from payments.handlers.windows import (
     CloseReport,
     DynamoWindowStore,
     WindowStore,
     close_windows,
     read_shards,
+    write_shard,
 )
 from payments.settings import WindowsCloseSettings
 
 PROCESSOR = "windows-close"
 SETTINGS = WindowsCloseSettings
-PASS_LIMIT = 1000
-"""Windows per pass; passes repeat while the index has more and time remains."""
-MAX_PASSES = 50
+PASS_LIMIT = 5000
+"""Windows per close pass; passes repeat while more are due and time remains."""
+MAX_PASSES = 200
 SAFETY_MS = 10_000
 """Stop starting passes when less than this much of the invocation's time is left."""
-RECOVER_AFTER_S = 10.0
-"""A `closing` item frozen longer ago than this is re-emitted (its closer was interrupted)."""
 
 
 class WindowsCloseIncompleteError(RuntimeError):
-    """Some windows could not be closed in this run; the next run retries them."""
+    """Some window results could not be emitted in this run; the next run retries them."""
+
+
+class ShardTip(Protocol):
+    def at_tip(self, stream: str, shard: str, fence: int) -> bool | None:
+        """Whether the shard holds no record after sequence `fence` (-1: none at all) right
+        now; None when the source cannot tell (the raise then stays pending)."""
+        ...
+
+
+class KinesisShardTip:
+    """`ShardTip` over Kinesis: one GetShardIterator and one GetRecords (Limit 1) per check."""
+
+    def __init__(self, kinesis: Any) -> None:
+        self._kinesis = kinesis
+
+    def at_tip(self, stream: str, shard: str, fence: int) -> bool | None:
+        if not shard.startswith("shardId-"):
+            return None  # a Kafka partition
+        kwargs: dict[str, Any] = {"StreamName": stream, "ShardId": shard}
+        if fence < 0:
+            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+            kwargs["StartingSequenceNumber"] = str(fence)
+        iterator = self._kinesis.get_shard_iterator(**kwargs)["ShardIterator"]
+        # An empty page with MillisBehindLatest > 0 can hide records further on: keep reading.
+        for _page in range(20):
+            page = self._kinesis.get_records(ShardIterator=iterator, Limit=1)
+            if page.get("Records"):
+                return False
+            iterator = page.get("NextShardIterator")
+            if not iterator or int(page.get("MillisBehindLatest", 0)) == 0:
+                return True
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +104,11 @@ class Dependencies:
     activity_stream: str
     store: WindowStore
     sink: Sink
+    tip: ShardTip | None = None
+    """None: idle shards are never verified (their windows close by watermark only)."""
     now: Callable[[], float] = time.time
-    """The wall clock (epoch seconds), injected so tests and the local runtime control it."""
+    """The functions' clock (epoch seconds), injected so tests and the local runtime control
+    it."""
     config: WindowConfig = field(default_factory=WindowConfig)
 
 
@@ -67,41 +117,69 @@ def dependencies(
     client: ClientFactory = adapters.client,
     now: Callable[[], float] = time.time,
 ) -> Dependencies:
+    kinesis = client("kinesis")
     return Dependencies(
         activity_stream=settings.activity_stream,
         store=DynamoWindowStore(client("dynamodb"), settings.activity_table),
-        sink=KinesisSink(client("kinesis")),
+        sink=KinesisSink(kinesis),
+        tip=KinesisShardTip(kinesis),
         now=now,
     )
 
 
+def raise_idle(deps: Dependencies, now_s: float) -> dict[str, ShardState]:
+    """Steps 1 and 2 of the module doc; returns the shard states as they now stand."""
+    config = deps.config
+    shards = read_shards(deps.store)
+    for raised in idle_raises(config, shards.values(), now_s=now_s):
+        current = shards.get(raised.key)
+        stored = write_shard(
+            deps.store, config,
+            replace(raised, version=raised.version + 1),
+            current.version if current is not None else None,
+        )
+        if stored is not None:
+            shards[stored.key] = stored
+    if deps.tip is None:
+        return shards
+    for key, state in sorted(shards.items()):
+        if state.pending_us is None:
+            continue
+        # The raise is stored before the tip is read: a batch that read the old watermark
+        # holds records after the fence until it commits.
+        if deps.tip.at_tip(state.stream, state.shard, state.fence) is not True:
+            continue
+        good = replace(verified(state), version=state.version + 1)
+        if deps.store.put_if_version(good.to_item(config), state.version or None):
+            shards[key] = good
+    return shards
+
+
 def close_due(deps: Dependencies, remaining_ms: Callable[[], int]) -> dict[str, Any]:
     now_s = deps.now()
-    shards = read_shards(deps.store)
-    bound = close_bound(deps.config, shards.values(), now_s=now_s)
+    shards = raise_idle(deps, now_s)
+    watermark = pipeline_watermark(deps.config, shards.values())
     total = CloseReport()
     passes = 0
     while True:
         report = close_windows(
-            store=deps.store, sink=deps.sink, stream=deps.activity_stream, bound=bound,
-            now_s=now_s, limit=PASS_LIMIT, recover_after_s=RECOVER_AFTER_S,
+            store=deps.store, sink=deps.sink, stream=deps.activity_stream, config=deps.config,
+            watermark=watermark, limit=PASS_LIMIT,
         )
         total += report
         passes += 1
-        progressed = report.frozen or report.finalized
-        if not (report.more and progressed) or passes >= MAX_PASSES:
+        if not report.more or report.failed or passes >= MAX_PASSES:
             break
         if remaining_ms() < SAFETY_MS:
             break
-    bound_us = bound.bound_us
     return {
         **total.summary(),
         "passes": passes,
         "now": format_time(from_us(int(now_s * 1_000_000))),
-        "watermark": None if bound.watermark_us is None else format_time(
-            from_us(bound.watermark_us)),
-        "bound": None if bound_us is None else format_time(from_us(bound_us)),
-        "active_shards": len(bound.active),
+        "watermark": None if watermark.watermark_us is None else format_time(
+            from_us(watermark.watermark_us)),
+        "closed_by": watermark.closed_by,
+        "pending_raises": sorted(k for k, s in shards.items() if s.pending_us is not None),
         "errors": list(total.failed[:5]),
     }
 
@@ -116,9 +194,10 @@ def make_handler(deps: Dependencies) -> Handler:
         )
         summary = close_due(deps, remaining)
         if summary["failed"]:
-            logger.error("windows left unclosed; the next run retries them", extra=summary)
+            logger.error("window results not emitted; the next run retries them",
+                         extra=summary)
             raise WindowsCloseIncompleteError(
-                f"{summary['failed']} window(s) not closed: {'; '.join(summary['errors'])}"
+                f"{summary['failed']} window(s) not emitted: {'; '.join(summary['errors'])}"
             )
         logger.info("windows closed", extra=summary)
         return summary
