@@ -37,11 +37,11 @@ class S3ObjectStore(ObjectStore):
         )
 
 
-def conditional_put(dynamodb: Any, **request: Any) -> bool:
-    """One PutItem with a condition: True when written, False when the condition failed (a
-    lost race or a held claim); any other error raises."""
+def conditional(write: Callable[..., Any], **request: Any) -> bool:
+    """One conditional write (`dynamodb.put_item`, `dynamodb.update_item`): True when written,
+    False when the condition failed (a lost race, a held claim); any other error raises."""
     try:
-        dynamodb.put_item(**request)
+        write(**request)
     except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code")
         if code == "ConditionalCheckFailedException":
@@ -69,8 +69,8 @@ class DynamoMarkers:
     def claim(self, marker: str, position: str, expires_at: int, now: int) -> bool:
         horizon = max(0, expires_at - now)
         physical = max(expires_at, int(self._clock()) + horizon)
-        return conditional_put(
-            self._ddb,
+        return conditional(
+            self._ddb.put_item,
             TableName=self._table,
             Item={"id": {"S": marker}, "position": {"S": position},
                   "until": {"N": str(expires_at)}, "expires_at": {"N": str(physical)}},
@@ -123,8 +123,8 @@ class DynamoItemStore:
             names = {"#v": "version"}
             values = {":expected": {"N": str(expected_version)}}
         self.write_requests += 1
-        return conditional_put(
-            self._ddb,
+        return conditional(
+            self._ddb.put_item,
             TableName=self._table,
             Item={k: ser.serialize(v) for k, v in item.items()},
             ConditionExpression=condition,

@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger, Metrics
 
 from cascata_runtime.effects import Keyed
 from cascata_runtime.envelope import Rejection
+from cascata_runtime.errors import ConfigurationError
 from cascata_runtime.observability import NAMESPACE, publish
 from cascata_runtime.ports import ObjectStore, Sink
 from cascata_runtime.quarantine import QuarantineWriter
@@ -77,7 +78,11 @@ def origins_from(
     from cascata_runtime.adapters import DynamoMarkers
     from cascata_runtime.origin import parse_origins
 
-    policies = parse_origins(origin_streams)
+    try:
+        policies = parse_origins(origin_streams)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"ORIGIN_STREAMS is not a valid origin policy map: {exc}") from None
     markers = DynamoMarkers(client("dynamodb"), dedupe_table) if dedupe_table else None
     return Origins(policies=policies, markers=markers)
 

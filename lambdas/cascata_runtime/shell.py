@@ -30,7 +30,7 @@ from cascata_runtime.quarantine import QuarantineEntry, QuarantineWriter
 from cascata_runtime.records import InputRecord, batch_response, replayed_input
 
 __all__ = ["Batch", "BatchReport", "Effects", "Emission", "Origins", "Parsed", "apply_effects",
-           "parse_records", "read_batch", "stamped_bytes"]
+           "emit", "parse_records", "read_batch", "stamped_bytes"]
 
 Parsed = Envelope | Rejection | None
 """A decoded record: an envelope, why it is invalid, or None for a copy the gate suppressed."""
@@ -168,24 +168,33 @@ def apply_effects(
             report.failed[index] = f"quarantine write failed: {exc}"
         else:
             report.quarantined.append(entry)
+    pending = [e for e in effects.emissions if e.cause not in report.failed]
+    if pending and sink is None:
+        raise AssertionError(f"an emission to {pending[0].stream} from a processor without a sink")
+    if sink is not None:
+        failures = emit(sink, pending, stamper)
+        for emission, reason in failures:
+            report.failed.setdefault(emission.cause, reason)
+        failed_ids = {id(e) for e, _ in failures}
+        report.emitted.extend(e for e in pending if id(e) not in failed_ids)
+    return report
+
+
+def emit(sink: Sink, emissions: Sequence[Emission], stamper: Stamper | None
+         ) -> list[tuple[Emission, str]]:
+    """Write `emissions` through `sink`, one PutRecords call per stream, each output stamped
+    with its cause's lineage; returns the emissions that could not be written, with why."""
     by_stream: dict[str, list[Emission]] = defaultdict(list)
-    for emission in effects.emissions:
-        if emission.cause not in report.failed:
-            by_stream[emission.stream].append(emission)
-    for stream, emissions in by_stream.items():
+    for emission in emissions:
+        by_stream[emission.stream].append(emission)
+    failed: list[tuple[Emission, str]] = []
+    for stream, group in by_stream.items():
         out = [
             OutRecord(partition_key=e.envelope.key, data=stamped_bytes(e, stamper), tag=n)
-            for n, e in enumerate(emissions)
+            for n, e in enumerate(group)
         ]
-        if sink is None:
-            raise AssertionError(f"an emission to {stream} from a processor without a sink")
-        failures = sink.emit(stream, out)
-        failed_tags = set()
-        for failure in failures:
-            failed_tags.add(failure.tag)
-            report.failed.setdefault(emissions[failure.tag].cause, failure.reason)
-        report.emitted.extend(e for n, e in enumerate(emissions) if n not in failed_tags)
-    return report
+        failed.extend((group[f.tag], f.reason) for f in sink.emit(stream, out))
+    return failed
 
 
 def stamped_bytes(emission: Emission, stamper: Stamper | None) -> bytes:

@@ -28,8 +28,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from cascata_runtime.effects import Emission, Keyed, Outcome
 from cascata_runtime.lineage import Fences, Stamper
-from cascata_runtime.ports import ItemStore, OutRecord, Sink
-from cascata_runtime.shell import stamped_bytes
+from cascata_runtime.ports import ItemStore, Sink
+from cascata_runtime.shell import emit
 
 __all__ = ["EngineReport", "Keyed", "KeyedStore", "Model", "Outcome", "Publish", "StateEngine",
            "emitter"]
@@ -78,16 +78,8 @@ def emitter(sink: Sink, stamper: Stamper | None = None) -> Publish:
 
     def publish(emissions: Sequence[Emission]) -> Mapping[int, str]:
         failed: dict[int, str] = {}
-        by_stream: dict[str, list[Emission]] = {}
-        for emission in emissions:
-            by_stream.setdefault(emission.stream, []).append(emission)
-        for stream, group in by_stream.items():
-            out = [
-                OutRecord(partition_key=e.envelope.key, data=stamped_bytes(e, stamper), tag=n)
-                for n, e in enumerate(group)
-            ]
-            for failure in sink.emit(stream, out):
-                failed.setdefault(group[failure.tag].cause, failure.reason)
+        for emission, reason in emit(sink, emissions, stamper):
+            failed.setdefault(emission.cause, reason)
         return failed
 
     return publish

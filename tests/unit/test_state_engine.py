@@ -693,3 +693,13 @@ def test_parse_origins_reads_each_streams_policy_with_defaults() -> None:
 def test_parse_origins_refuses_a_malformed_setting(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_origins(text)
+
+
+def test_a_malformed_origin_policy_is_a_configuration_error_naming_the_variable() -> None:
+    from cascata_runtime.errors import ConfigurationError
+    from cascata_runtime.handler import origins_from
+
+    with pytest.raises(ConfigurationError, match="ORIGIN_STREAMS"):
+        origins_from("{not json", None, client=lambda service: None)
+    with pytest.raises(ConfigurationError, match="ORIGIN_STREAMS"):
+        origins_from('{"s": {"earliest": "yesterday"}}', None, client=lambda service: None)

@@ -140,23 +140,17 @@ class DynamoAlertLedger:
             fields |= {k: v for k, v in item.items() if k not in (VIEW_PARTITION_KEY,
                                                                    VIEW_SORT_KEY)}
         names = list(fields)
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key={k: ser.serialize(item[k]) for k in (VIEW_PARTITION_KEY, VIEW_SORT_KEY)},
-                UpdateExpression="SET " + ", ".join(f"#a{n} = :v{n}" for n in range(len(names))),
-                ConditionExpression="attribute_not_exists(notified_at)",
-                ExpressionAttributeNames={f"#a{n}": f for n, f in enumerate(names)},
-                ExpressionAttributeValues={
-                    f":v{n}": ser.serialize(fields[f]) for n, f in enumerate(names)
-                },
-            )
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return adapters.conditional(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key={k: ser.serialize(item[k]) for k in (VIEW_PARTITION_KEY, VIEW_SORT_KEY)},
+            UpdateExpression="SET " + ", ".join(f"#a{n} = :v{n}" for n in range(len(names))),
+            ConditionExpression="attribute_not_exists(notified_at)",
+            ExpressionAttributeNames={f"#a{n}": f for n, f in enumerate(names)},
+            ExpressionAttributeValues={
+                f":v{n}": ser.serialize(fields[f]) for n, f in enumerate(names)
+            },
+        )
 
 
 def _utcnow() -> datetime:
