@@ -80,6 +80,7 @@ class DemoResult:
     latency_ms: dict[str, float]
     chaos: dict[str, Any] | None
     endpoint: str
+    peak_rss_mb: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -94,15 +95,18 @@ class DemoResult:
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
             "chaos": self.chaos,
             "endpoint": self.endpoint,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
             "notes": self.notes,
         }
 
 
 class _Latency:
-    """First time each posting was applied to the balances view, by payment id."""
+    """When each payment was fully applied to the balances view (both of its postings), kept
+    as the balances invocations return, so that reading progress is O(1)."""
 
     def __init__(self) -> None:
-        self.applied: dict[str, float] = {}
+        self._postings: dict[str, set[str]] = {}
+        self._done: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def observe(self, processor: str, event: Mapping[str, Any], response: Any,
@@ -117,18 +121,25 @@ class _Latency:
                     continue
                 try:
                     posting = json.loads(base64.b64decode(kin["data"]))
-                    key = f"{posting['data']['payment_event_id']}/{posting['data']['direction']}"
+                    payment = str(posting["data"]["payment_event_id"])
+                    direction = str(posting["data"]["direction"])
                 except (ValueError, KeyError, TypeError):
                     continue
-                self.applied.setdefault(key, finished_at)
+                if payment in self._done:
+                    continue
+                seen = self._postings.setdefault(payment, set())
+                seen.add(direction)
+                if len(seen) == 2:  # debit and credit: the payment is in the view
+                    del self._postings[payment]
+                    self._done[payment] = finished_at
+
+    @property
+    def completed(self) -> int:
+        return len(self._done)
 
     def per_payment(self) -> dict[str, float]:
-        done: dict[str, float] = {}
-        # A copy: the tap's thread adds entries while the progress thread reads.
-        for key, when in list(self.applied.items()):
-            payment = key.rsplit("/", 1)[0]
-            done[payment] = max(done.get(payment, 0.0), when)
-        return done
+        with self._lock:
+            return dict(self._done)
 
 
 def _with_producer_duplicates(
@@ -210,7 +221,7 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
 
         def follow() -> None:
             while not stop.wait(0.2):
-                bar.update(wait, completed=len(latency.per_payment()))
+                bar.update(wait, completed=latency.completed)
 
         follower = threading.Thread(target=follow, daemon=True)
         follower.start()
@@ -228,7 +239,7 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         finally:
             stop.set()
             follower.join()
-        bar.update(wait, completed=len(latency.per_payment()))
+        bar.update(wait, completed=latency.completed)
         check_task = bar.add_task("check invariants", total=1)
         names = runtime.provisioned.names if runtime.provisioned else {}
         seen = observe(aws, names, read_tap(aws, tap))
@@ -253,7 +264,18 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         latency_ms=_percentiles(lat),
         chaos=_chaos_summary(runtime, options.chaos, producer_dups),
         endpoint=aws.endpoint_url or "aws",
+        peak_rss_mb=peak_rss_mb(),
     )
+
+
+def peak_rss_mb() -> float:
+    """The most memory this process has held at once (resident set), in MiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _window_specs() -> list[tuple[str, int, int]]:
@@ -345,7 +367,8 @@ def render(result: DemoResult) -> None:
     out.print(
         f"{result.events:,} events generated, {result.sent:,} sent to {result.endpoint}; "
         f"throughput [bold]{result.throughput_eps:,.0f}[/] events/s; "
-        f"produce-to-view latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms"
+        f"produce-to-view latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms; "
+        f"peak memory {result.peak_rss_mb:,.0f} MiB"
     )
     if result.chaos:
         injected = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in

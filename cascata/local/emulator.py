@@ -11,6 +11,10 @@ process against moto's known Kinesis defects before anything is written:
 - after a split or merge, writes still go to the closed parent shard: they now go only to open
   shards.
 
+Two more patches are for speed: every stream write signals `STREAM_WRITES` (idle pollers wake
+on it), and DynamoDB's data-plane answers, built by moto in wire shape already, are written as
+JSON directly instead of through moto's generic, model-walking serializer.
+
 The patches are applied to moto's classes in this process only; installed files are untouched.
 `provision` creates the declared resources through the public AWS APIs and waits for them to
 become ACTIVE, so it works the same against any AWS-compatible endpoint (`ExternalAws`).
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from cascata.local.esm_model import WriteSignal
 from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, Pipeline, ResourceKind, Table
 
 _PATCH_LOCK = threading.Lock()
@@ -38,8 +43,14 @@ class EndpointError(RuntimeError):
     """The AWS endpoint cannot be reached or does not behave like AWS."""
 
 
+STREAM_WRITES = WriteSignal()
+"""Every write to a Kinesis stream of the embedded emulator, from any client."""
+
+
 def patch_moto_kinesis() -> None:
-    """Make moto's Kinesis safe for concurrent writers and O(1) per write. Idempotent."""
+    """Make moto's Kinesis safe for concurrent writers and O(1) per write, signal writes
+    (`STREAM_WRITES`), and answer DynamoDB's data-plane calls without moto's generic
+    serializer. Idempotent."""
     global _patched
     with _PATCH_LOCK:
         if _patched:
@@ -102,6 +113,39 @@ def patch_moto_kinesis() -> None:
                     return shard
             return None
 
+        from moto.dynamodb.responses import DynamoHandler
+
+        from cascata.local.inprocess import FAST_OPERATIONS, dynamodb_json
+
+        generic_serialized = DynamoHandler.serialized
+        data_operations = FAST_OPERATIONS["dynamodb"]
+
+        def serialized(self: Any, action_result: Any) -> Any:
+            # moto's generic serializer walks the service model for every attribute of every
+            # item; DynamoDB's data-plane answers are built in wire shape already.
+            result = action_result.result
+            if isinstance(result, dict) and self._get_action() in data_operations:
+                return 200, {"Content-Type": "application/x-amz-json-1.0"}, dynamodb_json(result)
+            return generic_serialized(self, action_result)
+
+        DynamoHandler.serialized = serialized  # type: ignore[method-assign]
+        original_backend_put = models.KinesisBackend.put_records
+        original_backend_put_one = models.KinesisBackend.put_record
+
+        def backend_put_records(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original_backend_put(self, *args, **kwargs)
+            finally:
+                STREAM_WRITES.notify()
+
+        def backend_put_record(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original_backend_put_one(self, *args, **kwargs)
+            finally:
+                STREAM_WRITES.notify()
+
+        models.KinesisBackend.put_records = backend_put_records  # type: ignore[method-assign]
+        models.KinesisBackend.put_record = backend_put_record  # type: ignore[method-assign]
         shard_cls.put_record = put_record
         shard_cls.get_max_sequence_number = get_max_sequence_number
         shard_cls.get_min_sequence_number = get_min_sequence_number
@@ -149,6 +193,11 @@ class Aws:
                 )
             return self._clients[service]
 
+    def function_client(self, service: str) -> Any:
+        """The client a function running in this process gets: the same as `client` here; the
+        embedded emulator answers its hot operations in-process."""
+        return self.client(service)
+
     def _endpoint_for(self, service: str) -> str | None:
         if self.endpoint_url:
             return self.endpoint_url
@@ -178,19 +227,20 @@ class EmbeddedAws(Aws):
     def __init__(self, port: int = 0) -> None:
         super().__init__(endpoint_url=None, embedded=True)
         self._port = port
-        self._server: Any = None
+        self._server: _Server | None = None
+        self._in_process: Any = None
 
     def start(self) -> EmbeddedAws:
-        from moto.server import ThreadedMotoServer
+        from cascata.local.inprocess import InProcessClients
 
         patch_moto_kinesis()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         if self._port:
             _check_port_free(self._port)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self._server = _Server(self._port)
+        self.endpoint_url = self._server.endpoint_url
+        self._in_process = InProcessClients(self.client, account=self.account,
+                                            region=self.region)
         # moto keeps its state in process-wide backends: a new emulator starts empty, so a run
         # never reads what an earlier one in the same process left behind.
         from moto.moto_api._internal.models import moto_api_backend
@@ -203,6 +253,12 @@ class EmbeddedAws(Aws):
             self._server.stop()
             self._server = None
 
+    def function_client(self, service: str) -> Any:
+        """In-process where the emulator serves the operation without HTTP (`inprocess.py`)."""
+        if self._in_process is None:
+            return self.client(service)
+        return self._in_process.client(service)
+
     def __enter__(self) -> EmbeddedAws:
         return self.start()
 
@@ -214,6 +270,38 @@ class EmbeddedAws(Aws):
         from moto.kinesis.models import kinesis_backends
 
         return kinesis_backends[LOCAL_ACCOUNT][LOCAL_REGION]
+
+
+class _Server:
+    """moto's WSGI application on 127.0.0.1, one request at a time against the state.
+
+    Each request runs under `inprocess.REQUEST_LOCK`, as the in-process calls do, so a
+    conditional write is atomic whichever way it arrives; connections are served by threads
+    (HTTP/1.1 keep-alive, so a client reuses its connection)."""
+
+    def __init__(self, port: int) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        from cascata.local.inprocess import REQUEST_LOCK
+
+        app = DomainDispatcherApplication(create_backend_app)
+
+        def atomic(environ: dict[str, Any], start_response: Any) -> Any:
+            with REQUEST_LOCK:
+                return list(app(environ, start_response))
+
+        self._httpd = make_server("127.0.0.1", port, atomic, threaded=True)
+        host, bound = self._httpd.server_address[:2]
+        self.endpoint_url = f"http://{host!s}:{bound}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        name="cascata-emulator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
 
 
 def _has_credentials() -> bool:

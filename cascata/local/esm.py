@@ -14,8 +14,8 @@ function error here as well.
 
 Time comes only from the injected `Clock`: with a `ManualClock`, `drain()` jumps over batching
 windows, back-off and window ends instantly. `drain()` runs every lane in a fixed order in the
-calling thread (deterministic for tests); `start()` polls in a background thread, optionally
-running lanes concurrently.
+calling thread (deterministic for tests); `start()` runs every lane on its own thread, as
+Lambda's pollers do (`esm_pollers.py`), and `settle()` drains the running engine.
 
 Public API (import everything from here): `EventSourceMappingEngine`, `EventSourceMapping`,
 `MappingConfig`, the sources (`KinesisBackendSource`, `KinesisApiSource`, `KafkaSource`),
@@ -49,7 +49,9 @@ from cascata.local.esm_model import (
     Invocation,
     MappingStats,
     Outcome,
+    WriteSignal,
 )
+from cascata.local.esm_pollers import Pollers
 from cascata.local.esm_sources import (
     AtTimestamp,
     Cursor,
@@ -330,13 +332,13 @@ class EventSourceMapping:
                 return False
         return True
 
-    def _poll(self, now: float, refresh: bool) -> int:
-        """Discover shards, start workers whose parents are done, and read. Returns work done."""
+    def _discover(self, now: float, refresh: bool) -> int:
+        """Start workers for shards whose parents are done. Returns how many started."""
         if not self._enabled:
             return 0
         shards = self.source.list_shards(refresh=refresh)
         known = {s.shard_id for s in shards}
-        work = 0
+        started = 0
         for info in shards:
             worker = self._workers.get(info.shard_id)
             if worker is None:
@@ -344,24 +346,37 @@ class EventSourceMapping:
                     continue
                 # Shards found after the mapping started hold only post-reshard records.
                 cursor = self._resume.get(info.shard_id)
-                worker = self._workers[info.shard_id] = ShardWorker(self, info, cursor, now)
-                work += 1
+                self._workers[info.shard_id] = ShardWorker(self, info, cursor, now)
+                started += 1
             else:
                 worker.info = info
-            work += worker.fill(now)
+        return started
+
+    def _poll(self, now: float, refresh: bool) -> int:
+        """Discover shards, start workers whose parents are done, and read. Returns work done."""
+        work = self._discover(now, refresh)
+        if self._enabled:
+            work += sum(worker.fill(now) for worker in list(self._workers.values()))
         return work
 
     def _lanes(self) -> list[Lane]:
         return [lane for worker in self._workers.values() for lane in worker.lanes]
 
-    def _idle(self) -> bool:
+    def _idle(self, read_after: float | None = None) -> bool:
+        """Nothing buffered, in flight or pending; with `read_after`, also every shard read to
+        its end by a read that began after that `time.monotonic()` instant."""
         if not self._enabled:
             return True
-        for worker in self._workers.values():
-            if not worker.caught_up or not worker.progress.idle:
-                return False
-            if not all(lane.idle for lane in worker.lanes):
-                return False
+        for worker in list(self._workers.values()):
+            with worker.lock:
+                if read_after is not None and not worker.ended and (
+                    worker.read_started <= read_after
+                ):
+                    return False
+                if not worker.caught_up or not worker.progress.idle:
+                    return False
+                if not all(lane.idle for lane in worker.lanes):
+                    return False
         return True
 
     def _busy_report(self) -> list[str]:
@@ -411,6 +426,8 @@ class EventSourceMappingEngine:
       `drain(parallel=True)`) when above 1.
     - `keep_invocations`: record every invocation in `mapping.invocations` (turn off for long
       runs; the counters are always kept).
+    - `wake`: signalled on every write to the sources (the embedded emulator's
+      `STREAM_WRITES`): idle lanes of the background mode wake on it instead of polling.
     """
 
     def __init__(
@@ -427,6 +444,7 @@ class EventSourceMappingEngine:
         throttle_backoff_s: float = 1.0,
         max_workers: int = 1,
         keep_invocations: bool = True,
+        wake: WriteSignal | None = None,
     ) -> None:
         if not 0 < poll_interval <= 60:
             raise ValueError(f"poll_interval must be in (0, 60] seconds, got {poll_interval}")
@@ -446,11 +464,14 @@ class EventSourceMappingEngine:
         self.max_workers = max_workers
         self.keep_invocations = keep_invocations
         self.last_error: BaseException | None = None
+        self.flushing = False
+        """True while a drain is on: batching windows do not hold a batch back."""
+        self.idle_poll_s = poll_interval if wake is None else max(poll_interval, 1.0)
+        """How long an idle lane of the background mode sleeps before reading again."""
         self._rng = random.Random(f"engine:{seed}")
         self._lock = threading.RLock()
         self._mappings: dict[str, EventSourceMapping] = {}
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._pollers = Pollers(self, wake or WriteSignal())
         self._executor: ThreadPoolExecutor | None = None
 
     # -- mappings --------------------------------------------------------------------------
@@ -619,41 +640,28 @@ class EventSourceMappingEngine:
         )
 
     def start(self) -> None:
-        """Poll in a background thread every `poll_interval` seconds until `stop()`."""
+        """Run every lane on its own thread (`esm_pollers.py`) until `stop()`."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._pollers.running:
                 return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="cascata-esm", daemon=True)
-            self._thread.start()
+            self._pollers.start()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._pollers.running
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                result = self._round(parallel=self.max_workers > 1)
-            except Exception as exc:  # keep polling; the error is logged and kept for callers
-                self.last_error = exc
-                log.exception("event source mapping engine round failed")
-                self._stop.wait(self.poll_interval)
-                continue
-            if not result.progress:
-                # Idle waits are real time even with a ManualClock: only the test moves that.
-                self._stop.wait(self.poll_interval)
+    def settle(self, timeout: float = 30.0) -> int:
+        """The drain of a running engine: batching windows flushed, lanes still side by side;
+        returns once everything written has been processed (DrainTimeout after `timeout`)."""
+        if not self._pollers.running:
+            raise RuntimeError("settle() drains a running engine: start() it first")
+        return self._pollers.settle(timeout)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the background thread. The current round finishes first, however long it takes
-        on a loaded machine (a round is bounded work); with `timeout`, TimeoutError after it."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                raise TimeoutError(f"the engine's polling thread did not stop within {timeout}s")
-        self._thread = None
+        """Stop the background threads. Each finishes its current attempt first, however long
+        it takes on a loaded machine (an attempt is bounded work); with `timeout`,
+        TimeoutError after it."""
+        self._pollers.stop(timeout)
 
     def close(self) -> None:
         self.stop()

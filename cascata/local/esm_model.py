@@ -186,3 +186,24 @@ class DrainSummary:
                 f"{stats.discarded} discarded, {stats.retries} retries"
             )
         return "\n".join(lines)
+
+
+class WriteSignal:
+    """Tells pollers that something was written to a stream, so that an idle lane wakes at
+    once instead of at its next poll: `generation` moves on every write."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.generation = 0
+
+    def notify(self) -> None:
+        with self._condition:
+            self.generation += 1
+            self._condition.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Wait until a write after `seen`, or `timeout` seconds; the current generation."""
+        with self._condition:
+            if self.generation == seen and timeout > 0:
+                self._condition.wait(timeout)
+            return self.generation

@@ -134,6 +134,8 @@ class Lane:
         self.win_state: Any = {}
         self.win_closed_end = -math.inf
         self.terminate_early = False
+        self.busy = False
+        """Between taking work and finishing it (`step`): not idle, whatever the buffers say."""
         self._overhead: int | None = None
         self._ids = mapping._rng("ids", worker.shard_id, index)
         self._faults = mapping._rng("faults", worker.shard_id, index)
@@ -144,7 +146,8 @@ class Lane:
 
     @property
     def idle(self) -> bool:
-        return not (self.buffer or self.stack or self.pending or self.win_start is not None)
+        return not (self.buffer or self.stack or self.pending or self.busy
+                    or self.win_start is not None)
 
     def _window_of(self, item: _Item) -> float:
         size = self.mapping.config.tumbling_window_in_seconds
@@ -223,7 +226,7 @@ class Lane:
             full = full or final
         plan = _Plan("new", count=count, window_start=window_start, final=final)
         window_s = self.mapping.batching_window_s
-        if full or worker.ended or window_s <= 0:
+        if full or worker.ended or window_s <= 0 or self.mapping.engine.flushing:
             due = self.not_before
         elif self.mapping.source.kind == "kafka":
             due = max(self.buffer[0].buffered_at + window_s, self.not_before)
@@ -237,33 +240,41 @@ class Lane:
     # -- doing -----------------------------------------------------------------------------
 
     def step(self) -> bool:
-        """Do one unit of work (one invocation attempt or delivery); False if nothing was due."""
-        clock = self.mapping.engine.clock
-        now = clock.now()
-        plan, _ = self.plan(now)
-        if plan is None:
-            return False
-        if plan.kind == "deliver":
-            self._retry_delivery()
-            return True
-        if plan.kind == "oversize":
-            item = self.buffer.popleft()
-            self._discard(_Batch([item]), [item], "MaximumPayloadSizeExceeded")
-            return True
-        if plan.kind in ("new", "final"):
-            items = [self.buffer.popleft() for _ in range(plan.count)]
-            if plan.window_start is not None and self.win_start is None:
-                self.win_start, self.win_state = plan.window_start, {}
-                self._overhead = None
-            self.stack.append(
-                _Batch(
-                    items,
-                    window_start=plan.window_start,
-                    final=plan.final,
-                    terminated_early=plan.terminated_early,
+        """Do one unit of work (one invocation attempt or delivery); False if nothing was due.
+
+        What to do is decided under the shard worker's lock (the buffer is shared with the
+        reader); the invocation itself runs outside it, so sibling lanes never wait on it."""
+        with self.worker.lock:
+            now = self.mapping.engine.clock.now()
+            plan, _ = self.plan(now)
+            if plan is None:
+                return False
+            self.busy = True
+            oversize: _Item | None = None
+            if plan.kind == "oversize":
+                oversize = self.buffer.popleft()
+            elif plan.kind in ("new", "final"):
+                items = [self.buffer.popleft() for _ in range(plan.count)]
+                if plan.window_start is not None and self.win_start is None:
+                    self.win_start, self.win_state = plan.window_start, {}
+                    self._overhead = None
+                self.stack.append(
+                    _Batch(
+                        items,
+                        window_start=plan.window_start,
+                        final=plan.final,
+                        terminated_early=plan.terminated_early,
+                    )
                 )
-            )
-        self._attempt(self.stack[-1], now)
+        try:
+            if plan.kind == "deliver":
+                self._retry_delivery()
+            elif oversize is not None:
+                self._discard(_Batch([oversize]), [oversize], "MaximumPayloadSizeExceeded")
+            else:
+                self._attempt(self.stack[-1], now)
+        finally:
+            self.busy = False
         return True
 
     def _attempt(self, batch: _Batch, now: float) -> None:
@@ -663,10 +674,21 @@ class ShardWorker:
         self.cursor = cursor
         self.caught_up = False
         self.ended = False
-        self.progress = _Progress(lambda position: mapping._advance(self.shard_id, position))
+        self.lock = threading.RLock()
+        """Held while reading into the lanes' buffers and while a lane takes from them."""
+        self.read_started = -math.inf
+        """`time.monotonic()` when the last read of the shard began (`settle` waits for one
+        that began after it started looking)."""
+        self.progress = _Progress(self._advanced)
         self.lanes = [
             Lane(self, i, now) for i in range(mapping.config.parallelization_factor)
         ]
+
+    def _advanced(self, position: int) -> None:
+        # A worker dropped by disable() or update() may still finish an attempt: its records
+        # are redelivered from the checkpoint, which it must not move.
+        if self.mapping._workers.get(self.shard_id) is self:
+            self.mapping._advance(self.shard_id, position)
 
     @property
     def finished(self) -> bool:
@@ -674,6 +696,11 @@ class ShardWorker:
 
     def fill(self, now: float) -> int:
         """Read until every lane could fill a batch, or the shard is caught up."""
+        with self.lock:
+            self.read_started = time.monotonic()
+            return self._fill(now)
+
+    def _fill(self, now: float) -> int:
         if self.ended:
             return 0
         mapping = self.mapping

@@ -57,7 +57,7 @@ def build_function(
 
     def client(service: str) -> Any:
         if service not in clients:
-            real = aws.client(service)
+            real = aws.function_client(service)
             clients[service] = wrap(service, real) if wrap else real
         return clients[service]
 

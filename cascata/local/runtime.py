@@ -17,7 +17,7 @@ from typing import Any
 from cascata.local.archiver import Archiver
 from cascata.local.chaos import ChaosKinesis, ChaosSettings
 from cascata.local.clock import SystemClock
-from cascata.local.emulator import Aws, Provisioned, provision
+from cascata.local.emulator import STREAM_WRITES, Aws, Provisioned, provision
 from cascata.local.esm import (
     DestinationWriter,
     EventSourceMapping,
@@ -105,8 +105,8 @@ class LocalRuntime:
             # Throttled invocations are retried after this pause (Lambda backs off too).
             throttle_backoff_s=0.05,
             keep_invocations=False,
-            # Shards and mappings progress side by side, as they do on Lambda.
-            max_workers=4,
+            # Idle lanes wake on every write to the embedded emulator's streams.
+            wake=STREAM_WRITES if self.aws.embedded else None,
         )
         for salt, proc in enumerate(self.pipeline.processors):
             function = self._function(proc.name, salt)
@@ -128,7 +128,8 @@ class LocalRuntime:
                     timeout_s=proc.timeout_s,
                 )
         for archive in self.pipeline.archives:
-            archiver = Archiver(self.aws.client("s3"), self.name(archive.bucket), archive.stream)
+            archiver = Archiver(self.aws.function_client("s3"), self.name(archive.bucket),
+                                archive.stream)
             self.archivers[archive.stream] = archiver
             self.mappings[mapping_key(ARCHIVER, archive.stream)] = self.engine.create_mapping(
                 function=archiver,
@@ -273,10 +274,18 @@ class LocalRuntime:
         assert self.engine is not None
         self.engine.start()
 
-    def drain(self, timeout_s: float) -> Any:
+    def drain(self, timeout_s: float) -> int:
+        """Process everything written so far, every lane on its own thread (the engine keeps
+        running if it was). Returns the work done; DrainTimeout after `timeout_s`."""
         assert self.engine is not None
-        self.engine.stop()
-        return self.engine.drain(timeout=timeout_s)
+        was_running = self.engine.running
+        if not was_running:
+            self.engine.start()
+        try:
+            return self.engine.settle(timeout_s)
+        finally:
+            if not was_running:
+                self.engine.stop()
 
     def close(self) -> None:
         if self.engine is not None:
