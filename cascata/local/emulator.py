@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,25 @@ def patch_moto_kinesis() -> None:
             return generic_serialized(self, action_result)
 
         DynamoHandler.serialized = serialized  # type: ignore[method-assign]
+
+        # A condition expression is lexed once per distinct text (lexing is a pure function of
+        # the text; names and values are resolved afterwards, per request).
+        from moto.dynamodb.comparisons import ConditionExpressionParser
+
+        lex = ConditionExpressionParser._lex_condition_expression
+        lexed: dict[str, tuple[Any, ...]] = {}
+
+        def lex_once(self: Any) -> Any:
+            text = self.condition_expression
+            nodes = lexed.get(text)
+            if nodes is None:
+                nodes = tuple(lex(self))
+                if len(lexed) < 4096:
+                    lexed[text] = nodes
+            return deque(node._replace(children=list(node.children))
+                         if isinstance(node.children, list) else node for node in nodes)
+
+        ConditionExpressionParser._lex_condition_expression = lex_once  # type: ignore[method-assign]
         original_backend_put = models.KinesisBackend.put_records
         original_backend_put_one = models.KinesisBackend.put_record
 
