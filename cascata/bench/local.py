@@ -1,23 +1,27 @@
-"""The local runtime's end-to-end rate, beside the emulator's raw Kinesis rate as its ceiling.
+"""The local runtime's end-to-end rate, beside the emulator's own ceiling for the same work.
 
 `demo` runs every runnable processor behind the emulated event source mappings on the
-embedded server and reports payments per second into the balances view and the latency from
-produce to view. The ceiling is what the same embedded server does with nothing else going on:
-the same records written with PutRecords (the producer's own path) then read back with
-GetRecords over HTTP, one after the other. No pipeline can move an event faster than one write
-and one read, and the pipeline writes and reads each payment several times (1 raw record, 1
-validated, 2 postings, more for other consumers), so the ratio is an upper-bounded efficiency,
-not a percentage of a reachable target.
+embedded emulator and reports payments per second into the balances view, the latency from
+produce to view and the peak memory. While it runs, every request the functions make to the
+emulator is recorded (`inprocess.record_calls`). The ceiling replays exactly those requests,
+in order, through the same in-process path, against a freshly provisioned emulator with
+nothing else running: how fast the emulator alone could serve this pipeline's work if the
+event source mappings and the functions' own code took no time. The ratio is the share of
+that ceiling the runtime reaches. The emulator's raw Kinesis rate over HTTP (one PutRecords
+and one GetRecords per record, the producers' path) is reported beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from cascata.local.demo import DemoOptions, run_demo
-from cascata.local.emulator import EmbeddedAws
+from cascata.local.emulator import EmbeddedAws, provision
+from cascata.local.inprocess import Call, record_calls
 from cascata.pipeline import Pipeline
 from cascata.producer import Outgoing, produce
 from cascata.workload import WorkloadSpec, generate
@@ -32,7 +36,20 @@ class Ceiling:
     put_eps: float
     get_eps: float
     ceiling_eps: float
-    """Records per second through one PutRecords and one GetRecords: n / (t_put + t_get)."""
+    """Records per second through one PutRecords and one GetRecords over HTTP:
+    n / (t_put + t_get)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """The demo's own requests to the emulator, replayed alone through the in-process path."""
+
+    calls: int
+    calls_per_payment: float
+    seconds: float
+    ceiling_eps: float
+    """Payments per second the emulator alone could serve: applied payments / seconds."""
+    by_operation: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +60,9 @@ class DemoRun:
     ok: bool
     failed_invariants: tuple[str, ...]
     seconds: float
+    applied: int = 0
+    peak_rss_mb: float = 0.0
+    calls: tuple[Call, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +74,17 @@ class Local:
     demo_seconds: float
     ceiling: Ceiling
     failed_invariants: tuple[str, ...]
+    replayed: Replayed | None = None
+    peak_rss_mb: float = 0.0
     scoped: DemoRun | None = None
     """The same demo with only the compared processors (where the throughput goes)."""
 
     @property
     def ratio(self) -> float:
-        return self.throughput_eps / self.ceiling.ceiling_eps if self.ceiling.ceiling_eps else 0.0
+        """End-to-end payments per second over the emulator's own ceiling for that work."""
+        if self.replayed is None or not self.replayed.ceiling_eps:
+            return 0.0
+        return self.throughput_eps / self.replayed.ceiling_eps
 
 
 def ceiling(spec: WorkloadSpec) -> Ceiling:
@@ -96,10 +121,16 @@ def _read_all(kinesis: Any, stream: str) -> int:
     return count
 
 
-def demo(pipeline: Pipeline, spec: WorkloadSpec, *, timeout_s: float) -> DemoRun:
+def demo(pipeline: Pipeline, spec: WorkloadSpec, *, timeout_s: float,
+         record: bool = False) -> DemoRun:
     started = time.perf_counter()
-    result = run_demo(DemoOptions(workload=spec, timeout_s=timeout_s, show_progress=False),
-                      pipeline)
+    options = DemoOptions(workload=spec, timeout_s=timeout_s, show_progress=False)
+    calls: list[Call] = []
+    if record:
+        with record_calls() as calls:
+            result = run_demo(options, pipeline)
+    else:
+        result = run_demo(options, pipeline)
     return DemoRun(
         processors=tuple(p.name for p in pipeline.processors),
         throughput_eps=result.throughput_eps,
@@ -107,6 +138,33 @@ def demo(pipeline: Pipeline, spec: WorkloadSpec, *, timeout_s: float) -> DemoRun
         ok=result.ok,
         failed_invariants=tuple(i.name for i in result.invariants if not i.ok),
         seconds=time.perf_counter() - started,
+        applied=result.applied,
+        peak_rss_mb=result.peak_rss_mb,
+        calls=tuple(calls),
+    )
+
+
+def replay(pipeline: Pipeline, run: DemoRun, *, stage: str = "local") -> Replayed:
+    """The run's requests, in their order, against a fresh emulator and nothing else."""
+    from botocore.exceptions import ClientError
+
+    with EmbeddedAws() as aws:
+        provision(pipeline, aws, stage=stage)
+        clients = {service: aws.function_client(service) for service, _, _ in run.calls}
+        started = time.perf_counter()
+        for service, method, params in run.calls:
+            # Conditional writes that lost a race live may win here and the other way round:
+            # the work is the same request either way.
+            with contextlib.suppress(ClientError):
+                getattr(clients[service], method)(**params)
+        seconds = time.perf_counter() - started
+    counts = Counter(f"{service}.{method}" for service, method, _ in run.calls)
+    return Replayed(
+        calls=len(run.calls),
+        calls_per_payment=len(run.calls) / run.applied if run.applied else 0.0,
+        seconds=seconds,
+        ceiling_eps=run.applied / seconds if seconds > 0 else 0.0,
+        by_operation=dict(counts.most_common()),
     )
 
 
@@ -118,7 +176,8 @@ def measure(
     scoped: Pipeline | None = None,
 ) -> Local:
     roof = ceiling(spec)
-    whole = demo(pipeline, spec, timeout_s=timeout_s)
+    whole = demo(pipeline, spec, timeout_s=timeout_s, record=True)
+    replayed = replay(pipeline, whole)
     part = None
     if scoped is not None and len(scoped.processors) < len(pipeline.processors):
         part = demo(scoped, spec, timeout_s=timeout_s)
@@ -130,5 +189,7 @@ def measure(
         demo_seconds=whole.seconds,
         ceiling=roof,
         failed_invariants=whole.failed_invariants,
+        replayed=replayed,
+        peak_rss_mb=whole.peak_rss_mb,
         scoped=part,
     )

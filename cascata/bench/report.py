@@ -529,8 +529,14 @@ def _local(local: Local | None) -> dict[str, Any]:
         return {"throughput_eps": None, "ceiling_eps": None, "skipped": True}
     return {
         "throughput_eps": _r(local.throughput_eps),
-        "ceiling_eps": _r(local.ceiling.ceiling_eps),
+        "ceiling_eps": _r(local.replayed.ceiling_eps) if local.replayed else None,
         "ratio": round(local.ratio, 5),
+        "peak_rss_mb": round(local.peak_rss_mb, 1),
+        "emulator_calls_per_payment": round(local.replayed.calls_per_payment, 2)
+        if local.replayed else None,
+        "emulator_replay_seconds": round(local.replayed.seconds, 2) if local.replayed else None,
+        "emulator_calls": local.replayed.by_operation if local.replayed else {},
+        "kinesis_http_ceiling_eps": _r(local.ceiling.ceiling_eps),
         "latency_ms": {k: _r(v) for k, v in local.latency_ms.items()},
         "events": local.events,
         "demo_ok": local.demo_ok,
@@ -542,8 +548,8 @@ def _local(local: Local | None) -> dict[str, Any]:
         "compared_scope_only": None if local.scoped is None else {
             "processors": list(local.scoped.processors),
             "throughput_eps": _r(local.scoped.throughput_eps),
-            "ratio": round(local.scoped.throughput_eps / local.ceiling.ceiling_eps, 5)
-            if local.ceiling.ceiling_eps else None,
+            "ratio": round(local.scoped.throughput_eps / local.replayed.ceiling_eps, 5)
+            if local.replayed and local.replayed.ceiling_eps else None,
             "latency_ms": {k: _r(v) for k, v in local.scoped.latency_ms.items()},
             "note": "throughput into the balances view with the other processors absent; the "
                     "demo's invariants describe the whole pipeline, so they are not checked "
@@ -637,7 +643,9 @@ def render(result: Mapping[str, Any]) -> None:
         out.print(
             f"local: demo of {local['events']:,} events at [bold]{local['throughput_eps']:,.0f}"
             f"[/] events/s (produce-to-view p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms); "
-            f"emulator ceiling {local['ceiling_eps']:,.0f} records/s; ratio {local['ratio']:.3f}"
+            f"the emulator alone serves the same requests at {local['ceiling_eps']:,.0f} "
+            f"payments/s ({local['emulator_calls_per_payment']:,.1f} calls a payment); "
+            f"ratio {local['ratio']:.3f}; peak memory {local['peak_rss_mb']:,.0f} MiB"
             + ("" if local["demo_ok"] else
                f"; [red]demo invariants failed: {', '.join(local['demo_failed_invariants'])}[/]"))
     fixed = result["monthly_fixed_usd"]

@@ -80,6 +80,8 @@ class DemoResult:
     latency_ms: dict[str, float]
     chaos: dict[str, Any] | None
     endpoint: str
+    applied: int = 0
+    """Distinct payments fully applied to the balances view (what throughput counts)."""
     peak_rss_mb: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -92,6 +94,7 @@ class DemoResult:
             "sent": self.sent,
             "duration_s": round(self.duration_s, 3),
             "throughput_eps": round(self.throughput_eps, 1),
+            "applied": self.applied,
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
             "chaos": self.chaos,
             "endpoint": self.endpoint,
@@ -264,6 +267,7 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         latency_ms=_percentiles(lat),
         chaos=_chaos_summary(runtime, options.chaos, producer_dups),
         endpoint=aws.endpoint_url or "aws",
+        applied=len(applied),
         peak_rss_mb=peak_rss_mb(),
     )
 

@@ -149,6 +149,23 @@ def patch_moto_kinesis() -> None:
                          if isinstance(node.children, list) else node for node in nodes)
 
         ConditionExpressionParser._lex_condition_expression = lex_once  # type: ignore[method-assign]
+
+        # An item's size (checked on every attribute stored, summed for every item read) was
+        # computed by rebuilding each nested map's whole subtree first; the children are typed
+        # already, so the same sum is taken over them directly.
+        from moto.dynamodb.models.dynamo_type import DynamoType
+        from moto.dynamodb.models.utilities import bytesize
+
+        scalar_size = DynamoType.size
+
+        def size(self: Any) -> int:
+            if self.type == "M":
+                return sum(bytesize(k) + v.size() for k, v in self.value.items())
+            if self.type == "L":
+                return sum(v.size() for v in self.value)
+            return scalar_size(self)
+
+        DynamoType.size = size  # type: ignore[method-assign]
         original_backend_put = models.KinesisBackend.put_records
         original_backend_put_one = models.KinesisBackend.put_record
 

@@ -23,11 +23,12 @@ and `tests/local/test_inprocess.py` checks every fast operation against the HTTP
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC
 from typing import Any, Final
 
@@ -53,6 +54,28 @@ as built. Every other answer goes through moto's serializer and botocore's parse
 
 REQUEST_LOCK = threading.RLock()
 """Held for the whole of each emulator request, in-process or over HTTP."""
+
+Call = tuple[str, str, dict[str, Any]]
+"""(service, client method, parameters) of one in-process request."""
+_recording: list[Call] | None = None
+_recording_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def record_calls() -> Iterator[list[Call]]:
+    """Keep every in-process request made meanwhile, in order (a benchmark replays them
+    against a fresh emulator to measure the emulator's own share of a run)."""
+    global _recording
+    calls: list[Call] = []
+    with _recording_lock:
+        if _recording is not None:
+            raise RuntimeError("in-process calls are already being recorded")
+        _recording = calls
+    try:
+        yield calls
+    finally:
+        with _recording_lock:
+            _recording = None
 
 
 def _snake(operation: str) -> str:
@@ -101,6 +124,10 @@ class InProcessClient:
         report = self._validator.validate(params, operation.input_shape)
         if report.has_errors():
             raise ParamValidationError(report=report.generate_report())
+        recording = _recording
+        if recording is not None:
+            with _recording_lock:
+                recording.append((self._service, _snake(operation.name), _copy(params)))
         if self._service == "s3":
             return self._s3(operation, params)
         handler = self._handler_class()

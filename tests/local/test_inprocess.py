@@ -224,3 +224,23 @@ def test_a_conditional_write_is_atomic_across_in_process_and_http_writers(
         for thread in threads:
             thread.join()
         assert len(wins) == 1, f"round {round_}: {len(wins)} writers won the same claim"
+
+
+def test_recording_keeps_every_in_process_request_in_order_and_changes_nothing(
+    aws: EmbeddedAws,
+) -> None:
+    from cascata.local.inprocess import record_calls
+
+    client = aws.function_client("kinesis")
+    aws.client("kinesis").create_stream(StreamName="recorded", ShardCount=1)
+    records = [{"Data": b"one", "PartitionKey": "k"}]
+    with record_calls() as calls:
+        client.put_records(StreamName="recorded", Records=records)
+        client.list_shards(StreamName="recorded")
+        with pytest.raises(RuntimeError, match="already being recorded"), record_calls():
+            pass
+    client.list_shards(StreamName="recorded")  # after the recording: not kept
+    assert [(service, method) for service, method, _ in calls] == [
+        ("kinesis", "put_records"), ("kinesis", "list_shards")]
+    assert calls[0][2] == {"StreamName": "recorded", "Records": records}
+    assert calls[0][2]["Records"] is not records  # a copy: the caller's list stays its own

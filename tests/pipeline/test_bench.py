@@ -220,3 +220,25 @@ def test_the_baseline_raises_alerts_and_publishes_them() -> None:
     assert fraud.failed_records == 0
     assert fraud.requests["sns.Publish"] == 1
     assert fraud.write_units == 6 * 3 + 1 + 1 and fraud.index_write_units == 1
+
+
+def test_the_local_section_replays_the_demos_own_requests_for_the_emulators_ceiling() -> None:
+    """The ceiling is the same requests the functions made, replayed alone: the runtime
+    cannot beat it, and the requests it names are the pipeline's."""
+    from cascata.bench import local
+    from cascata.bench.report import _local
+    from cascata.pipeline import PIPELINE
+    from cascata.workload import WorkloadSpec
+
+    measured = local.measure(PIPELINE, WorkloadSpec(events=120, seed=3), timeout_s=240)
+    figures = _local(measured)
+    assert figures["demo_ok"], figures["demo_failed_invariants"]
+    assert _positive(figures["throughput_eps"]) and _positive(figures["ceiling_eps"])
+    assert 0 < figures["ratio"] <= 1.0
+    assert _positive(figures["peak_rss_mb"])
+    calls = figures["emulator_calls"]
+    # one origin marker per event, one versioned put per key per batch, reads per batch
+    assert calls["dynamodb.put_item"] > 120 * 0.9
+    assert calls["dynamodb.batch_get_item"] > 0 and calls["kinesis.put_records"] > 0
+    assert figures["emulator_calls_per_payment"] == pytest.approx(
+        sum(calls.values()) / measured.replayed.ceiling_eps / measured.replayed.seconds, rel=0.01)
