@@ -52,8 +52,8 @@ def demo(
     put_failure_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
     throttle_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
     duplicate_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
-    timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for the "
-                                           "pipeline to drain.")] = 300,
+    timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds the pipeline may go "
+                                           "without progress before the demo gives up.")] = 300,
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

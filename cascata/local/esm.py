@@ -650,12 +650,13 @@ class EventSourceMappingEngine:
     def running(self) -> bool:
         return self._pollers.running
 
-    def settle(self, timeout: float = 30.0) -> int:
+    def settle(self, timeout: float = 30.0, *, stall_s: float | None = None) -> int:
         """The drain of a running engine: batching windows flushed, lanes still side by side;
-        returns once everything written has been processed (DrainTimeout after `timeout`)."""
+        returns once everything written has been processed. DrainTimeout after `timeout`, or
+        after `stall_s` seconds without progress."""
         if not self._pollers.running:
             raise RuntimeError("settle() drains a running engine: start() it first")
-        return self._pollers.settle(timeout)
+        return self._pollers.settle(timeout, stall_s)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the background threads. Each finishes its current attempt first, however long

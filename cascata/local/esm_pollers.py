@@ -38,6 +38,9 @@ class Pollers:
         self._threads: dict[int, threading.Thread] = {}
         self._supervisor: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._kick = threading.Event()
+        self.discovered_at = -1.0
+        """`time.monotonic()` when the last discovery pass began."""
         self.work = 0
         """Units of work done by all lanes (invocations, deliveries, records read)."""
 
@@ -56,6 +59,7 @@ class Pollers:
     def stop(self, timeout: float | None) -> None:
         """Stop every thread; each finishes the attempt it is in (bounded work) first."""
         self._stop.set()
+        self._kick.set()
         self._wake.notify()
         deadline = None if timeout is None else time.monotonic() + timeout
         threads = [self._supervisor] if self._supervisor else []
@@ -75,6 +79,8 @@ class Pollers:
     def _supervise(self) -> None:
         engine = self._engine
         while not self._stop.is_set():
+            self._kick.clear()
+            started = time.monotonic()
             try:
                 with engine._lock:
                     now = engine.clock.now()
@@ -86,7 +92,9 @@ class Pollers:
             except Exception as exc:  # keep supervising; the error is logged and kept
                 engine.last_error = exc
                 log.exception("event source mapping discovery failed")
-            self._stop.wait(engine.poll_interval)
+            else:
+                self.discovered_at = started
+            self._kick.wait(engine.poll_interval)
 
     def _ensure_thread(self, worker: ShardWorker, lane: Lane) -> None:
         with self._lock:
@@ -144,29 +152,45 @@ class Pollers:
 
     # -- drain -----------------------------------------------------------------------------
 
-    def settle(self, timeout: float) -> int:
+    def _records_done(self) -> int:
+        """Records read and records finished (processed, filtered, given up): what moves when
+        the pipeline progresses. A batch retried forever moves none of it."""
+        return sum(s.records_in + s.succeeded + s.filtered + s.discarded
+                   for s in (m.stats for m in self._engine.mappings))
+
+    def settle(self, timeout: float, stall_s: float | None = None) -> int:
         """Flush batching windows and wait until everything written has been processed.
-        Returns the work done meanwhile; DrainTimeout after `timeout` wall-clock seconds."""
+        Returns the work done meanwhile. DrainTimeout after `timeout` wall-clock seconds, or
+        after `stall_s` seconds in which no lane did anything."""
         engine = self._engine
-        start = time.monotonic()
+        start = last_progress = time.monotonic()
         before = self.work
+        seen = self._records_done()
         engine.flushing = True
         try:
             while True:
                 mark = time.monotonic()
                 work = self.work
-                self._wake.notify()  # every lane reads its shard again, now
+                self._kick.set()  # shards are listed again, now
+                self._wake.notify()  # and every lane reads its shard again
                 while True:
-                    if time.monotonic() - start > timeout:
+                    now = time.monotonic()
+                    done = self._records_done()
+                    if done != seen:
+                        seen, last_progress = done, now
+                    stalled = stall_s is not None and now - last_progress > stall_s
+                    if now - start > timeout or stalled:
                         busy = [line for m in engine.mappings for line in m._busy_report()]
+                        why = (f"made no progress for {stall_s}s" if stalled
+                               else f"did not finish within {timeout}s")
                         raise DrainTimeout(
-                            f"drain() did not finish within {timeout}s; still busy:\n  "
+                            f"drain() {why}; still busy:\n  "
                             + "\n  ".join(busy or ["(nothing reported)"])
                         )
-                    if engine.last_error is not None and not self.running:
-                        raise engine.last_error
                     mappings = [m for m in engine.mappings if m.enabled]
-                    if all(m._idle(read_after=mark) for m in mappings):
+                    if self.discovered_at > mark and all(
+                        m._idle(read_after=mark) for m in mappings
+                    ):
                         break
                     time.sleep(0.005)
                 if self.work == work:

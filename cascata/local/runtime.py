@@ -274,15 +274,16 @@ class LocalRuntime:
         assert self.engine is not None
         self.engine.start()
 
-    def drain(self, timeout_s: float) -> int:
+    def drain(self, timeout_s: float, *, stall_s: float | None = None) -> int:
         """Process everything written so far, every lane on its own thread (the engine keeps
-        running if it was). Returns the work done; DrainTimeout after `timeout_s`."""
+        running if it was). Returns the work done; DrainTimeout after `timeout_s`, or after
+        `stall_s` seconds without progress."""
         assert self.engine is not None
         was_running = self.engine.running
         if not was_running:
             self.engine.start()
         try:
-            return self.engine.settle(timeout_s)
+            return self.engine.settle(timeout_s, stall_s=stall_s)
         finally:
             if not was_running:
                 self.engine.stop()
