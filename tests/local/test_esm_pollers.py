@@ -135,7 +135,7 @@ def test_settle_gives_up_on_a_pipeline_that_stopped_moving(
                           source=KinesisBackendSource("orders"))
     engine.start()
     put(kinesis, "orders", [{"n": 1}])
-    with pytest.raises(DrainTimeout, match="made no progress for 0.5s") as raised:
+    with pytest.raises(DrainTimeout, match=r"made no progress for 0\.5s") as raised:
         engine.settle(timeout=float("inf"), stall_s=0.5)
     assert "retrying records" in str(raised.value)
 
