@@ -54,6 +54,9 @@ def demo(
     duplicate_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds the pipeline may go "
                                            "without progress before the demo gives up.")] = 300,
+    rate: Annotated[float | None, typer.Option(
+        min=1, max=100_000, help="Offer the payments at this many a second (latency at a "
+        "steady rate) instead of all at once.")] = None,
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -73,7 +76,8 @@ def demo(
     spec = WorkloadSpec(events=events, seed=seed, invalid_share=invalid_share,
                         duplicate_share=duplicate_share)
     result = run_demo(DemoOptions(workload=spec, chaos=chaos_settings, timeout_s=timeout,
-                                  endpoint_url=_endpoint(endpoint_url), show_progress=True))
+                                  endpoint_url=_endpoint(endpoint_url), show_progress=True,
+                                  rate=rate))
     if as_json:
         print_json(result.to_json())
     else:

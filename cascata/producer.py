@@ -92,11 +92,25 @@ def produce(
     batch_size: int = 500,
     on_progress: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    rate: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ProduceReport:
+    """`rate`: offer the events at this many a second (ten requests a second), not at once,
+    on `clock` (seconds), waiting with `sleep`."""
+    if rate is not None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        batch_size = max(1, min(batch_size, round(rate / 10)))
     sink = KinesisSink(kinesis, sleep=sleep, max_attempts=8)
     report = ProduceReport(stream=stream)
     started = time.perf_counter()
+    paced_from = clock()
     for offset, batch in _batches(events, batch_size):
+        if rate is not None:
+            due = paced_from + offset / rate
+            wait = due - clock()
+            if wait > 0:
+                sleep(wait)
         records = [OutRecord(e.key, e.data, offset + i) for i, e in enumerate(batch)]
         failures = sink.emit(stream, records)
         now = time.time()

@@ -7,7 +7,9 @@ emulator is recorded (`inprocess.record_calls`). The ceiling replays exactly tho
 in order, through the same in-process path, against a freshly provisioned emulator with
 nothing else running: how fast the emulator alone could serve this pipeline's work if the
 event source mappings and the functions' own code took no time. The ratio is the share of
-that ceiling the runtime reaches. The emulator's raw Kinesis rate over HTTP (one PutRecords
+that ceiling the runtime reaches. A second demo offers the payments at a steady 200 a second
+for the latency a user of `cascata up` sees at that rate. The emulator's raw Kinesis rate over
+HTTP (one PutRecords
 and one GetRecords per record, the producers' path) is reported beside it.
 """
 
@@ -26,6 +28,8 @@ from cascata.pipeline import Pipeline
 from cascata.producer import Outgoing, produce
 from cascata.workload import WorkloadSpec, generate
 
+OFFERED_EPS = 200.0
+"""The steady rate the latency run offers payments at."""
 CEILING_SHARDS = 2
 """As many shards as the local runtime gives every stream."""
 
@@ -63,6 +67,7 @@ class DemoRun:
     applied: int = 0
     peak_rss_mb: float = 0.0
     calls: tuple[Call, ...] = ()
+    offered_eps: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,8 @@ class Local:
     failed_invariants: tuple[str, ...]
     replayed: Replayed | None = None
     peak_rss_mb: float = 0.0
+    offered: DemoRun | None = None
+    """The demo again with the payments offered at `OFFERED_EPS`: latency at a steady rate."""
     scoped: DemoRun | None = None
     """The same demo with only the compared processors (where the throughput goes)."""
 
@@ -122,9 +129,9 @@ def _read_all(kinesis: Any, stream: str) -> int:
 
 
 def demo(pipeline: Pipeline, spec: WorkloadSpec, *, timeout_s: float,
-         record: bool = False) -> DemoRun:
+         record: bool = False, rate: float | None = None) -> DemoRun:
     started = time.perf_counter()
-    options = DemoOptions(workload=spec, timeout_s=timeout_s, show_progress=False)
+    options = DemoOptions(workload=spec, timeout_s=timeout_s, show_progress=False, rate=rate)
     calls: list[Call] = []
     if record:
         with record_calls() as calls:
@@ -141,6 +148,7 @@ def demo(pipeline: Pipeline, spec: WorkloadSpec, *, timeout_s: float,
         applied=result.applied,
         peak_rss_mb=result.peak_rss_mb,
         calls=tuple(calls),
+        offered_eps=rate,
     )
 
 
@@ -174,10 +182,14 @@ def measure(
     *,
     timeout_s: float = 300.0,
     scoped: Pipeline | None = None,
+    offered_eps: float | None = OFFERED_EPS,
 ) -> Local:
     roof = ceiling(spec)
     whole = demo(pipeline, spec, timeout_s=timeout_s, record=True)
     replayed = replay(pipeline, whole)
+    offered = None
+    if offered_eps:
+        offered = demo(pipeline, spec, timeout_s=timeout_s, rate=offered_eps)
     part = None
     if scoped is not None and len(scoped.processors) < len(pipeline.processors):
         part = demo(scoped, spec, timeout_s=timeout_s)
@@ -191,5 +203,6 @@ def measure(
         failed_invariants=whole.failed_invariants,
         replayed=replayed,
         peak_rss_mb=whole.peak_rss_mb,
+        offered=offered,
         scoped=part,
     )

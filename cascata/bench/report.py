@@ -537,6 +537,12 @@ def _local(local: Local | None) -> dict[str, Any]:
         "emulator_replay_seconds": round(local.replayed.seconds, 2) if local.replayed else None,
         "emulator_calls": local.replayed.by_operation if local.replayed else {},
         "kinesis_http_ceiling_eps": _r(local.ceiling.ceiling_eps),
+        "offered": None if local.offered is None else {
+            "offered_eps": local.offered.offered_eps,
+            "throughput_eps": _r(local.offered.throughput_eps),
+            "latency_ms": {k: _r(v) for k, v in local.offered.latency_ms.items()},
+            "demo_ok": local.offered.ok,
+        },
         "latency_ms": {k: _r(v) for k, v in local.latency_ms.items()},
         "events": local.events,
         "demo_ok": local.demo_ok,
@@ -646,6 +652,10 @@ def render(result: Mapping[str, Any]) -> None:
             f"the emulator alone serves the same requests at {local['ceiling_eps']:,.0f} "
             f"payments/s ({local['emulator_calls_per_payment']:,.1f} calls a payment); "
             f"ratio {local['ratio']:.3f}; peak memory {local['peak_rss_mb']:,.0f} MiB"
+            + ("" if not local.get("offered") else
+               f"; offered {local['offered']['offered_eps']:,.0f} payments/s: p50 "
+               f"{local['offered']['latency_ms']['p50']:,.0f} ms, p99 "
+               f"{local['offered']['latency_ms']['p99']:,.0f} ms")
             + ("" if local["demo_ok"] else
                f"; [red]demo invariants failed: {', '.join(local['demo_failed_invariants'])}[/]"))
     fixed = result["monthly_fixed_usd"]

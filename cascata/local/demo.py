@@ -52,6 +52,8 @@ class DemoOptions:
     endpoint_url: str | None = None
     stage: str = "local"
     show_progress: bool = True
+    rate: float | None = None
+    """Offer the payments at this many events a second (None: as fast as they go)."""
 
 
 @dataclass
@@ -81,6 +83,8 @@ class DemoResult:
     latency_ms: dict[str, float]
     chaos: dict[str, Any] | None
     endpoint: str
+    offered_eps: float | None = None
+    """The rate the payments were offered at (None: all at once)."""
     applied: int = 0
     """Distinct payments fully applied to the balances view (what throughput counts)."""
     peak_rss_mb: float = 0.0
@@ -96,6 +100,7 @@ class DemoResult:
             "duration_s": round(self.duration_s, 3),
             "throughput_eps": round(self.throughput_eps, 1),
             "applied": self.applied,
+            "offered_eps": self.offered_eps,
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
             "chaos": self.chaos,
             "endpoint": self.endpoint,
@@ -166,6 +171,8 @@ def _with_producer_duplicates(
 
 def run_demo(options: DemoOptions, pipeline: Pipeline = PIPELINE) -> DemoResult:
     problems = options.workload.problems() + (options.chaos.problems() if options.chaos else [])
+    if options.rate is not None and options.rate <= 0:
+        problems.append(f"--rate must be positive, got {options.rate}")
     if problems:
         raise CliError(problems[0])
     aws: Aws
@@ -213,7 +220,7 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         crm_thread.start()
         report = produce(aws.client("kinesis"), runtime.name("payments-raw"),
                          [Outgoing(e.key, e.data) for e in events],
-                         on_progress=lambda n: bar.advance(task, n))
+                         on_progress=lambda n: bar.advance(task, n), rate=options.rate)
         crm_thread.join()
         failed = report.failed + sum(r.failed for r in crm_reports)
         if failed or not crm_reports:
@@ -269,6 +276,7 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         latency_ms=_percentiles(lat),
         chaos=_chaos_summary(runtime, options.chaos, producer_dups),
         endpoint=aws.endpoint_url or "aws",
+        offered_eps=options.rate,
         applied=len(applied),
         peak_rss_mb=peak_rss_mb(),
     )
@@ -373,7 +381,8 @@ def render(result: DemoResult) -> None:
     out.print(
         f"{result.events:,} events generated, {result.sent:,} sent to {result.endpoint}; "
         f"throughput [bold]{result.throughput_eps:,.0f}[/] events/s; "
-        f"produce-to-view latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms; "
+        + (f"offered at {result.offered_eps:,.0f} events/s; " if result.offered_eps else "")
+        + f"produce-to-view latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms; "
         f"peak memory {result.peak_rss_mb:,.0f} MiB"
     )
     if result.chaos:

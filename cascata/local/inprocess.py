@@ -163,6 +163,7 @@ class InProcessClient:
                 # What botocore's parser would keep: the members of the output shape.
                 members = operation.output_shape.members
                 response = _blobs_to_bytes({k: v for k, v in payload.items() if k in members})
+                assert isinstance(response, dict)
                 response["ResponseMetadata"] = dict(_METADATA)
                 return response
             _, _, text = handler.serialized(result)
@@ -333,20 +334,32 @@ def _blob_to_json(value: Any) -> Any:
 
 
 def _blobs_to_bytes(value: Any) -> Any:
-    """DynamoDB attribute values as boto3 returns them: `B` and `BS` decoded to bytes."""
+    """DynamoDB attribute values as boto3 returns them: `B` and `BS` decoded to bytes, in
+    place (moto builds every answer afresh); strings, numbers and the rest are left as they
+    are, without copying."""
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
+        if len(value) == 1:
+            kind, item = next(iter(value.items()))
+            if kind == "B" and isinstance(item, str):
+                value["B"] = base64.b64decode(item)
+                return value
+            if kind == "BS" and isinstance(item, list):
+                value["BS"] = [base64.b64decode(v) if isinstance(v, str) else v for v in item]
+                return value
+            if kind in _SCALARS and not isinstance(item, dict):
+                return value  # a scalar or a set of strings or numbers: nothing to decode
         for key, item in value.items():
-            if key == "B" and isinstance(item, str) and len(value) == 1:
-                out[key] = base64.b64decode(item)
-            elif key == "BS" and isinstance(item, list) and len(value) == 1:
-                out[key] = [base64.b64decode(v) if isinstance(v, str) else v for v in item]
-            else:
-                out[key] = _blobs_to_bytes(item)
-        return out
+            if isinstance(item, dict | list):
+                value[key] = _blobs_to_bytes(item)
+        return value
     if isinstance(value, list):
-        return [_blobs_to_bytes(v) for v in value]
+        for index, item in enumerate(value):
+            if isinstance(item, dict | list):
+                value[index] = _blobs_to_bytes(item)
     return value
+
+
+_SCALARS: Final = frozenset({"S", "N", "BOOL", "NULL", "SS", "NS"})
 
 
 class InProcessClients:

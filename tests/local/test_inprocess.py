@@ -244,3 +244,20 @@ def test_recording_keeps_every_in_process_request_in_order_and_changes_nothing(
         ("kinesis", "put_records"), ("kinesis", "list_shards")]
     assert calls[0][2] == {"StreamName": "recorded", "Records": records}
     assert calls[0][2]["Records"] is not records  # a copy: the caller's list stays its own
+
+
+def test_blobs_are_decoded_wherever_they_sit_even_under_attributes_named_like_types(
+    aws: EmbeddedAws,
+) -> None:
+    aws.client("dynamodb").create_table(
+        TableName="blobs", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST")
+    item = {"id": {"S": "x"}, "S": {"M": {"B": {"B": b"\x01"}, "N": {"L": [{"B": b"\x02"}]}}},
+            "BS": {"BS": [b"\x03"]}, "SS": {"SS": ["a", "b"]}}
+    fast = aws.function_client("dynamodb")
+    fast.put_item(TableName="blobs", Item=item)
+    got = fast.get_item(TableName="blobs", Key={"id": {"S": "x"}})["Item"]
+    assert got == aws.client("dynamodb").get_item(TableName="blobs",
+                                                  Key={"id": {"S": "x"}})["Item"]
+    assert got["S"]["M"]["B"] == {"B": b"\x01"} and got["S"]["M"]["N"]["L"] == [{"B": b"\x02"}]

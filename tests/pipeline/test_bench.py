@@ -230,7 +230,8 @@ def test_the_local_section_replays_the_demos_own_requests_for_the_emulators_ceil
     from cascata.pipeline import PIPELINE
     from cascata.workload import WorkloadSpec
 
-    measured = local.measure(PIPELINE, WorkloadSpec(events=120, seed=3), timeout_s=240)
+    measured = local.measure(PIPELINE, WorkloadSpec(events=120, seed=3), timeout_s=240,
+                             offered_eps=400)
     figures = _local(measured)
     assert figures["demo_ok"], figures["demo_failed_invariants"]
     assert _positive(figures["throughput_eps"]) and _positive(figures["ceiling_eps"])
@@ -242,3 +243,6 @@ def test_the_local_section_replays_the_demos_own_requests_for_the_emulators_ceil
     assert calls["dynamodb.batch_get_item"] > 0 and calls["kinesis.put_records"] > 0
     assert figures["emulator_calls_per_payment"] == pytest.approx(
         sum(calls.values()) / measured.replayed.ceiling_eps / measured.replayed.seconds, rel=0.01)
+    offered = figures["offered"]
+    assert offered["offered_eps"] == 400 and offered["demo_ok"]
+    assert 0 < offered["latency_ms"]["p50"] <= offered["latency_ms"]["p99"]

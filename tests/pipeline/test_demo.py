@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--events", "300", "--seed", "11", "--json"]) == 0
+    assert main(["demo", "--events", "300", "--seed", "11", "--rate", "600", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] is True
+    assert result["offered_eps"] == 600
+    assert result["applied"] > 250 and result["peak_rss_mb"] > 0
     assert set(result["invariants"]) == {
         "no_event_lost", "no_event_applied_twice", "invalid_events_quarantined_with_reason",
         "balances_sum_to_zero_per_currency", "profiles_match_reference",
