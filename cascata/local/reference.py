@@ -101,7 +101,7 @@ class Reference:
             if event.event_id in seen:
                 continue
             seen.add(event.event_id)
-            stamp = (event.occurred_at, event.event_id)
+            stamp = (_moment(event.occurred_at), event.event_id)
             for name in ("name", "email", "country", "tier"):
                 if name in event.customer:
                     current = fields[event.key].get(name)
@@ -128,8 +128,9 @@ class Reference:
                 **{k: v for k, v in prof.items() if k not in ("as_payer", "as_payee", "seen")},
                 "as_payer": {c: tuple(v) for c, v in prof["as_payer"].items()},
                 "as_payee": {c: tuple(v) for c, v in prof["as_payee"].items()},
-                "first_seen": min(prof["seen"]) if prof["seen"] else None,
-                "last_seen": max(prof["seen"]) if prof["seen"] else None,
+                # by instant: "…:15Z" sorts after "…:15.968Z" as text
+                "first_seen": min(prof["seen"], key=_moment) if prof["seen"] else None,
+                "last_seen": max(prof["seen"], key=_moment) if prof["seen"] else None,
             }
             for account, prof in profiles.items()
         }
@@ -340,6 +341,11 @@ def _check_windows(
         + (f" (e.g. {wrong[0]}: {got.get(wrong[0])} != {expected.get(wrong[0])})"
            if wrong else ""),
     )
+
+
+def _moment(text: str) -> datetime:
+    """An RFC 3339 time as an instant (times with and without a fraction compare right)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _instant(value: object) -> str | None:

@@ -69,3 +69,19 @@ def test_the_invariants_fail_when_the_views_are_wrong() -> None:
     assert not by_name["balances_sum_to_zero_per_currency"].ok
     lost = Observed(items, Counter(list(ref.valid_ids)[1:]), [], 1)
     assert not {i.name: i for i in check(ref, lost)}["no_event_lost"].ok
+
+
+def test_the_reference_orders_times_by_instant_not_by_text() -> None:
+    """`…:15Z` sorts after `…:15.968Z` as text; a profile's last_seen is the later instant."""
+    from dataclasses import replace
+
+    payments = [g for g in generate(WorkloadSpec(events=40, seed=5, invalid_share=0))
+                if g.valid and not g.duplicate][:2]
+    payer = payments[0].payer
+    early, late = "2026-11-02T12:20:15Z", "2026-11-02T12:20:15.968Z"
+    events = [replace(payments[0], occurred_at=late), replace(payments[1], payer=payer,
+                                                              occurred_at=early)]
+    reference = Reference.of(events)
+    reference.add_customers([], events)
+    profile = reference.profiles[payer]
+    assert profile["last_seen"] == late and profile["first_seen"] == early
