@@ -118,6 +118,16 @@ class InProcessClient:
     def can_paginate(self, name: str) -> bool:
         return bool(self._http.can_paginate(name))
 
+    def get_paginator(self, name: str) -> Any:
+        """botocore's own paginator, over the in-process operation where there is one."""
+        operation = self._fast.get(name)
+        if operation is None or not self._http.can_paginate(name):
+            return self._http.get_paginator(name)
+        from botocore.paginate import Paginator
+
+        config = _paginator_model(self._service).get_paginator(operation.name)
+        return Paginator(getattr(self, name), config, operation)
+
     def _call(self, operation: Any, **params: Any) -> Any:
         from botocore.exceptions import ParamValidationError
 
@@ -275,6 +285,13 @@ def _parse(operation: Any, body: bytes, status: int, headers: Mapping[str, str] 
     parsed = parser.parse(response, operation.output_shape)
     parsed.setdefault("ResponseMetadata", {}).setdefault("RetryAttempts", 0)
     return parsed
+
+
+@functools.cache
+def _paginator_model(service: str) -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_paginator_model(service)
 
 
 @functools.cache

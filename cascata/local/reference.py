@@ -88,7 +88,7 @@ class Reference:
     def add_customers(self, events: Iterable[Generated], payments: Iterable[Generated]) -> None:
         """Expected profiles: registration fields by last writer in event time (ties: the
         larger event id), payment activity per currency and direction from distinct payments."""
-        fields: dict[str, dict[str, tuple[str, str, str]]] = defaultdict(dict)
+        fields: dict[str, dict[str, tuple[str, datetime, str]]] = defaultdict(dict)
         seen: set[str] = set()
         gate = _OriginGate()
         for event in events:

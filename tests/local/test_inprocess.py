@@ -261,3 +261,19 @@ def test_blobs_are_decoded_wherever_they_sit_even_under_attributes_named_like_ty
     assert got == aws.client("dynamodb").get_item(TableName="blobs",
                                                   Key={"id": {"S": "x"}})["Item"]
     assert got["S"]["M"]["B"] == {"B": b"\x01"} and got["S"]["M"]["N"]["L"] == [{"B": b"\x02"}]
+
+
+def test_paginators_page_in_process_as_over_http(aws: EmbeddedAws) -> None:
+    aws.client("dynamodb").create_table(
+        TableName="pages", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST")
+    fast = aws.function_client("dynamodb")
+    for i in range(25):
+        fast.put_item(TableName="pages", Item={"id": {"S": f"k{i:02d}"}})
+    pages = {label: [page["Items"] for page in client.get_paginator("scan").paginate(
+        TableName="pages", PaginationConfig={"PageSize": 10})]
+        for label, client in (("http", aws.client("dynamodb")), ("fast", fast))}
+    assert pages["fast"] == pages["http"] and [len(p) for p in pages["fast"]] == [10, 10, 5]
+    # an operation served over HTTP keeps its own paginator
+    assert fast.get_paginator("list_tables").paginate().build_full_result()["TableNames"]
