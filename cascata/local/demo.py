@@ -159,7 +159,7 @@ class _Reader:
         self._aws = aws
 
     def client(self, service: str) -> Any:
-        return self._aws.function_client(service)
+        return self._aws.reading_client(service)
 
 
 def _with_producer_duplicates(
@@ -322,8 +322,8 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def _stages(runtime: LocalRuntime, seen: Observed, names: Mapping[str, str]) -> list[StageSummary]:
     """Per processor: records read, records emitted (or, for view writers, items in the views
     they keep), quarantined, and what its mappings went through."""
-    kinesis = runtime.aws.function_client("kinesis")
-    ddb = runtime.aws.function_client("dynamodb")
+    kinesis = runtime.aws.reading_client("kinesis")
+    ddb = runtime.aws.reading_client("dynamodb")
     counts = {
         s.name: sum(1 for _ in read_stream(kinesis, names[s.name]))
         for s in runtime.pipeline.streams

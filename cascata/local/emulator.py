@@ -235,6 +235,11 @@ class Aws:
         embedded emulator answers its hot operations in-process."""
         return self.client(service)
 
+    def reading_client(self, service: str) -> Any:
+        """For the runtime's own reads of the state (the demo's checks): in-process on the
+        embedded emulator, but never counted as a function's request."""
+        return self.client(service)
+
     def _endpoint_for(self, service: str) -> str | None:
         if self.endpoint_url:
             return self.endpoint_url
@@ -266,6 +271,7 @@ class EmbeddedAws(Aws):
         self._port = port
         self._server: _Server | None = None
         self._in_process: Any = None
+        self._readers: Any = None
 
     def start(self) -> EmbeddedAws:
         from cascata.local.inprocess import InProcessClients
@@ -278,6 +284,8 @@ class EmbeddedAws(Aws):
         self.endpoint_url = self._server.endpoint_url
         self._in_process = InProcessClients(self.client, account=self.account,
                                             region=self.region)
+        self._readers = InProcessClients(self.client, account=self.account,
+                                         region=self.region, recorded=False)
         # moto keeps its state in process-wide backends: a new emulator starts empty, so a run
         # never reads what an earlier one in the same process left behind.
         from moto.moto_api._internal.models import moto_api_backend
@@ -295,6 +303,11 @@ class EmbeddedAws(Aws):
         if self._in_process is None:
             return self.client(service)
         return self._in_process.client(service)
+
+    def reading_client(self, service: str) -> Any:
+        if self._readers is None:
+            return self.client(service)
+        return self._readers.client(service)
 
     def __enter__(self) -> EmbeddedAws:
         return self.start()

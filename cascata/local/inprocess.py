@@ -89,9 +89,11 @@ class InProcessClient:
     operation not answered in-process, and the source of `meta` and `exceptions`.
     """
 
-    def __init__(self, service: str, http: Any, *, account: str, region: str) -> None:
+    def __init__(self, service: str, http: Any, *, account: str, region: str,
+                 recorded: bool = True) -> None:
         from botocore.validate import ParamValidator
 
+        self._recorded = recorded
         self._service = service
         self._http = http
         self._account = account
@@ -134,7 +136,7 @@ class InProcessClient:
         report = self._validator.validate(params, operation.input_shape)
         if report.has_errors():
             raise ParamValidationError(report=report.generate_report())
-        recording = _recording
+        recording = _recording if self._recorded else None
         if recording is not None:
             with _recording_lock:
                 recording.append((self._service, _snake(operation.name), _copy(params)))
@@ -381,12 +383,15 @@ _SCALARS: Final = frozenset({"S", "N", "BOOL", "NULL", "SS", "NS"})
 
 class InProcessClients:
     """`client(service)` for functions on the embedded emulator: in-process where served,
-    otherwise the HTTP client from `http_client`."""
+    otherwise the HTTP client from `http_client`. `recorded=False`: never kept by
+    `record_calls` (the runtime's own reads, not a function's requests)."""
 
-    def __init__(self, http_client: Callable[[str], Any], *, account: str, region: str) -> None:
+    def __init__(self, http_client: Callable[[str], Any], *, account: str, region: str,
+                 recorded: bool = True) -> None:
         self._http_client = http_client
         self._account = account
         self._region = region
+        self._recorded = recorded
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -395,7 +400,8 @@ class InProcessClients:
             if service not in self._clients:
                 http = self._http_client(service)
                 self._clients[service] = (
-                    InProcessClient(service, http, account=self._account, region=self._region)
+                    InProcessClient(service, http, account=self._account, region=self._region,
+                                    recorded=self._recorded)
                     if service in FAST_OPERATIONS else http
                 )
             return self._clients[service]
