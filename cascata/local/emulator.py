@@ -326,8 +326,9 @@ class _Server:
     """moto's WSGI application on 127.0.0.1, one request at a time against the state.
 
     Each request runs under `inprocess.REQUEST_LOCK`, as the in-process calls do, so a
-    conditional write is atomic whichever way it arrives; connections are served by threads
-    (HTTP/1.1 keep-alive, so a client reuses its connection)."""
+    conditional write is atomic whichever way it arrives; connections are served by threads.
+    werkzeug's server closes every connection after its response, so outside clients connect
+    once per request (the functions' own calls do not use HTTP at all)."""
 
     def __init__(self, port: int) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
