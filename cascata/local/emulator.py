@@ -323,16 +323,21 @@ class EmbeddedAws(Aws):
 
 
 class _Server:
-    """moto's WSGI application on 127.0.0.1, one request at a time against the state.
+    """moto's WSGI application on 127.0.0.1, served by cheroot, one request at a time against
+    the state.
 
     Each request runs under `inprocess.REQUEST_LOCK`, as the in-process calls do, so a
-    conditional write is atomic whichever way it arrives; connections are served by threads.
-    werkzeug's server closes every connection after its response, so outside clients connect
-    once per request (the functions' own calls do not use HTTP at all)."""
+    conditional write is atomic whichever way it arrives. cheroot keeps connections alive (an
+    SDK client reuses its connection; moto's own development server closes every one), queues
+    up to `BACKLOG` connections and bounds every request body."""
+
+    BACKLOG = 128
+    MAX_BODY_BYTES = 64 * 1024 * 1024
+    """Above any single AWS request the pipeline makes (PutRecords: 5 MiB)."""
 
     def __init__(self, port: int) -> None:
+        from cheroot import wsgi
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
 
         from cascata.local.inprocess import REQUEST_LOCK
 
@@ -342,17 +347,19 @@ class _Server:
             with REQUEST_LOCK:
                 return list(app(environ, start_response))
 
-        self._httpd = make_server("127.0.0.1", port, atomic, threaded=True)
-        host, bound = self._httpd.server_address[:2]
-        self.endpoint_url = f"http://{host!s}:{bound}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        name="cascata-emulator", daemon=True)
+        self._httpd = wsgi.Server(("127.0.0.1", port), atomic, numthreads=8,
+                                  request_queue_size=self.BACKLOG, timeout=60)
+        self._httpd.max_request_body_size = self.MAX_BODY_BYTES
+        self._httpd.prepare()
+        bound = self._httpd.bind_addr[1]
+        self.endpoint_url = f"http://127.0.0.1:{bound}"
+        self._thread = threading.Thread(target=self._httpd.serve, name="cascata-emulator",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
+        self._httpd.stop()
+        self._thread.join(timeout=10)
 
 
 def _has_credentials() -> bool:
