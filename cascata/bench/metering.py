@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from cascata.local.emulator import Aws, patch_moto_kinesis
+from cascata.local.emulator import Aws, patch_moto
 from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, Index, Table
 
 KINESIS_PAYLOAD_UNIT = 25 * 1024
@@ -71,7 +71,7 @@ class InProcessAws(Aws):
     def start(self) -> InProcessAws:
         from moto import mock_aws
 
-        patch_moto_kinesis()
+        patch_moto()
         self._mock = mock_aws()
         self._mock.start()
         return self

@@ -48,7 +48,7 @@ STREAM_WRITES = WriteSignal()
 """Every write to a Kinesis stream of the embedded emulator, from any client."""
 
 
-def patch_moto_kinesis() -> None:
+def patch_moto() -> None:
     """Make moto's Kinesis safe for concurrent writers and O(1) per write, signal writes
     (`STREAM_WRITES`), and answer DynamoDB's data-plane calls without moto's generic
     serializer. Idempotent."""
@@ -276,7 +276,7 @@ class EmbeddedAws(Aws):
     def start(self) -> EmbeddedAws:
         from cascata.local.inprocess import InProcessClients
 
-        patch_moto_kinesis()
+        patch_moto()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         if self._port:
             _check_port_free(self._port)

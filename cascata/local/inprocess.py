@@ -115,7 +115,7 @@ class InProcessClient:
         operation = self.__dict__.get("_fast", {}).get(name)
         if operation is None:
             return getattr(self._http, name)
-        return functools.partial(self._call, operation)
+        return functools.partial(self._call, operation, name)
 
     def can_paginate(self, name: str) -> bool:
         return bool(self._http.can_paginate(name))
@@ -124,13 +124,14 @@ class InProcessClient:
         """botocore's own paginator, over the in-process operation where there is one."""
         operation = self._fast.get(name)
         if operation is None or not self._http.can_paginate(name):
+            # served over HTTP: its own paginator
             return self._http.get_paginator(name)
         from botocore.paginate import Paginator
 
         config = _paginator_model(self._service).get_paginator(operation.name)
         return Paginator(getattr(self, name), config, operation)
 
-    def _call(self, operation: Any, **params: Any) -> Any:
+    def _call(self, operation: Any, method: str, **params: Any) -> Any:
         from botocore.exceptions import ParamValidationError
 
         report = self._validator.validate(params, operation.input_shape)
@@ -139,9 +140,9 @@ class InProcessClient:
         recording = _recording if self._recorded else None
         if recording is not None:
             with _recording_lock:
-                recording.append((self._service, _snake(operation.name), _copy(params)))
+                recording.append((self._service, method, _copy(params)))
         if self._service == "s3":
-            return self._s3(operation, params)
+            return self._s3(operation, method, params)
         handler = self._handler_class()
         handler.current_account = self._account
         handler.region = self._region
@@ -157,7 +158,7 @@ class InProcessClient:
         else:
             handler.body = json.dumps(params, default=_blob_to_json)
         with REQUEST_LOCK:
-            result, error = _run(handler, _snake(operation.name))
+            result, error = _run(handler, method)
         if error is not None:
             status, body = error
             raise self._error(operation, status, body)
@@ -178,16 +179,14 @@ class InProcessClient:
                 assert isinstance(response, dict)
                 response["ResponseMetadata"] = dict(_METADATA)
                 return response
-            _, _, text = handler.serialized(result)
-            body = text.encode() if isinstance(text, str) else text
+            _, _, body = handler.serialized(result)
         elif isinstance(result, str | bytes):
-            body = result.encode() if isinstance(result, str) else result
+            body = result
         else:  # (status, headers, body) or (body, headers), as moto's older handlers return
             body = result[-1] if len(result) == 3 else result[0]
-            body = body.encode() if isinstance(body, str) else body
-        return _parse(operation, body, 200)
+        return _parse(operation, _as_bytes(body), 200)
 
-    def _s3(self, operation: Any, params: dict[str, Any]) -> Any:
+    def _s3(self, operation: Any, method: str, params: dict[str, Any]) -> Any:
         """S3 objects straight on moto's backend: a body, a content type, nothing else (any
         other parameter, such as encryption or metadata, goes over HTTP to be exact)."""
         from moto.s3.exceptions import S3ClientError
@@ -195,15 +194,15 @@ class InProcessClient:
 
         plain = {"Bucket", "Key", "Body", "ContentType", "ContentEncoding"}
         if set(params) - plain:
-            return getattr(self._http, _snake(operation.name))(**params)
+            return getattr(self._http, method)(**params)
         backend = s3_backends[self._account]["aws"]
         try:
             with REQUEST_LOCK:
                 if operation.name == "PutObject":
                     body = params.get("Body", b"")
-                    value = body.encode() if isinstance(body, str) else (
-                        body if isinstance(body, bytes | bytearray) else body.read())
-                    written = backend.put_object(params["Bucket"], params["Key"], bytes(value))
+                    value = _as_bytes(body if isinstance(body, str | bytes | bytearray)
+                                      else body.read())
+                    written = backend.put_object(params["Bucket"], params["Key"], value)
                     written.set_metadata({header: params[name] for name, header in _S3_HEADERS
                                       if params.get(name)})
                     return {"ETag": written.etag, "ResponseMetadata": dict(_METADATA)}
@@ -274,10 +273,14 @@ def _run(handler: Any, method_name: str) -> tuple[Any, tuple[int, bytes] | None]
         return getattr(handler, method_name)(), None
     except ServiceException as exc:
         status, _, body = handler.serialized(ActionResult(exc))
-        return None, (int(status), body.encode() if isinstance(body, str) else body)
+        return None, (int(status), _as_bytes(body))
     except HTTPException as exc:
         body = exc.description or exc.get_body()
-        return None, (int(exc.code or 500), body.encode() if isinstance(body, str) else body)
+        return None, (int(exc.code or 500), _as_bytes(body))
+
+
+def _as_bytes(text: str | bytes | bytearray) -> bytes:
+    return text.encode() if isinstance(text, str) else bytes(text)
 
 
 def _parse(operation: Any, body: bytes, status: int, headers: Mapping[str, str] | None = None
