@@ -11,18 +11,28 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup demo test test-fast lint typecheck synth bench deploy destroy deploy-version destroy-version clean
+.PHONY: setup lock demo test test-fast lint typecheck synth bench deploy destroy deploy-version destroy-version clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "cascata needs Python 3.11, found " + sys.version.split()[0]'
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13), "cascata needs Python 3.11 to 3.13, found " + sys.version.split()[0]'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing pinned dependencies into $(VENV) (first run only, about a minute)"
+	@echo "installing the locked dependencies into $(VENV) (first run only, about a minute)"
 	@# pip's own status decides; the filter only hides this machine's find-links warnings.
-	@set -o pipefail; $(PY) -m pip install --quiet -r requirements-dev.txt 2>&1 \
+	@set -o pipefail; $(PY) -m pip install --quiet --require-hashes -r requirements.lock 2>&1 \
 	  | { grep -v "^WARNING: Location" || true; } || { echo "pip install failed"; exit 1; }
+	@# cascata itself, editable: the `cascata` command, the pytest plugin, cascata_runtime.
+	@set -o pipefail; $(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 \
+	  | { grep -v "^WARNING: Location" || true; } || { echo "pip install -e . failed"; exit 1; }
 	@touch $@
+
+# requirements-dev.txt (and requirements.txt) are what we ask for; requirements.lock is what
+# gets installed, every package pinned with its hashes. Regenerate it after changing either.
+lock:
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet uv==0.9.30
+	$(VENV)/bin/uv pip compile requirements-dev.txt --universal --python-version 3.11 \
+	  --generate-hashes --no-header --quiet -o requirements.lock
 
 node_modules/.installed: package.json package-lock.json
 	@echo "installing the pinned CDK CLI (first run only)"

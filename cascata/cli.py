@@ -16,6 +16,7 @@ import typer
 from typer._click import exceptions as click_errors
 
 from cascata.console import CliError, err, out, print_json, progress
+from cascata.project import ProjectError
 
 app = typer.Typer(
     add_completion=False,
@@ -39,6 +40,20 @@ StageOpt = Annotated[
     typer.Option("--stage", help="Stage whose resource names to use.", envvar="CASCATA_STAGE"),
 ]
 MAX_EVENTS = 1_000_000
+
+
+@app.callback()
+def _project(
+    pipeline: Annotated[str | None, typer.Option(
+        "--pipeline", metavar="MODULE:ATTR",
+        help="The pipeline to work on, instead of pyproject.toml's [tool.cascata] pipeline "
+        "(CASCATA_PIPELINE is honoured too).")] = None,
+) -> None:
+    """cascata: serverless stream processing on AWS, and its local runtime."""
+    from cascata.project import add_code_path, find_project, use_pipeline
+
+    use_pipeline(pipeline)
+    add_code_path(find_project())
 
 
 @app.command()
@@ -102,15 +117,17 @@ def produce(
 ) -> None:
     """Send events to a stream, from a JSON Lines file or the workload generator."""
     from cascata.local.emulator import EndpointError, external
-    from cascata.pipeline import PIPELINE, ResourceKind
+    from cascata.pipeline import ResourceKind
     from cascata.producer import InputFileError, Outgoing, read_jsonl
     from cascata.producer import produce as send
+    from cascata.project import current_pipeline
     from cascata.workload import WorkloadSpec, generate
 
     if (file is None) == (events is None):
         raise CliError("give exactly one of --file FILE or --events N")
-    declared = {s.name for s in PIPELINE.streams}
-    if stream not in declared or PIPELINE.resource(stream).kind is not ResourceKind.STREAM:
+    pipeline = current_pipeline()
+    declared = {s.name for s in pipeline.streams}
+    if stream not in declared or pipeline.resource(stream).kind is not ResourceKind.STREAM:
         raise CliError(f"unknown stream {stream!r}; declared: {', '.join(sorted(declared))}")
     if file is not None:
         try:
@@ -127,7 +144,7 @@ def produce(
         aws.check_reachable()
     except EndpointError as exc:
         raise CliError(str(exc)) from None
-    name = PIPELINE.physical_name(stream, stage=stage, account=aws.account, region=aws.region)
+    name = pipeline.physical_name(stream, stage=stage, account=aws.account, region=aws.region)
     with progress(not as_json) as bar:
         task = bar.add_task(f"produce → {stream}", total=len(batch))
         try:
@@ -215,6 +232,33 @@ def status(
         render_status(report)
 
 
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="The project's name: a-z, 0-9 and '-', it "
+                                        "prefixes every AWS resource name.")],
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="Where to write the project [default: ./NAME].")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a new pipeline project: declaration, handler, domain, tests, CDK app, Makefile."""
+    from cascata.scaffold import ScaffoldError, create
+
+    try:
+        created = create(name, directory)
+    except ScaffoldError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write the project: {exc}") from None
+    if as_json:
+        print_json(created.to_json())
+        return
+    out.print(f"created [bold]{name}[/] in {created.directory} ({len(created.files)} files)")
+    out.print(f"  cd {created.directory}")
+    out.print("  make test     # the domain's tests and the pipeline end to end, offline")
+    out.print("  make demo     # the pipeline locally (cascata up)")
+    out.print("  make synth    # the CloudFormation template, offline (cdk.out/)")
+
+
 def _register_extra_commands() -> None:
     from cascata.cli_extra import register
     from cascata.cli_versions import register as register_versions
@@ -245,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Not standalone, click returns a command's `typer.Exit` code instead of raising it.
         code = app(args=argv, prog_name="cascata", standalone_mode=False)
-    except CliError as exc:
+    except (CliError, ProjectError) as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
     except click_errors.NoArgsIsHelpError:

@@ -284,7 +284,7 @@ def audit(
     """Recompute the views from the archive in one batch pass and reconcile them with a
     version's views, listing every difference."""
     from cascata.audit import run_audit
-    from cascata.pipeline import PIPELINE
+    from cascata.project import current_pipeline
     from cascata.replay import registry_for
     from cascata.versions import table_name
     from payments.domain.fraud import rules_from_json
@@ -310,9 +310,10 @@ def audit(
         rules = rules_from_json(config.get("fraud-detect", {}).get("FRAUD_RULES", ""))
     except ValueError as exc:
         raise CliError(f"{target}'s recorded settings are invalid: {exc}") from None
-    tables = {t.name: table_name(PIPELINE, t.name, target, stage=stage, account=aws.account,
-                                 region=aws.region) for t in PIPELINE.views}
-    archive = PIPELINE.physical_name("archive", stage=stage, account=aws.account,
+    pipeline = current_pipeline()
+    tables = {t.name: table_name(pipeline, t.name, target, stage=stage, account=aws.account,
+                                 region=aws.region) for t in pipeline.views}
+    archive = pipeline.physical_name("archive", stage=stage, account=aws.account,
                                      region=aws.region)
     with progress(not as_json) as bar:
         task = bar.add_task(f"audit {target}", total=None)

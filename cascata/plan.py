@@ -23,7 +23,8 @@ from types import MappingProxyType
 from typing import Any
 
 from cascata import prices
-from cascata.pipeline import PIPELINE, Pipeline, Processor, ResourceKind
+from cascata.pipeline import Pipeline, Processor, ResourceKind
+from cascata.project import current_pipeline
 
 MIB = 1024 * 1024
 SECONDS_PER_MONTH = prices.HOURS_PER_MONTH * 3600
@@ -442,9 +443,10 @@ def plan(
     rate: float,
     record_bytes: int,
     *,
-    pipeline: Pipeline = PIPELINE,
+    pipeline: Pipeline | None = None,
     assumptions: Assumptions = ASSUMPTIONS,
 ) -> Plan:
+    pipeline = pipeline or current_pipeline()
     check_arguments(rate, record_bytes)
     a = assumptions
     if a.keys <= 0:

@@ -45,7 +45,8 @@ from cascata.local.emulator import Aws, provision
 from cascata.local.esm_model import DrainTimeout
 from cascata.local.esm_sources import AtTimestamp, ReadResult, ShardInfo, SourceRecord
 from cascata.local.runtime import LocalRuntime, mapping_key
-from cascata.pipeline import FIRST_VERSION, PIPELINE, Pipeline, check_version
+from cascata.pipeline import FIRST_VERSION, Pipeline, check_version
+from cascata.project import current_pipeline
 from cascata.versions import (
     BUILDING,
     LEASE_MS,
@@ -334,7 +335,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def registry_for(aws: Aws, stage: str, pipeline: Pipeline = PIPELINE) -> Registry:
+def registry_for(aws: Aws, stage: str, pipeline: Pipeline | None = None) -> Registry:
+    pipeline = pipeline or current_pipeline()
     table = pipeline.physical_name("versions", stage=stage, account=aws.account,
                                    region=aws.region)
     ddb = aws.client("dynamodb")
@@ -393,13 +395,14 @@ def run_replay(
     aws: Aws,
     options: ReplayOptions,
     *,
-    pipeline: Pipeline = PIPELINE,
+    pipeline: Pipeline | None = None,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> ReplayResult:
     """Build (or continue building) `options.version`; see the module docstring. A complete
     version holds the views as they stood at `until`: after the last record, the scheduled
     functions run once with the clock at `until` (closing the windows the live schedule had
     closed by then)."""
+    pipeline = pipeline or current_pipeline()
     check_version(options.version)
     if options.version == FIRST_VERSION:
         raise CliError("v1 is the deployed pipeline's version; replay into v2, v3, ...")

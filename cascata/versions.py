@@ -26,7 +26,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from cascata.console import CliError
-from cascata.pipeline import FIRST_VERSION, PIPELINE, Pipeline, Table, check_version
+from cascata.pipeline import FIRST_VERSION, Pipeline, Table, check_version
+from cascata.project import current_pipeline
 from cascata_runtime.versions import KEY, LIVE_POINTER, live_version
 
 BUILDING = "building"
@@ -375,8 +376,9 @@ def view_rows(dynamodb: Any, table: Table, physical: str) -> dict[str, dict[str,
 
 
 def views_exist(dynamodb: Any, version: str, *, stage: str, account: str, region: str,
-                pipeline: Pipeline = PIPELINE) -> bool:
+                pipeline: Pipeline | None = None) -> bool:
     """Whether every view of `version` has its table."""
+    pipeline = pipeline or current_pipeline()
     return all(table_exists(dynamodb, table_name(pipeline, t.name, version, stage=stage,
                                                  account=account, region=region))
                for t in pipeline.views)
@@ -449,10 +451,11 @@ def compare_rows(view: str, a: Mapping[str, Mapping[str, Any]],
 
 def diff_versions(
     dynamodb: Any, a: str, b: str, *, stage: str, account: str, region: str,
-    pipeline: Pipeline = PIPELINE, examples: int | None = 5,
+    pipeline: Pipeline | None = None, examples: int | None = 5,
     on_view: Callable[[str], None] | None = None,
 ) -> DiffReport:
     """Every view of version `a` against the same view of version `b`, row by row."""
+    pipeline = pipeline or current_pipeline()
     for version in (a, b):
         check_version(version)
     counts: dict[str, dict[str, int]] = {}
@@ -478,10 +481,11 @@ def diff_versions(
 
 
 def retire(
-    aws: Any, registry: Registry, version: str, *, stage: str, pipeline: Pipeline = PIPELINE,
+    aws: Any, registry: Registry, version: str, *, stage: str, pipeline: Pipeline | None = None,
 ) -> list[str]:
     """Delete a version's tables and streams (never the live version, never v1 here: v1 is
     the deployed stack's, removed with it). Returns what was deleted."""
+    pipeline = pipeline or current_pipeline()
     check_version(version)
     if version == FIRST_VERSION:
         raise CliError("v1 is the deployed pipeline's version: it is removed with its stack "

@@ -11,7 +11,6 @@ by close time. The idempotency table is Powertools' (`id` key, `expiration` TTL)
 from __future__ import annotations
 
 from cascata.pipeline import (
-    PIPELINE,
     Binding,
     Bucket,
     EventSource,
@@ -23,6 +22,7 @@ from cascata.pipeline import (
     Table,
     Topic,
 )
+from payments.pipeline import PIPELINE
 
 APP = "cascata-baseline"
 DEFAULT_BATCH = 100

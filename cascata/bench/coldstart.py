@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cascata import LAMBDAS_DIR
 from cascata.bench import functions as fns
 from cascata.pipeline import LOCAL_REGION, Pipeline
+from cascata.project import find_project
 
 _PROBE = """
 import json, sys, time
@@ -95,7 +95,8 @@ def _environment(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def _probe(module: str, build: bool, extra: Mapping[str, str]) -> tuple[float, float]:
-    code = _PROBE.format(paths=[str(LAMBDAS_DIR), str(fns.ROOT)], module=module, build=build)
+    paths = [str(find_project().code_dir), str(fns.ROOT)]
+    code = _PROBE.format(paths=paths, module=module, build=build)
     # Our own interpreter running a probe built from our own constants.
     done = subprocess.run([sys.executable, "-c", code], env=_environment(extra),  # noqa: S603
                           text=True, capture_output=True, timeout=120, check=False)

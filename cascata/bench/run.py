@@ -17,7 +17,8 @@ from typing import Any
 from cascata.bench import coldstart, cpu, local, report, usage
 from cascata.bench import functions as fns
 from cascata.console import err, progress
-from cascata.pipeline import PIPELINE, Pipeline
+from cascata.pipeline import Pipeline
+from cascata.project import current_pipeline
 from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
 
 ACCOUNTS = 2000
@@ -83,7 +84,8 @@ class Options:
         return out
 
 
-def run_bench(options: Options, pipeline: Pipeline = PIPELINE) -> dict[str, Any]:
+def run_bench(options: Options, pipeline: Pipeline | None = None) -> dict[str, Any]:
+    pipeline = pipeline or current_pipeline()
     started = time.perf_counter()
     found = fns.available(pipeline)
     runnable = found.pipeline

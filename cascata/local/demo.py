@@ -36,8 +36,9 @@ from cascata.local.reference import (
     read_tap,
 )
 from cascata.local.runtime import LocalRuntime, mapping_key
-from cascata.pipeline import PIPELINE, Pipeline
+from cascata.pipeline import Pipeline
 from cascata.producer import Outgoing, produce
+from cascata.project import current_pipeline
 from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
 
 QUIET_AFTER_S = 3600.0
@@ -180,7 +181,8 @@ def _with_producer_duplicates(
     return out, added
 
 
-def run_demo(options: DemoOptions, pipeline: Pipeline = PIPELINE) -> DemoResult:
+def run_demo(options: DemoOptions, pipeline: Pipeline | None = None) -> DemoResult:
+    pipeline = pipeline or current_pipeline()
     problems = options.workload.problems() + (options.chaos.problems() if options.chaos else [])
     if options.rate is not None and options.rate <= 0:
         problems.append(f"--rate must be positive, got {options.rate}")

@@ -19,7 +19,8 @@ from cascata.local.clock import SystemClock
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external, provision
 from cascata.local.esm_events import LambdaContext
 from cascata.local.functions import build_function
-from cascata.pipeline import PIPELINE, Pipeline
+from cascata.pipeline import Pipeline
+from cascata.project import current_pipeline
 
 MAX_EVENT_FILE_BYTES = 6 * 1024 * 1024
 """Lambda's synchronous invocation payload limit."""
@@ -132,8 +133,9 @@ def invoke_once(
     *,
     stage: str,
     endpoint_url: str | None,
-    pipeline: Pipeline = PIPELINE,
+    pipeline: Pipeline | None = None,
 ) -> dict[str, Any]:
+    pipeline = pipeline or current_pipeline()
     declared = [f.name for f in pipeline.functions]
     if function not in declared:
         raise CliError(f"unknown function {function!r}; declared: {', '.join(declared)}")

@@ -22,7 +22,8 @@ from cascata.console import CliError, err, out
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
 from cascata.local.reference import list_keys
 from cascata.local.runtime import STATUS_KEY, LocalRuntime
-from cascata.pipeline import PIPELINE, Pipeline
+from cascata.pipeline import Pipeline
+from cascata.project import current_pipeline
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class UpOptions:
     """Run scheduled functions this often instead of their declared period (demos, tests)."""
 
 
-def up(options: UpOptions, *, pipeline: Pipeline = PIPELINE,
+def up(options: UpOptions, *, pipeline: Pipeline | None = None,
        ready: Callable[[dict[str, Any]], None] | None = None,
        stop: threading.Event | None = None) -> None:
+    pipeline = pipeline or current_pipeline()
     from cascata.local.http import serve
 
     stop = stop or threading.Event()
@@ -119,8 +121,9 @@ def print_endpoints(endpoints: dict[str, Any]) -> None:
     out.print(f"  stage          {endpoints['stage']}")
 
 
-def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline = PIPELINE
+def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline | None = None
            ) -> dict[str, Any]:
+    pipeline = pipeline or current_pipeline()
     try:
         aws = external(endpoint_url)
         aws.check_reachable()

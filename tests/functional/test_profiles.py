@@ -16,9 +16,9 @@ import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from cascata.pipeline import PIPELINE
 from cascata_runtime.adapters import DynamoItemStore, S3ObjectStore
 from payments.handlers import profiles
+from payments.pipeline import PIPELINE
 from payments.settings import ProfilesSettings
 from tests.functional.conftest import BUCKET, Aws
 from tests.support.events import (

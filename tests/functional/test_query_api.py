@@ -22,11 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from cascata.pipeline import PIPELINE
 from payments.domain import ingest as ingest_domain
 from payments.domain import query as domain
 from payments.domain.balances import AccountBalance
 from payments.handlers import query
+from payments.pipeline import PIPELINE
 from payments.settings import QuerySettings
 from tests.support.events import LambdaContext, http_event
 

@@ -6,11 +6,11 @@ import base64
 import json
 from typing import Any
 
-from cascata.pipeline import PIPELINE
 from cascata_runtime.adapters import S3ObjectStore
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import TransformDependencies
 from payments.handlers import validate
+from payments.pipeline import PIPELINE
 from tests.functional.conftest import BUCKET, VALIDATED, Aws
 from tests.support.events import LambdaContext, kinesis_event, msk_event, payment
 

@@ -1,6 +1,6 @@
 """Synthesis shared by the infrastructure tests.
 
-Every variant is synthesized once per session through `stacks.build` (and `build_version` when
+Every variant is synthesized once per session through `cascata.cdk.build` (and `build_version` when
 the context names a version), the same composition `app.py` uses, with the context from
 `cdk.json` plus the test's overrides, cdk-nag attached (a finding fails the synthesis, hence
 the fixture) and a fixed, non-default account and region so nothing hard-codes the
@@ -26,8 +26,7 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from cascata.pipeline import PIPELINE, Pipeline
-from stacks import (
+from cascata.cdk import (
     PipelineStack,
     StageConfig,
     build,
@@ -35,6 +34,8 @@ from stacks import (
     replay_config,
     stage_config,
 )
+from cascata.pipeline import Pipeline
+from payments.pipeline import PIPELINE
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "111122223333"

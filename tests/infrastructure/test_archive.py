@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from cascata.cdk.naming import pascal
 from cascata.pipeline import Archive
 from cascata_runtime.archive import Partition, firehose_transform
-from stacks.naming import pascal
 
 from .conftest import Synthesized
 

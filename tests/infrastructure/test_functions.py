@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from cascata.pipeline import PIPELINE, Function, Processor, ResourceKind, ScheduledFunction, Table
+from cascata.cdk.access import permissions
+from cascata.pipeline import Function, Processor, ResourceKind, ScheduledFunction, Table
+from payments.pipeline import PIPELINE
 from payments.settings import SETTINGS_BY_FUNCTION
-from stacks.access import permissions
 
 from .conftest import REGION, Synthesized
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from cascata.pipeline import PIPELINE
+from payments.pipeline import PIPELINE
 
 from .conftest import Synthesized, synthesize
 

@@ -56,7 +56,7 @@ stream/table/bucket (data left behind), a new mapping (read position reset, reco
 or skipped), or a name collision that fails the deployment.
 
 If this was an accidental refactor: pin the resource again with
-`stacks.naming.pin(construct, stable_id(...))` so its logical id is the recorded one.
+`cascata.cdk.naming.pin(construct, stable_id(...))` so its logical id is the recorded one.
 
 If the replacement is intended (you have a migration plan for the data and read positions),
 record the new ids and explain the migration in the change:
@@ -98,7 +98,8 @@ def test_protected_logical_ids_match_the_snapshot(
     unrecorded = sorted(set(current) - set(expected))
     assert not unrecorded, (
         f"protected resources not in {SNAPSHOT.name}: {unrecorded}. Pin them with "
-        f"stacks.naming.pin and record them with {UPDATE_VARIABLE}=1 (see above).\n{HOW_TO_FIX}"
+        f"cascata.cdk.naming.pin and record them with {UPDATE_VARIABLE}=1 (see above).\n"
+        f"{HOW_TO_FIX}"
     )
 
 

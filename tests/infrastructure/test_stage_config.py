@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from cascata.pipeline import PIPELINE, Broker
-from stacks.config import ConfigError, stage_config
+from cascata.cdk.config import ConfigError, stage_config
+from cascata.pipeline import Broker
+from payments.pipeline import PIPELINE
 
 from .conftest import CDK_CONTEXT, ROOT
 
@@ -115,7 +116,7 @@ def test_constructs_never_branch_on_the_stage_name() -> None:
     # means a difference that cdk.json cannot express.
     offenders = [
         f"{path.name}:{number}"
-        for path in sorted((ROOT / "stacks").glob("*.py"))
+        for path in sorted((ROOT / "cascata" / "cdk").glob("*.py"))
         if path.name != "config.py"
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if re.search(r"""stage\s*[!=]=|["'](dev|prod)["']""", line)
@@ -138,7 +139,7 @@ def test_cdk_json_pins_the_app_and_every_stage_has_every_knob() -> None:
 
 
 def _replay(**overrides: Any) -> Any:
-    from stacks.config import replay_config
+    from cascata.cdk.config import replay_config
 
     context = _context(**overrides)
     return replay_config(context, config=stage_config(context, environ={}))
@@ -204,7 +205,7 @@ def test_version_context_mistakes_are_refused_naming_the_key(
 
 
 def test_an_archive_replay_needs_every_origin_stream_archived() -> None:
-    from stacks.config import replay_config
+    from cascata.cdk.config import replay_config
 
     # Given a declaration that archives payments-raw only
     partial = replace(PIPELINE, archives=PIPELINE.archives[:1])
@@ -220,8 +221,8 @@ def test_an_archive_replay_needs_every_origin_stream_archived() -> None:
 def test_replay_pipeline_starts_mappings_where_a_rebuild_must() -> None:
     from datetime import UTC, datetime
 
-    from stacks.config import ReplayConfig
-    from stacks.replay import replay_pipeline
+    from cascata.cdk.config import ReplayConfig
+    from cascata.cdk.replay import replay_pipeline
 
     since = datetime(2026, 11, 25, tzinfo=UTC)
     for mode in ("stream", "archive"):

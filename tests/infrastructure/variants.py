@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cascata.pipeline import PIPELINE, Binding, Processor, Queue, Table, Topic
+from cascata.pipeline import Binding, Processor, Queue, Table, Topic
+from payments.pipeline import PIPELINE
 
 PAYMENT_FILTER = '{"data": {"type": ["payment.made"], "version": [1]}}'
 WINDOWS_CLOSE_EVERY_S = 300

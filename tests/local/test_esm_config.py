@@ -11,7 +11,8 @@ import pytest
 from cascata.local.clock import ManualClock
 from cascata.local.esm import EventSourceMappingEngine, KinesisBackendSource, MappingConfig
 from cascata.local.esm_config import destination_kind
-from cascata.pipeline import PIPELINE, EventSource
+from cascata.pipeline import EventSource
+from payments.pipeline import PIPELINE
 from tests.local.helpers import ok
 
 

@@ -21,11 +21,11 @@ from boto3.dynamodb.types import TypeSerializer
 from cascata.audit import ACTIVITY, ALERTS, BALANCES, PROFILES, VIEWS, archive_objects, run_audit
 from cascata.local.emulator import EmbeddedAws
 from cascata.local.runtime import LocalRuntime
-from cascata.pipeline import PIPELINE
 from cascata.producer import Outgoing, produce
 from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
 from cascata_runtime.archive import RawRecord
 from payments.domain.fraud import DEFAULT_RULES
+from payments.pipeline import PIPELINE
 
 pytestmark = pytest.mark.pipeline
 

@@ -16,8 +16,9 @@ from cascata.bench.functions import available
 from cascata.bench.metering import InProcessAws, ItemSizes, Meter, item_size, metered
 from cascata.cli import app, main
 from cascata.cli_extra import register
-from cascata.pipeline import PIPELINE, Binding, EventSource, Index, Processor, Table
+from cascata.pipeline import Binding, EventSource, Index, Processor, Table
 from cascata.workload import Generated
+from payments.pipeline import PIPELINE
 
 pytestmark = pytest.mark.pipeline
 
@@ -227,8 +228,8 @@ def test_the_local_section_replays_the_demos_own_requests_for_the_emulators_ceil
     cannot beat it, and the requests it names are the pipeline's."""
     from cascata.bench import local
     from cascata.bench.report import _local
-    from cascata.pipeline import PIPELINE
     from cascata.workload import WorkloadSpec
+    from payments.pipeline import PIPELINE
 
     measured = local.measure(PIPELINE, WorkloadSpec(events=120, seed=3), timeout_s=240,
                              offered_eps=400)

@@ -99,7 +99,7 @@ def test_produce_from_a_jsonl_file_to_an_endpoint(
     path.write_text("\n".join(lines) + "\n\n")
     with EmbeddedAws() as aws:
         from cascata.local.emulator import provision
-        from cascata.pipeline import PIPELINE
+        from payments.pipeline import PIPELINE
 
         names = provision(PIPELINE, aws, stage="clitest").names
         code = main(["produce", "--file", str(path), "--stage", "clitest",

@@ -11,8 +11,8 @@ from cascata.cli import main
 from cascata.local.chaos import ChaosSettings
 from cascata.local.demo import DemoOptions, run_demo
 from cascata.local.reference import Observed, Reference, check
-from cascata.pipeline import PIPELINE
 from cascata.workload import WorkloadSpec, generate
+from payments.pipeline import PIPELINE
 
 pytestmark = pytest.mark.pipeline
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cascata.local.emulator import EmbeddedAws, provision
-from cascata.pipeline import PIPELINE
+from payments.pipeline import PIPELINE
 
 
 @pytest.fixture(scope="module")

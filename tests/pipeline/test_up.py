@@ -13,8 +13,8 @@ import pytest
 
 from cascata.local.emulator import external
 from cascata.local.serve import UpOptions, status, up
-from cascata.pipeline import PIPELINE
 from cascata.producer import Outgoing, produce
+from payments.pipeline import PIPELINE
 from tests.support.events import payment
 
 pytestmark = pytest.mark.pipeline

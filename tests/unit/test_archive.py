@@ -364,7 +364,8 @@ def test_a_replayed_event_refused_downstream_is_quarantined_as_live_saw_it() -> 
 
 
 def test_only_a_version_replaying_from_the_archive_declares_replay_streams() -> None:
-    from cascata.pipeline import ORIGIN_STREAMS_ENV, PIPELINE
+    from cascata.pipeline import ORIGIN_STREAMS_ENV
+    from payments.pipeline import PIPELINE
 
     def policies(pipeline: Any, processor: str) -> dict[str, OriginPolicy]:
         return parse_origins(pipeline.environment(processor, stage="dev")[ORIGIN_STREAMS_ENV])

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from cascata.local.http import MAX_BODY_BYTES, LocalHttpServer, api_routes, serve
-from cascata.pipeline import PIPELINE
+from payments.pipeline import PIPELINE
 
 CLOCK = 1_795_615_560.25
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from cascata.pipeline import (
-    PIPELINE,
     ApiFunction,
     Binding,
     EventSource,
@@ -21,6 +20,7 @@ from cascata.pipeline import (
     Route,
     ScheduledFunction,
 )
+from payments.pipeline import PIPELINE
 from payments.settings import SETTINGS_BY_FUNCTION
 
 ROOT = Path(__file__).resolve().parents[2]

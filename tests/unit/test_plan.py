@@ -12,8 +12,9 @@ import typer
 from cascata import prices
 from cascata.cli import app, main
 from cascata.cli_extra import register
-from cascata.pipeline import PIPELINE, Binding, EventSource, Processor, Stream, Table
+from cascata.pipeline import Binding, EventSource, Processor, Stream, Table
 from cascata.plan import ASSUMPTIONS, LIMITS, Plan, PlanError, distinct, plan
+from payments.pipeline import PIPELINE
 
 
 def _cli() -> typer.Typer:

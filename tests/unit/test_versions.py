@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from cascata.cli_versions import parse_settings
 from cascata.console import CliError
-from cascata.pipeline import PIPELINE, check_version
+from cascata.pipeline import check_version
 from cascata.replay import Gate
 from cascata.versions import (
     BUILDING,
@@ -23,6 +23,7 @@ from cascata.versions import (
 )
 from cascata_runtime.versions import versioned_name
 from payments.domain.fraud import DEFAULT_RULES, rules_from_json, rules_from_overrides
+from payments.pipeline import PIPELINE
 
 
 def test_the_declaration_and_the_runtime_name_versions_alike() -> None:

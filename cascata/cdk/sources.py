@@ -24,9 +24,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
+from cascata.cdk.access import grant
+from cascata.cdk.kafka import KafkaCluster
 from cascata.pipeline import EventSource, ResourceKind
-from stacks.access import grant
-from stacks.kafka import KafkaCluster
 
 _STARTING_POSITION = {
     "TRIM_HORIZON": lambda_.StartingPosition.TRIM_HORIZON,

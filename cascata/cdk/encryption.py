@@ -14,7 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from stacks.naming import pin, stable_id
+from cascata.cdk.naming import pin, stable_id
 
 
 class PipelineKey(Construct):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import Annotations, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
@@ -32,27 +31,27 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cascata.pipeline import PIPELINE, Broker, Pipeline, ResourceKind, Table
-from stacks.access import (
+from cascata.cdk.access import (
     VersionedTable,
     grant_versioned_reads,
     nag_resource,
     versioned_table_arns,
 )
-from stacks.archive import StreamArchive, archive_name
-from stacks.audit import ArchiveAudit
-from stacks.bindings import BoundResource, KafkaTopic, StoredResource
-from stacks.config import LOG_RETENTION, ReplayConfig, StageConfig
-from stacks.encryption import PipelineKey
-from stacks.function import FunctionRuntime, PipelineFunction, VpcPlacement
-from stacks.http_api import ApiHandler, PipelineHttpApi
-from stacks.kafka import KafkaCluster
-from stacks.naming import pascal
-from stacks.observability import AlarmTopic, PipelineDashboard
-from stacks.replay import ArchiveReplay
-from stacks.scheduled_task import ScheduledTask
-from stacks.sources import KafkaTopicSource, KinesisSource, StreamSource
-from stacks.storage import (
+from cascata.cdk.archive import StreamArchive, archive_name
+from cascata.cdk.asset import project_asset
+from cascata.cdk.audit import ArchiveAudit
+from cascata.cdk.bindings import BoundResource, KafkaTopic, StoredResource
+from cascata.cdk.config import LOG_RETENTION, ReplayConfig, StageConfig
+from cascata.cdk.encryption import PipelineKey
+from cascata.cdk.function import FunctionRuntime, PipelineFunction, VpcPlacement
+from cascata.cdk.http_api import ApiHandler, PipelineHttpApi
+from cascata.cdk.kafka import KafkaCluster
+from cascata.cdk.naming import pascal
+from cascata.cdk.observability import AlarmTopic, PipelineDashboard
+from cascata.cdk.replay import ArchiveReplay
+from cascata.cdk.scheduled_task import ScheduledTask
+from cascata.cdk.sources import KafkaTopicSource, KinesisSource, StreamSource
+from cascata.cdk.storage import (
     AccessLogBucket,
     PipelineBucket,
     PipelineQueue,
@@ -60,22 +59,9 @@ from stacks.storage import (
     PipelineTopic,
     ViewTable,
 )
-from stacks.stream_processor import QUARANTINE_NAMESPACE, AttachedSource, StreamProcessor
-
-LAMBDA_ASSET = Path(__file__).resolve().parent.parent / "lambdas"
-"""The one code asset of every function; handler strings are relative to it."""
-
-ASSET_EXCLUDES = (
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/.mypy_cache",
-    "**/.ruff_cache",
-    "**/*.egg-info",
-    "**/tests",
-    "**/test_*.py",
-    "**/conftest.py",
-)
+from cascata.cdk.stream_processor import QUARANTINE_NAMESPACE, AttachedSource, StreamProcessor
+from cascata.pipeline import Broker, Pipeline, ResourceKind, Table
+from cascata.project import current_pipeline
 
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python311-arm64"
@@ -134,11 +120,12 @@ class PipelineStack(Stack):
         construct_id: str,
         *,
         config: StageConfig,
-        pipeline: Pipeline = PIPELINE,
+        pipeline: Pipeline | None = None,
         shared: SharedResources | None = None,
         replay: ReplayConfig | None = None,
         **kwargs: Any,
     ) -> None:
+        pipeline = pipeline or current_pipeline()
         super().__init__(scope, construct_id, **kwargs)
         if (pipeline.replay_from is None) != (shared is None) or (
             (replay is None) != (shared is None)
@@ -373,8 +360,9 @@ class PipelineStack(Stack):
             alarm_topic=self.alarm_topic,
         )
 
+        asset = project_asset()
         runtime = FunctionRuntime(
-            code=lambda_.Code.from_asset(str(LAMBDA_ASSET), exclude=list(ASSET_EXCLUDES)),
+            code=lambda_.Code.from_asset(str(asset.path), exclude=list(asset.excludes)),
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
                     self,

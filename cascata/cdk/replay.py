@@ -36,12 +36,12 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from cascata.cdk.access import nag_resource
+from cascata.cdk.archive import ARCHIVE_KINDS
+from cascata.cdk.config import AlarmThresholds, ReplayConfig, rfc3339
+from cascata.cdk.function import AlarmSpec, FunctionRuntime, HelperFunction, PipelineFunction
+from cascata.cdk.naming import pin, stable_id
 from cascata.pipeline import EventSource, Pipeline, StartingPosition
-from stacks.access import nag_resource
-from stacks.archive import ARCHIVE_KINDS
-from stacks.config import AlarmThresholds, ReplayConfig, rfc3339
-from stacks.function import AlarmSpec, FunctionRuntime, HelperFunction, PipelineFunction
-from stacks.naming import pin, stable_id
 
 REPUBLISH_HANDLER = "cascata_runtime.republish.handler"
 REPUBLISH_TIMEOUT = Duration.minutes(15)

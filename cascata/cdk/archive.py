@@ -26,17 +26,17 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cascata.pipeline import Archive
-from stacks.access import nag_resource
-from stacks.config import AlarmThresholds
-from stacks.function import (
+from cascata.cdk.access import nag_resource
+from cascata.cdk.config import AlarmThresholds
+from cascata.cdk.function import (
     AlarmSpec,
     FunctionRuntime,
     HelperFunction,
     PipelineFunction,
     create_alarms,
 )
-from stacks.naming import pin, stable_id
+from cascata.cdk.naming import pin, stable_id
+from cascata.pipeline import Archive
 
 ARCHIVE_PREFIX = (
     "!{partitionKeyFromLambda:kind}/stream=!{partitionKeyFromLambda:stream}/"

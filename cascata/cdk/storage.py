@@ -17,8 +17,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cascata.cdk.naming import pin, stable_id
 from cascata.pipeline import Bucket, Queue, Stream, Table, Topic
-from stacks.naming import pin, stable_id
 
 
 class PipelineStream(Construct):

@@ -21,12 +21,12 @@ from cascata.pipeline import (
     FIRST_VERSION,
     LOCAL_ACCOUNT,
     LOCAL_REGION,
-    PIPELINE,
     Broker,
     Pipeline,
     ReplayFrom,
     check_version,
 )
+from cascata.project import current_pipeline
 
 DEFAULT_STAGE: Final = "dev"
 
@@ -115,10 +115,12 @@ class StageConfig:
     powertools_layer_version: int
     kafka: KafkaSettings
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    app: str = "cascata"
+    """The pipeline's app name, the prefix of its stack and resource names."""
 
     @property
     def stack_name(self) -> str:
-        return f"{PIPELINE.app}-{self.stage}"
+        return f"{self.app}-{self.stage}"
 
     @property
     def stream_retention_seconds(self) -> int:
@@ -151,13 +153,14 @@ def replay_config(
     context: Callable[[str], Any],
     *,
     config: StageConfig,
-    pipeline: Pipeline = PIPELINE,
+    pipeline: Pipeline | None = None,
 ) -> ReplayConfig | None:
     """The version stack the context asks for (`-c version=v2 [-c replayFrom=stream|archive]
     [-c replaySince=<RFC 3339>] [-c replayUntil=<RFC 3339>]`), or None for the base stack only.
 
     Every mistake is a `ConfigError` naming the key and what it accepts.
     """
+    pipeline = pipeline or current_pipeline()
     given = {key: context(key) for key in REPLAY_CONTEXT_KEYS if context(key) not in (None, "")}
     if "version" not in given:
         if given:
@@ -245,7 +248,7 @@ def rfc3339(instant: datetime) -> str:
 def stage_config(
     context: Callable[[str], Any],
     *,
-    pipeline: Pipeline = PIPELINE,
+    pipeline: Pipeline | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> StageConfig:
     """Resolve the stage named by the `stage` context key into a validated `StageConfig`.
@@ -255,6 +258,7 @@ def stage_config(
     from placeholders, so `cdk synth` never needs credentials (deploying to the placeholder
     account fails loudly, as it should).
     """
+    pipeline = pipeline or current_pipeline()
     env = os.environ if environ is None else environ
     stage = str(context("stage") or DEFAULT_STAGE)
     stages = _as_mapping(context("stages"), "stages")
@@ -291,6 +295,7 @@ def stage_config(
     thresholds = _as_mapping(knob("alarm_thresholds"), "alarm_thresholds")
     kafka = _as_mapping(knob("kafka"), "kafka")
     config = StageConfig(
+        app=pipeline.app,
         stage=stage,
         account=account,
         region=region,
@@ -334,8 +339,9 @@ def stage_config(
     return config
 
 
-def validate(config: StageConfig, *, pipeline: Pipeline = PIPELINE) -> list[str]:
+def validate(config: StageConfig, *, pipeline: Pipeline | None = None) -> list[str]:
     """Cross-checks between the stage and the declaration, as sentences."""
+    pipeline = pipeline or current_pipeline()
     problems = [f"pipeline: {p}" for p in pipeline.validate()]
     streams = {s.name for s in pipeline.streams}
     if not 24 <= config.stream_retention_hours <= 8760:

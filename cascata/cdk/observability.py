@@ -20,12 +20,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from stacks.archive import StreamArchive
-from stacks.http_api import ApiHandler, PipelineHttpApi
-from stacks.naming import pin, stable_id
-from stacks.replay import ArchiveReplay
-from stacks.scheduled_task import ScheduledTask
-from stacks.stream_processor import QUARANTINE_METRIC, QUARANTINE_NAMESPACE, StreamProcessor
+from cascata.cdk.archive import StreamArchive
+from cascata.cdk.http_api import ApiHandler, PipelineHttpApi
+from cascata.cdk.naming import pin, stable_id
+from cascata.cdk.replay import ArchiveReplay
+from cascata.cdk.scheduled_task import ScheduledTask
+from cascata.cdk.stream_processor import QUARANTINE_METRIC, QUARANTINE_NAMESPACE, StreamProcessor
 
 
 class AlarmTopic(Construct):

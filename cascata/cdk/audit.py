@@ -29,9 +29,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.access import nag_resource
-from stacks.archive import ARCHIVE_KINDS
-from stacks.naming import pin, stable_id
+from cascata.cdk.access import nag_resource
+from cascata.cdk.archive import ARCHIVE_KINDS
+from cascata.cdk.naming import pin, stable_id
 
 RESULTS_PREFIX = "results"
 RESULTS_EXPIRATION = Duration.days(7)

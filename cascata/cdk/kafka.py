@@ -18,7 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_msk as msk
 from constructs import Construct
 
-from stacks.naming import pin, stable_id
+from cascata.cdk.naming import pin, stable_id
 
 KAFKA_IAM_PORT = 9098
 """MSK Serverless only speaks SASL/IAM over TLS, on this port."""

@@ -21,12 +21,12 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from cascata.cdk.bindings import BoundResource, on_failure_destination
+from cascata.cdk.config import AlarmThresholds
+from cascata.cdk.function import AlarmSpec, FunctionRuntime, PipelineFunction, VpcPlacement
+from cascata.cdk.naming import pascal, pin, stable_id
+from cascata.cdk.sources import StreamSource
 from cascata.pipeline import EventSource, Processor
-from stacks.bindings import BoundResource, on_failure_destination
-from stacks.config import AlarmThresholds
-from stacks.function import AlarmSpec, FunctionRuntime, PipelineFunction, VpcPlacement
-from stacks.naming import pascal, pin, stable_id
-from stacks.sources import StreamSource
 
 QUARANTINE_NAMESPACE = "Cascata"
 QUARANTINE_METRIC = "Quarantined"

@@ -25,11 +25,11 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cascata.cdk.bindings import BoundResource
+from cascata.cdk.config import AlarmThresholds
+from cascata.cdk.function import FunctionRuntime, PipelineFunction
+from cascata.cdk.naming import pascal, pin, stable_id
 from cascata.pipeline import ApiFunction
-from stacks.bindings import BoundResource
-from stacks.config import AlarmThresholds
-from stacks.function import FunctionRuntime, PipelineFunction
-from stacks.naming import pascal, pin, stable_id
 
 STAGE_NAME = "$default"
 """The stage served at the API's root URL (no stage segment in the path)."""

@@ -19,9 +19,9 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
 
+from cascata.cdk.access import Access, grant, nag_resource
+from cascata.cdk.kafka import KafkaCluster
 from cascata.pipeline import ResourceKind
-from stacks.access import Access, grant, nag_resource
-from stacks.kafka import KafkaCluster
 
 
 class BoundResource(Protocol):

@@ -25,12 +25,12 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cascata.cdk.access import grant
+from cascata.cdk.bindings import BoundResource
+from cascata.cdk.config import AlarmThresholds
+from cascata.cdk.function import AlarmSpec, FunctionRuntime, PipelineFunction
+from cascata.cdk.naming import pin, stable_id
 from cascata.pipeline import ResourceKind, ScheduledFunction
-from stacks.access import grant
-from stacks.bindings import BoundResource
-from stacks.config import AlarmThresholds
-from stacks.function import AlarmSpec, FunctionRuntime, PipelineFunction
-from stacks.naming import pin, stable_id
 
 SCHEDULER_RETRY_ATTEMPTS = 3
 """Scheduler retries an invocation it could not deliver (throttled, Lambda unavailable)."""

@@ -26,9 +26,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cascata.cdk.bindings import BoundResource, StoredResource
+from cascata.cdk.naming import pin, stable_id
 from cascata.pipeline import Binding
-from stacks.bindings import BoundResource, StoredResource
-from stacks.naming import pin, stable_id
 
 # Python logging level names (POWERTOOLS_LOG_LEVEL) -> Lambda's application log levels.
 _APPLICATION_LOG_LEVEL = {
