@@ -45,9 +45,10 @@ MAX_EVENTS = 1_000_000
 @app.callback()
 def _project(
     pipeline: Annotated[str | None, typer.Option(
-        "--pipeline", metavar="MODULE:ATTR",
-        help="The pipeline to work on, instead of pyproject.toml's [tool.cascata] pipeline "
-        "(CASCATA_PIPELINE is honoured too).")] = None,
+        "--pipeline", metavar="MODULE:ATTR|DIR",
+        help="The pipeline to work on, instead of pyproject.toml's [tool.cascata] pipeline: "
+        "module:attr, or another project's directory (CASCATA_PIPELINE is honoured too).")]
+    = None,
 ) -> None:
     """cascata: serverless stream processing on AWS, and its local runtime."""
     from cascata.project import add_code_path, find_project, use_pipeline
@@ -57,90 +58,60 @@ def _project(
 
 
 @app.command()
-def demo(
-    events: Annotated[int, typer.Option(min=1, max=MAX_EVENTS, help="Events to generate.")] = 1500,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the workload and the faults.")] = 7,
-    invalid_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
-    duplicate_share: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
-    chaos: Annotated[bool, typer.Option("--chaos", help="Inject faults at default rates.")] = False,
-    crash_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
-    put_failure_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
-    throttle_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
-    duplicate_rate: Annotated[float | None, typer.Option(min=0.0, max=0.5)] = None,
-    timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds the pipeline may go "
-                                           "without progress before the demo gives up.")] = 300,
-    rate: Annotated[float | None, typer.Option(
-        min=1, max=100_000, help="Offer the payments at this many a second (latency at a "
-        "steady rate) instead of all at once.")] = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Provision the pipeline, produce a generated workload, run every processor, check it."""
-    from cascata.local.chaos import ChaosSettings
-    from cascata.local.demo import DemoOptions, render, run_demo
-    from cascata.workload import WorkloadSpec
-
-    rates = {k: v for k, v in {"crash_rate": crash_rate, "put_failure_rate": put_failure_rate,
-                               "throttle_rate": throttle_rate,
-                               "duplicate_rate": duplicate_rate}.items() if v is not None}
-    chaos_settings = None
-    if chaos or rates:
-        base = ChaosSettings(seed=seed) if chaos else ChaosSettings(
-            seed=seed, crash_rate=0, put_failure_rate=0, throttle_rate=0, duplicate_rate=0)
-        chaos_settings = ChaosSettings(**{**_fields(base), **rates})
-    spec = WorkloadSpec(events=events, seed=seed, invalid_share=invalid_share,
-                        duplicate_share=duplicate_share)
-    result = run_demo(DemoOptions(workload=spec, chaos=chaos_settings, timeout_s=timeout,
-                                  endpoint_url=_endpoint(endpoint_url), show_progress=True,
-                                  rate=rate))
-    if as_json:
-        print_json(result.to_json())
-    else:
-        render(result)
-    if not result.ok:
-        raise typer.Exit(1)
-
-
-@app.command()
 def produce(
     file: Annotated[Path | None, typer.Option("--file", help="A JSON Lines file of events.")]
     = None,
-    events: Annotated[int | None, typer.Option(min=1, max=MAX_EVENTS,
-                                               help="Generate this many events instead.")] = None,
-    seed: Annotated[int, typer.Option(min=0)] = 7,
-    invalid_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
-    duplicate_share: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
-    stream: Annotated[str, typer.Option(help="Declared stream to write to.")] = "payments-raw",
+    events: Annotated[int | None, typer.Option(
+        min=1, max=MAX_EVENTS, help="Generate this many sample events instead (the project's "
+        "[tool.cascata] workload).")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the sample events.")] = 7,
+    stream: Annotated[str | None, typer.Option(
+        help="Declared stream to write to [default: the workload's stream, or the only "
+        "origin stream].")] = None,
     stage: StageOpt = "local",
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send events to a stream, from a JSON Lines file or the workload generator."""
+    """Send events to a stream, from a JSON Lines file or the project's sample workload."""
     from cascata.local.emulator import EndpointError, external
     from cascata.pipeline import ResourceKind
     from cascata.producer import InputFileError, Outgoing, read_jsonl
     from cascata.producer import produce as send
-    from cascata.project import current_pipeline
-    from cascata.workload import WorkloadSpec, generate
+    from cascata.project import current_pipeline, find_project, load_hook
 
     if (file is None) == (events is None):
         raise CliError("give exactly one of --file FILE or --events N")
+    project = find_project()
     pipeline = current_pipeline()
-    declared = {s.name for s in pipeline.streams}
-    if stream not in declared or pipeline.resource(stream).kind is not ResourceKind.STREAM:
-        raise CliError(f"unknown stream {stream!r}; declared: {', '.join(sorted(declared))}")
+    sample = load_hook(project.workload, project=project, what="workload") \
+        if project.workload else None
+    batch: list[Outgoing] = []
+    sample_stream: str | None = None
     if file is not None:
         try:
             batch = read_jsonl(file)
         except InputFileError as exc:
             raise CliError(str(exc)) from None
     else:
+        if sample is None:
+            raise CliError("--events needs a sample workload: set [tool.cascata] workload = "
+                           "'module:function' in pyproject.toml, or use --file")
         assert events is not None
-        spec = WorkloadSpec(events=events, seed=seed, invalid_share=invalid_share,
-                            duplicate_share=duplicate_share)
-        batch = [Outgoing(g.key, g.data) for g in generate(spec)]
+        sample_stream, records = sample(events, seed)
+        batch = [Outgoing(key, data) for key, data in records]
+    if stream is None:
+        if sample is not None and sample_stream is None:
+            sample_stream, _ = sample(1, seed)
+        origins = [s.name for s in pipeline.streams if s.origin]
+        stream = sample_stream or (origins[0] if len(origins) == 1 else None)
+        if stream is None:
+            raise CliError(f"give --stream: the pipeline has {len(origins)} origin streams "
+                           f"({', '.join(origins)})")
+    declared = {s.name for s in pipeline.streams}
+    if stream not in declared or pipeline.resource(stream).kind is not ResourceKind.STREAM:
+        raise CliError(f"unknown stream {stream!r}; declared: {', '.join(sorted(declared))}")
     try:
-        aws = external(_endpoint(endpoint_url))
+        aws = external(endpoint_arg(endpoint_url))
         aws.check_reachable()
     except EndpointError as exc:
         raise CliError(str(exc)) from None
@@ -178,7 +149,7 @@ def invoke(
     """Run one declared function once on an event file and show its response and effects."""
     from cascata.local.invoke import invoke_once, render_invocation
 
-    result = invoke_once(function, event, stage=stage, endpoint_url=_endpoint(endpoint_url))
+    result = invoke_once(function, event, stage=stage, endpoint_url=endpoint_arg(endpoint_url))
     if as_json:
         print_json(result)
     else:
@@ -225,7 +196,7 @@ def status(
     from cascata.local.serve import render_status
     from cascata.local.serve import status as read_status
 
-    report = read_status(_endpoint(endpoint_url) or "http://127.0.0.1:4566", stage=stage)
+    report = read_status(endpoint_arg(endpoint_url) or "http://127.0.0.1:4566", stage=stage)
     if as_json:
         print_json(report)
     else:
@@ -270,11 +241,8 @@ def _register_extra_commands() -> None:
 _register_extra_commands()
 
 
-def _fields(value: Any) -> dict[str, Any]:
-    return {name: getattr(value, name) for name in value.__dataclass_fields__}
-
-
-def _endpoint(flag: str | None) -> str | None:
+def endpoint_arg(flag: str | None) -> str | None:
+    """--endpoint-url, else AWS_ENDPOINT_URL, else None (the embedded emulator)."""
     return flag or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
@@ -285,8 +253,33 @@ def _aws_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_REGISTERED: set[str] = set()
+
+
+def _project_commands(argv: list[str]) -> None:
+    """Add the project's own commands (`[tool.cascata] commands`), once per process: the
+    project `--pipeline DIR` names, if it does, else the one around the working directory."""
+    from cascata.project import find_project, load_hook, use_pipeline
+
+    chosen: str | None = None
+    for index, arg in enumerate(argv):
+        if arg == "--pipeline" and index + 1 < len(argv):
+            chosen = argv[index + 1]
+        elif arg.startswith("--pipeline="):
+            chosen = arg.partition("=")[2]
+        elif not arg.startswith("-"):
+            break  # the command: what follows is its own arguments
+    use_pipeline(chosen)
+    project = find_project()
+    if project.commands and project.commands not in _REGISTERED:
+        register = load_hook(project.commands, project=project, what="commands")
+        register(app)
+        _REGISTERED.add(project.commands)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
+        _project_commands(list(sys.argv[1:] if argv is None else argv))
         # Not standalone, click returns a command's `typer.Exit` code instead of raising it.
         code = app(args=argv, prog_name="cascata", standalone_mode=False)
     except (CliError, ProjectError) as exc:

@@ -1,4 +1,4 @@
-"""`replay`, `versions`, `diff`, `promote`, `retire` and `audit`: reprocessing and the batch audit.
+"""`replay`, `versions`, `diff`, `promote` and `retire`: reprocessing into versions of the views.
 
 They work on a running pipeline: by default the local one `cascata up` serves at
 http://127.0.0.1:4566, or any endpoint with `--endpoint-url`; `--aws` uses AWS itself (the
@@ -18,6 +18,7 @@ import typer
 
 from cascata.console import CliError, out, print_json, progress
 from cascata.local.emulator import Aws, EndpointError, external
+from cascata.pipeline import Pipeline
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 StageOpt = Annotated[
@@ -40,7 +41,6 @@ def register(app: typer.Typer) -> None:
     app.command()(diff)
     app.command()(promote)
     app.command()(retire)
-    app.command()(audit)
 
 
 def connect(endpoint_url: str | None, use_aws: bool) -> Aws:
@@ -67,34 +67,44 @@ def _account() -> str:
         raise CliError(f"no AWS credentials usable: {type(exc).__name__}: {exc}") from None
 
 
-def parse_settings(values: list[str]) -> dict[str, dict[str, str]]:
-    """`--set fraud-detect.new_payee_threshold_minor=100000` -> each function's environment
-    overrides (`FRAUD_RULES` for fraud-detect), checked now rather than inside a replay."""
-    from payments.domain.fraud import rules_from_overrides, rules_overrides
+def parse_settings(values: list[str], pipeline: Pipeline | None = None
+                   ) -> dict[str, dict[str, str]]:
+    """`--set PROCESSOR.NAME=VALUE` (repeatable) -> each processor's environment overrides,
+    checked now by the processor's declared tunables (`Processor.tunables`) rather than inside
+    a replay. A value is JSON where it parses as JSON, else the text itself."""
+    from cascata.project import ProjectError, current_pipeline, load_hook
 
-    rules: dict[str, Any] = {}
+    pipeline = pipeline or current_pipeline()
+    tunable = {p.name: p.tunables for p in pipeline.processors if p.tunables is not None}
+    settable = ", ".join(f"{name}.<setting>" for name in tunable) or "nothing"
+    wanted: dict[str, dict[str, Any]] = {}
     for value in values:
         name, sep, raw = value.partition("=")
         function, dot, setting = name.partition(".")
         if not sep or not dot or not setting:
-            raise CliError(f"--set takes FUNCTION.SETTING=VALUE, got {value!r}")
-        if function != "fraud-detect":
+            raise CliError(f"--set takes PROCESSOR.SETTING=VALUE, got {value!r}")
+        if function not in tunable:
             raise CliError(f"--set: {function!r} has no settings a version may change; "
-                           "settable: fraud-detect.<rule setting>")
+                           f"settable: {settable}")
         try:
             parsed = json.loads(raw)
         except ValueError:
             parsed = raw
-        rules[setting] = parsed
-    if not rules:
-        return {}
-    try:
-        overrides = rules_overrides(rules_from_overrides(rules))
-    except ValueError as exc:
-        raise CliError(f"--set: {exc}") from None
-    if not overrides:
-        return {}
-    return {"fraud-detect": {"FRAUD_RULES": json.dumps(overrides, sort_keys=True)}}
+        wanted.setdefault(function, {})[setting] = parsed
+    overrides: dict[str, dict[str, str]] = {}
+    for function, settings in wanted.items():
+        declared = tunable[function]
+        assert declared is not None
+        try:
+            check = load_hook(declared.check, what=f"{function}'s tunables")
+            checked = check(settings)
+        except ProjectError as exc:
+            raise CliError(str(exc)) from None
+        except ValueError as exc:
+            raise CliError(f"--set {function}: {exc}") from None
+        if checked:
+            overrides[function] = {declared.variable: json.dumps(checked, sort_keys=True)}
+    return overrides
 
 
 def replay(
@@ -109,7 +119,8 @@ def replay(
                                               "the replay starts].")] = None,
     settings: Annotated[list[str] | None, typer.Option(
         "--set", help="A changed setting for this version, FUNCTION.SETTING=VALUE, e.g. "
-        "fraud-detect.new_payee_threshold_minor=100000 (repeatable).")] = None,
+        "fraud-detect.new_payee_threshold_minor=100000 (repeatable; what a processor's "
+        "declared tunables allow).")] = None,
     max_records: Annotated[int | None, typer.Option(
         min=1, help="Stop after this many origin records; run again to continue.")] = None,
     timeout: Annotated[float, typer.Option(min=1, max=86_400, help="Seconds to wait for "
@@ -128,7 +139,7 @@ def replay(
         raise CliError("on AWS a replay is a version stack: `npx cdk deploy -c version=V "
                        "-c replayFrom=stream|archive` (docs/deploy.md)")
     options = ReplayOptions(
-        version=_version(to_version), replay_from=source,  # type: ignore[arg-type]
+        version=version_arg(to_version), replay_from=source,  # type: ignore[arg-type]
         since=parse_time_option(since, "--since"), until=parse_time_option(until, "--until"),
         config=parse_settings(settings) if settings else None,
         max_records=max_records, timeout_s=timeout, stage=stage,
@@ -203,7 +214,7 @@ def diff(
     """How two versions of every view differ, row by row (bookkeeping attributes ignored)."""
     from cascata.versions import diff_versions
 
-    a, b = _version(a), _version(b)
+    a, b = version_arg(a), version_arg(b)
     aws = connect(endpoint_url, use_aws)
     with progress(not as_json) as bar:
         task = bar.add_task(f"diff {a} {b}", total=None)
@@ -241,7 +252,7 @@ def promote(
 
     aws = connect(endpoint_url, use_aws)
     registry = registry_for(aws, stage)
-    previous, live = registry.promote(_version(version), deployed=lambda v: views_exist(
+    previous, live = registry.promote(version_arg(version), deployed=lambda v: views_exist(
         aws.client("dynamodb"), v, stage=stage, account=aws.account, region=aws.region))
     if as_json:
         print_json({"previous": previous, "live": live, "changed": previous != live})
@@ -264,85 +275,15 @@ def retire(
 
     aws = connect(endpoint_url, use_aws)
     registry = registry_for(aws, stage)
-    deleted = retire_version(aws, registry, _version(version), stage=stage)
+    deleted = retire_version(aws, registry, version_arg(version), stage=stage)
     if as_json:
         print_json({"version": version, "deleted": deleted})
     else:
         out.print(f"retired {version}: deleted {len(deleted)} tables and streams")
 
 
-def audit(
-    version: Annotated[str | None, typer.Option(help="The version to audit [default: the "
-                                                "live one].")] = None,
-    examples: Annotated[int | None, typer.Option(min=0, help="Differences listed (default: "
-                                                 "all).")] = None,
-    stage: StageOpt = "local",
-    endpoint_url: EndpointOpt = None,
-    use_aws: AwsOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Recompute the views from the archive in one batch pass and reconcile them with a
-    version's views, listing every difference."""
-    from cascata.audit import run_audit
-    from cascata.project import current_pipeline
-    from cascata.replay import registry_for
-    from cascata.versions import table_name
-    from payments.domain.fraud import rules_from_json
-
-    if use_aws:
-        raise CliError("on AWS the audit runs on Athena over the archive's Glue tables "
-                       "(docs/deploy.md); --aws is not supported by this command yet")
-    aws = connect(endpoint_url, False)
-    registry = registry_for(aws, stage)
-    target = _version(version) if version else registry.live()
-    config: dict[str, dict[str, str]] = {}
-    arrived: tuple[int | None, int | None] = (None, None)
-    if target != "v1":
-        record = registry.get(target)
-        if record is None:
-            raise CliError(f"{target} does not exist; `cascata versions` lists them")
-        if record.state != "ready":
-            raise CliError(f"{target} is {record.state}: only a complete version can be "
-                           "audited")
-        config = record.config
-        arrived = (_epoch_ms(record.since), _epoch_ms(record.until))
-    try:
-        rules = rules_from_json(config.get("fraud-detect", {}).get("FRAUD_RULES", ""))
-    except ValueError as exc:
-        raise CliError(f"{target}'s recorded settings are invalid: {exc}") from None
-    pipeline = current_pipeline()
-    tables = {t.name: table_name(pipeline, t.name, target, stage=stage, account=aws.account,
-                                 region=aws.region) for t in pipeline.views}
-    archive = pipeline.physical_name("archive", stage=stage, account=aws.account,
-                                     region=aws.region)
-    with progress(not as_json) as bar:
-        task = bar.add_task(f"audit {target}", total=None)
-        report = run_audit(s3=aws.client("s3"), dynamodb=aws.client("dynamodb"),
-                           archive_bucket=archive, tables=tables, rules=rules, version=target,
-                           on_progress=lambda step: bar.update(task, description=step),
-                           limit_examples=examples, arrived=arrived)
-    body = report.to_json()
-    exit_code = 1 if body["total_differences"] else 0
-    if as_json:
-        print_json(body)
-        raise typer.Exit(exit_code)
-    archive_info = body.get("archive", {})
-    out.print(f"audited {target} against {archive_info.get('events', 0):,} archived events "
-              f"({archive_info.get('objects', 0):,} objects)")
-    for view, counts in body["views"].items():
-        out.print(f"{view:<14} {counts['differences']:>6} differences "
-                  f"(batch {counts['batch_keys']:,} keys, view {counts['view_keys']:,})")
-    for view, reason in body.get("not_compared", {}).items():
-        out.print(f"{view:<14} not compared: {reason}")
-    for d in body["differences"]:
-        out.print(f"  {d['view']} {d['key']} {d['kind']} {d.get('field') or ''}: "
-                  f"batch {d.get('batch')} / view {d.get('view_value', d.get('view'))}",
-                  markup=False)
-    out.print(f"total differences: [bold]{body['total_differences']}[/]")
-    raise typer.Exit(exit_code)
-
-
-def _epoch_ms(value: str | None) -> int | None:
+def epoch_ms_arg(value: str | None) -> int | None:
+    """An RFC 3339 time recorded by a replay, as epoch milliseconds (None stays None)."""
     from cascata.replay import parse_time_option
     from cascata_runtime.republish import epoch_ms
 
@@ -350,7 +291,9 @@ def _epoch_ms(value: str | None) -> int | None:
     return None if parsed is None else epoch_ms(parsed)
 
 
-def _version(value: str) -> str:
+def version_arg(value: str) -> str:
+    """A version name from the command line, or a one-line error."""
+
     from cascata.pipeline import check_version
 
     try:

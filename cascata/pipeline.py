@@ -29,6 +29,7 @@ origin stream."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_HOOK = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 
@@ -65,6 +66,9 @@ class Stream:
     """Origin streams: an event dated more than this after its arrival is quarantined."""
     earliest: str = "2000-01-01T00:00:00Z"
     """Origin streams: an event dated before this is quarantined."""
+    share_of_rate: float = 1.0
+    """Origin streams: records per event of `cascata plan --rate` (a side input such as a
+    CRM feed is a small share of the main one)."""
     kind: ResourceKind = field(default=ResourceKind.STREAM, init=False)
 
     def origin_policy(self, *, replayed: bool = False) -> dict[str, Any]:
@@ -234,6 +238,20 @@ class _HasHandler:
 
 
 @dataclass(frozen=True, slots=True)
+class Tunables:
+    """What a version of a processor may change: `replay --set PROCESSOR.NAME=VALUE`.
+
+    The values a version records go to the function as one JSON object in `variable` (an
+    optional setting of the function), and `check` (`module:function`, given the settings as a
+    dict) returns them checked and normalised, keeping only what differs from the defaults, or
+    raises ValueError naming what is wrong: the command line runs it before a replay starts,
+    so a wrong value never reaches a function."""
+
+    variable: str
+    check: str
+
+
+@dataclass(frozen=True, slots=True)
 class Processor(_HasHandler):
     """One Lambda function consuming one or more streams through event source mappings."""
 
@@ -248,6 +266,12 @@ class Processor(_HasHandler):
     replayable: bool = True
     """False for a processor whose effect leaves the pipeline (a notification to people):
     a replay must not repeat it, so a version being rebuilt runs without it."""
+    tunables: Tunables | None = None
+    """The settings a version may change (`replay --set`); None: none."""
+    cost_model: str | None = None
+    """`module:function(assumptions) -> cascata.plan.Model`: how the processor's work grows with
+    its input, for `cascata plan`; None: the planner's generic model (1:1 outputs, one write per
+    record on every table it writes)."""
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -399,6 +423,28 @@ class Pipeline:
         return tuple(t for t in self.tables if t.role != "control")
 
     @property
+    def control_table(self) -> Table | None:
+        """The version registry (the one `role="control"` table), which replay, versions,
+        promote and the query functions' live pointer use; None when not declared."""
+        return next((t for t in self.tables if t.role == "control"), None)
+
+    @property
+    def failures_bucket(self) -> str | None:
+        """Where the event source mappings' on-failure records go (the first source's
+        destination that is a bucket); the local runtime keeps its status report there."""
+        buckets = {b.name for b in self.buckets}
+        for proc in self.processors:
+            for src in proc.sources:
+                if src.on_failure in buckets:
+                    return src.on_failure
+        return self.buckets[0].name if self.buckets else None
+
+    def bound(self, function: str, env: str) -> str | None:
+        """The resource a function's binding `env` names, if it has that binding."""
+        return next((b.resource for b in self.function(function).bindings if b.env == env),
+                    None)
+
+    @property
     def functions(self) -> tuple[Function, ...]:
         """Every Lambda function: stream processors, scheduled functions, API functions."""
         return (*self.processors, *self.scheduled, *self.apis)
@@ -547,6 +593,18 @@ class Pipeline:
                         problems.append(
                             f"{proc.name}: writes to its own source stream {binding.resource!r}"
                         )
+            if proc.tunables is not None:
+                if not _ENV_NAME.match(proc.tunables.variable) or proc.tunables.variable in {
+                        b.env for b in proc.bindings}:
+                    problems.append(f"{proc.name}: tunables variable "
+                                    f"{proc.tunables.variable!r} must be an environment name "
+                                    "no binding uses")
+                if not _HOOK.match(proc.tunables.check):
+                    problems.append(f"{proc.name}: tunables check {proc.tunables.check!r} is "
+                                    "not module:function")
+            if proc.cost_model is not None and not _HOOK.match(proc.cost_model):
+                problems.append(f"{proc.name}: cost_model {proc.cost_model!r} is not "
+                                "module:function")
         for sched in self.scheduled:
             if not 60 <= sched.every_s <= 86_400 or sched.every_s % 60:
                 problems.append(
@@ -569,6 +627,9 @@ class Pipeline:
                 if not 0 <= stream_decl.max_future_skew_s <= 86_400:
                     problems.append(f"stream {stream_decl.name!r}: max_future_skew_s must be "
                                     "from 0 to 1 day")
+                if not 0 <= stream_decl.share_of_rate <= 1000:
+                    problems.append(f"stream {stream_decl.name!r}: share_of_rate must be from "
+                                    "0 to 1000")
                 if not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
                                 stream_decl.earliest):
                     problems.append(f"stream {stream_decl.name!r}: earliest must be RFC 3339 "

@@ -2,12 +2,14 @@
 
 What comes from the declaration (`cascata.pipeline`): the streams, who reads and writes each
 (consumers per stream), each processor's batch size, batching window, parallelization factor,
-memory and reserved concurrency, and which tables it writes. What the declaration cannot say
-(how many records a processor emits per record it reads, how many items it writes, how much
-CPU it spends) is in `ASSUMPTIONS` and `MODELS` below, the one place where the planner assumes
-anything; every assumption names where its figure comes from. A processor declared without a
-model gets conservative defaults (1:1 on every output, one write per record on every table it
-writes) and the plan says so.
+memory and reserved concurrency, which tables it writes, and each origin stream's share of the
+event rate (`Stream.share_of_rate`). What the declaration cannot say (how many records a
+processor emits per record it reads, how many items it writes, how much CPU it spends) is the
+processor's cost model (`Processor.cost_model`, a function of `Assumptions` returning a
+`Model`), declared by the application beside its code; every figure in one names where it
+comes from. A processor without one gets conservative defaults (1:1 on every output, one
+write per record on every table it writes) and the plan says so. `ASSUMPTIONS` holds what is
+true of any pipeline (utilisation targets, Lambda's CPU share, request latencies, keys).
 
 The AWS limits checked are in `LIMITS` (documented defaults; several can be raised by a quota
 request). Prices come from `cascata.prices`.
@@ -24,7 +26,7 @@ from typing import Any
 
 from cascata import prices
 from cascata.pipeline import Pipeline, Processor, ResourceKind
-from cascata.project import current_pipeline
+from cascata.project import ProjectError, current_pipeline, load_hook
 
 MIB = 1024 * 1024
 SECONDS_PER_MONTH = prices.HOURS_PER_MONTH * 3600
@@ -103,22 +105,8 @@ class Assumptions:
     """JSON around each record in a Lambda Kinesis event (ids, ARNs, key, a 56-digit sequence
     number): about 580 bytes measured on the local runtime's events with AWS-length values; the
     data itself grows by 4/3 in base64."""
-    added_bytes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({
-        "payments-validated": 160, "ledger-entries": 70}))
-    """Bytes a derived record adds to the record it derives from (lineage: correlation id and
-    causation), measured on the generated workload (247 B raw, 406 B validated, 478 B posting).
-    Other streams carry records of `default_record_bytes`."""
     default_record_bytes: int = 600
-    external_streams: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({
-        "payments-raw": 1.0, "customers": 0.01}))
-    """Streams fed from outside the pipeline, in records per input event: the raw payments
-    (the --rate), and customer events from the CRM (assumed one per hundred payments)."""
-    invalid_share: float = 0.01
-    """Share of raw events validate quarantines (the demo's workload uses 5%)."""
-    alert_share: float = 0.02
-    """fraud.alert events per validated payment (the workload generator's fraud share)."""
-    late_share: float = 0.01
-    """Payments arriving after their windows closed."""
+    """Bytes of a derived record whose processor's model does not say how much it adds."""
     keys: int = 1_000_000
     """Distinct accounts. With many keys a batch rarely touches an account twice, so the
     per-key coalescing of balances, profiles and windows saves little: the conservative case."""
@@ -178,6 +166,9 @@ class Model:
     parallelism: int = 1
     """How many per-item requests (`PARALLEL_OPERATIONS`) the handler has in flight at once
     (the stateful handlers write from a pool of 8 threads)."""
+    added_bytes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Output stream -> bytes an output record adds to the record it derives from (lineage,
+    normalised fields); an output not named here carries `default_record_bytes`."""
     basis: str = "assumed"
 
 
@@ -185,85 +176,28 @@ PARALLEL_OPERATIONS = frozenset({"dynamodb.PutItem", "dynamodb.UpdateItem",
                                  "dynamodb.DeleteItem", "sns.Publish"})
 
 
-def _models(a: Assumptions) -> dict[str, Model]:
-    """Per processor; the CPU figures are the medians of `cascata bench` on 2026-11-25 (2 cores)
-    at the measured batch size nearest the declared one; see docs/benchmarks.md."""
-    return {
-        "validate": Model(
-            parallelism=8,
-            outputs={"payments-validated": 1.0 - a.invalid_share},
-            tables=(TableUse("dedupe", coalesced=False, writes_per_record=1.0,
-                             rcu_per_item=0.0, hot=False),),
-            quarantine_per_record=a.invalid_share, us_per_record=112.0,
-            basis="1:1 minus invalid (quarantined); one duplicate marker (<1 KB, conditional "
-                  "put, no read) per record; CPU measured",
-        ),
-        "postings": Model(
-            outputs={"ledger-entries": 2.0}, us_per_record=95.0,
-            basis="1:2 (a debit and a credit); CPU measured",
-        ),
-        "balances": Model(
-            parallelism=8,
-            outputs={}, tables=(TableUse("balances"),), us_per_record=436.0,
-            basis="one read and one <1 KB write per account per batch; CPU measured",
-        ),
-        "fraud-detect": Model(
-            parallelism=8,
-            outputs={"alerts": a.alert_share},
-            tables=(
-                TableUse("fraud-state"),
-                TableUse("alerts-view", coalesced=False, writes_per_record=a.alert_share,
-                         rcu_per_item=0.0, hot=False),
-            ),
-            us_per_record=846.0,
-            basis="one read and write per payer per batch, one view write per alert; "
-                  "alert share assumed; CPU measured",
-        ),
-        "windows": Model(
-            parallelism=8,
-            outputs={"activity": 2.0, "activity-late": a.late_share},
-            tables=(TableUse("activity-view", keys_per_record=2.0, items_per_key=1.0),),
-            us_per_record=3960.0,
-            basis="each payment in one 5-minute pane of payer and payee, one write per pane "
-                  "item per batch (closing rewrites nothing); final results (~2 per payment) "
-                  "assumed; CPU measured before the pane rewrite",
-        ),
-        "profiles": Model(
-            parallelism=8,
-            outputs={}, tables=(TableUse("profiles", keys_per_record=2.0),),
-            us_per_record=822.0,
-            basis="one read and write per touched profile (payer and payee) per batch; the "
-                  "duplicate markers of customer events are left out (rare next to payments); "
-                  "CPU measured",
-        ),
-        "notify": Model(
-            parallelism=8,
-            outputs={}, publishes_per_record=1.0,
-            tables=(TableUse("alerts-view", coalesced=False, writes_per_record=1.0,
-                             rcu_per_item=1.0, hot=False),),
-            us_per_record=1759.0,
-            basis="one SNS message and one view update per alert; CPU measured",
-        ),
-    }
-
-
-MODELS: Mapping[str, Model] = MappingProxyType(_models(ASSUMPTIONS))
-
-
 def model_for(proc: Processor, pipeline: Pipeline, a: Assumptions) -> Model:
-    known = _models(a).get(proc.name)
-    written = [b.resource for b in proc.bindings
-               if b.access in ("write", "read_write")
-               and pipeline.resource(b.resource).kind is ResourceKind.TABLE]
-    if known is None:
+    """The processor's declared cost model at these assumptions, its outputs those it
+    declares; or the generic one when it declares none."""
+    if proc.cost_model is None:
+        written = [b.resource for b in proc.bindings
+                   if b.access in ("write", "read_write")
+                   and pipeline.resource(b.resource).kind is ResourceKind.TABLE]
         return Model(
             outputs=dict.fromkeys(proc.outputs, 1.0),
             tables=tuple(TableUse(t, coalesced=False) for t in written),
             basis="no model for this processor: 1:1 on every output, one write per record "
                   "on every table it writes, 500 µs CPU per record (all assumed)",
         )
-    outputs = {s: known.outputs.get(s, 1.0) for s in proc.outputs}
-    return dataclasses.replace(known, outputs=outputs)
+    try:
+        model = load_hook(proc.cost_model, what=f"{proc.name}'s cost model")(a)
+    except ProjectError as exc:
+        raise PlanError(str(exc)) from None
+    if not isinstance(model, Model):
+        raise PlanError(f"{proc.name}'s cost model {proc.cost_model!r} returned "
+                        f"{type(model).__name__}, not a cascata.plan.Model")
+    outputs = {s: model.outputs.get(s, 1.0) for s in proc.outputs}
+    return dataclasses.replace(model, outputs=outputs)
 
 
 def invocation_ms(
@@ -282,11 +216,6 @@ def invocation_ms(
     io_ms = sum(n * a.request_ms(op) / (parallelism if op in PARALLEL_OPERATIONS else 1)
                 for op, n in requests.items())
     return float(max(1, math.ceil(cpu_ms + io_ms)))
-
-
-def parallelism_of(function: str) -> int:
-    model = MODELS.get(function)
-    return model.parallelism if model else 1
 
 
 # The plan ---------------------------------------------------------------------------------
@@ -391,6 +320,8 @@ class Plan:
     kinesis_mode: str
     checks: list[Check]
     notes: list[str]
+    origins: tuple[str, ...] = ()
+    """The origin streams, fed at their share of the rate."""
 
     @property
     def hits(self) -> list[Check]:
@@ -418,8 +349,9 @@ class Plan:
             "notes": self.notes,
             "assumptions": {
                 "target_utilisation": a.target_utilisation, "keys": a.keys,
-                "hot_key_share": a.hot_key_share, "invalid_share": a.invalid_share,
-                "alert_share": a.alert_share, "external_streams": dict(a.external_streams),
+                "hot_key_share": a.hot_key_share,
+                "share_of_rate": {s: p.records_per_s / self.rate for s, p in self.streams.items()
+                                  if s in self.origins},
                 "latency_ms": dict(a.latency_ms), "lambda_full_vcpu_mb": a.lambda_full_vcpu_mb,
             },
             "prices": {"as_of": prices.AS_OF, "region": prices.REGION},
@@ -458,10 +390,8 @@ def plan(
     for proc in pipeline.processors:
         for src in proc.sources:
             streams[src.stream].consumers += 1
-    for name, per_event in a.external_streams.items():
-        if name in streams:
-            size = record_bytes if name == "payments-raw" else a.default_record_bytes
-            _add(streams[name], rate * per_event, size)
+    for origin in (s for s in pipeline.streams if s.origin):
+        _add(streams[origin.name], rate * origin.share_of_rate, record_bytes)
     notes: list[str] = []
     processed: set[str] = set()
     writers = {s: {p.name for p in pipeline.processors if s in p.outputs} for s in streams}
@@ -475,8 +405,9 @@ def plan(
         records_in = sum(streams[s.stream].records_per_s for s in proc.sources)
         bytes_in = sum(streams[s.stream].bytes_per_s for s in proc.sources)
         size_in = bytes_in / records_in if records_in else float(record_bytes)
+        added = models[proc.name].added_bytes
         for out, ratio in models[proc.name].outputs.items():
-            out_bytes = (size_in + a.added_bytes[out] if out in a.added_bytes
+            out_bytes = (size_in + added[out] if out in added
                          else float(a.default_record_bytes))
             _add(streams[out], records_in * ratio, out_bytes)
     for stream in streams.values():
@@ -517,13 +448,14 @@ def plan(
                      f"adapts to twice its previous peak; {busiest.name} needs "
                      f"{busiest.bytes_per_s / MIB:,.1f} MiB/s: ramp traffic up or start "
                      f"provisioned")
-    unmodelled = [p.name for p in pipeline.processors if p.name not in _models(a)]
+    unmodelled = [p.name for p in pipeline.processors if p.cost_model is None]
     if unmodelled:
         notes.append(f"default assumptions for processors without a model: "
                      f"{', '.join(unmodelled)}")
     return Plan(rate=rate, record_bytes=record_bytes, assumptions=a, streams=streams,
                 functions=functions, tables=tables, monthly_usd=monthly,
-                kinesis_usd=kinesis_usd, kinesis_mode=mode, checks=checks, notes=notes)
+                kinesis_usd=kinesis_usd, kinesis_mode=mode, checks=checks, notes=notes,
+                origins=tuple(s.name for s in pipeline.streams if s.origin))
 
 
 def _add(stream: StreamPlan, records_per_s: float, record_bytes: float) -> None:

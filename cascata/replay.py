@@ -337,7 +337,11 @@ def _iso(value: datetime | None) -> str | None:
 
 def registry_for(aws: Aws, stage: str, pipeline: Pipeline | None = None) -> Registry:
     pipeline = pipeline or current_pipeline()
-    table = pipeline.physical_name("versions", stage=stage, account=aws.account,
+    control = pipeline.control_table
+    if control is None:
+        raise CliError(f"pipeline {pipeline.app!r} declares no version registry (a Table with "
+                       "role='control'): replay, versions, diff, promote and retire need one")
+    table = pipeline.physical_name(control.name, stage=stage, account=aws.account,
                                    region=aws.region)
     ddb = aws.client("dynamodb")
     try:
@@ -419,7 +423,11 @@ def run_replay(
     assert until is not None
     republished = 0
     if record.replay_from == "archive":
-        republished = _republish(aws, registry, record, built, options.stage,
+        if not pipeline.archives:
+            raise CliError(f"pipeline {pipeline.app!r} archives no stream: replay it "
+                           "--from stream")
+        republished = _republish(aws, registry, record, built, pipeline.archives[0].bucket,
+                                 options.stage,
                                  Bounds(epoch_ms(since) if since else None, epoch_ms(until)),
                                  on_progress)
     clock = ReplayClock(record.clock_ms)
@@ -531,7 +539,7 @@ def run_replay(
 
 
 def _republish(aws: Aws, registry: Registry, record: VersionRecord, built: Pipeline,
-               stage: str, bounds: Bounds,
+               archive_bucket: str, stage: str, bounds: Bounds,
                on_progress: Callable[[str, int], None] | None) -> int:
     state = RepublishState.from_json(record.republish)
     if state.done:
@@ -539,7 +547,7 @@ def _republish(aws: Aws, registry: Registry, record: VersionRecord, built: Pipel
     before = state.published
     targets = {s.name: built.physical_name(s.name, stage=stage)
                for s in built.streams if s.origin}
-    archive = built.physical_name("archive", stage=stage, account=aws.account,
+    archive = built.physical_name(archive_bucket, stage=stage, account=aws.account,
                                   region=aws.region)
 
     def save(current: RepublishState) -> None:

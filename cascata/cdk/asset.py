@@ -46,14 +46,17 @@ def runtime_dir() -> Path:
     return Path(cascata_runtime.__file__).resolve().parent
 
 
-def lambda_asset(code_dir: Path, *, declaration_module: str | None = None) -> Asset:
-    """The asset of a project whose functions' code is in `code_dir`."""
+def lambda_asset(code_dir: Path, *, declaration_module: str | None = None,
+                 not_deployed: tuple[str, ...] = ()) -> Asset:
+    """The asset of a project whose functions' code is in `code_dir`; `not_deployed`: paths
+    under it that never run on Lambda."""
     if not code_dir.is_dir():
         raise FileNotFoundError(f"the functions' code directory {code_dir} does not exist "
                                 "([tool.cascata] code in pyproject.toml)")
     excludes: tuple[str, ...] = EXCLUDES
     if declaration_module:
         excludes = (*excludes, declaration_module.replace(".", "/") + ".py")
+    excludes = (*excludes, *not_deployed)
     runtime = runtime_dir()
     if runtime.parent == code_dir.resolve():
         return Asset(code_dir, excludes)
@@ -102,5 +105,6 @@ def project_asset() -> Asset:
         module = None
     key = (project.code_dir, module)
     if key not in _assets:
-        _assets[key] = lambda_asset(project.code_dir, declaration_module=module)
+        _assets[key] = lambda_asset(project.code_dir, declaration_module=module,
+                                    not_deployed=project.not_deployed)
     return _assets[key]

@@ -156,7 +156,8 @@ def invoke_once(
     except EndpointError as exc:
         raise CliError(str(exc)) from None
     try:
-        recorder = Recorder(provisioned.names["quarantine"])
+        quarantine = pipeline.bound(function, "QUARANTINE_BUCKET")
+        recorder = Recorder(provisioned.names[quarantine] if quarantine else "")
         handler = build_function(pipeline, function, aws=aws, stage=stage, wrap=recorder.wrap)
         proc = pipeline.function(function)
         name = pipeline.physical_name(function, stage=stage)

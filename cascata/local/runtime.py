@@ -227,8 +227,11 @@ class LocalRuntime:
 
     def publish_checkpoints(self) -> None:
         """Keep the checkpoint report in the emulator, where `cascata status` can read it."""
+        declared = self.pipeline.failures_bucket
+        if declared is None:
+            return
         s3 = self.aws.client("s3")
-        bucket = self.name("failures")
+        bucket = self.name(declared)
         s3.put_object(Bucket=bucket, Key=STATUS_KEY,
                       Body=json.dumps(self.checkpoint_report()).encode(),
                       ContentType="application/json")

@@ -20,7 +20,7 @@ from typing import Any
 
 from cascata.console import CliError, err, out
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
-from cascata.local.reference import list_keys
+from cascata.local.objects import list_keys
 from cascata.local.runtime import STATUS_KEY, LocalRuntime
 from cascata.pipeline import Pipeline
 from cascata.project import current_pipeline
@@ -131,7 +131,8 @@ def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline | None = 
         raise CliError(str(exc)) from None
     names = {r: pipeline.physical_name(r, stage=stage, account=aws.account, region=aws.region)
              for r in pipeline.resources()}
-    report = _read_report(aws, names["failures"])
+    declared = pipeline.failures_bucket
+    report = _read_report(aws, names[declared]) if declared else {}
     kinesis = aws.client("kinesis")
     processors: list[dict[str, Any]] = []
     total = 0

@@ -27,7 +27,14 @@ from cascata.local.runtime import LocalRuntime
 from cascata.pipeline import Pipeline, ResourceKind, Stream, Table
 from cascata.producer import Outgoing, produce
 
-__all__ = ["ChaosSettings", "LocalPipeline"]
+__all__ = ["CHAOS", "ChaosSettings", "LocalPipeline"]
+
+CHAOS = ChaosSettings(seed=7, crash_rate=0.2, put_failure_rate=0.1, throttle_rate=0.05,
+                      duplicate_rate=0.05)
+"""The `cascata_chaos` fixture's faults: a fifth of invocations crash after their effects, a
+tenth of PutRecords entries fail, a twentieth of requests and invocations are throttled and of
+produced records sent twice. High on purpose: a test of a few hundred events, produced and
+drained in a few rounds, meets every kind."""
 
 Event = Mapping[str, Any] | bytes | str
 
@@ -50,6 +57,8 @@ class LocalPipeline:
         self.aws.start()
         try:
             self.runtime.start()
+            # Every mapping polls from now on, as on Lambda; `drain` waits for it to settle.
+            self.runtime.run_in_background()
         except BaseException:
             self.aws.stop()
             raise
@@ -149,6 +158,30 @@ class LocalPipeline:
                              Key={k: {"S": v} for k, v in key.items()}).get("Item")
         return _plain(found) if found else None
 
+    def records(self, stream: str) -> list[Any]:
+        """Every record on a declared stream so far, in shard order, decoded from JSON (the
+        raw bytes where a record is not JSON)."""
+        self._declared(stream, ResourceKind.STREAM)
+        kinesis = self.aws.reading_client("kinesis")
+        name = self.name(stream)
+        found: list[Any] = []
+        shards = kinesis.list_shards(StreamName=name)["Shards"]
+        for shard in sorted(shards, key=lambda s: s["ShardId"]):
+            iterator = kinesis.get_shard_iterator(
+                StreamName=name, ShardId=shard["ShardId"],
+                ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            while iterator:
+                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                for record in page["Records"]:
+                    try:
+                        found.append(json.loads(record["Data"]))
+                    except ValueError:
+                        found.append(record["Data"])
+                if not page["Records"]:
+                    break
+                iterator = page.get("NextShardIterator")
+        return found
+
     def quarantined(self, processor: str | None = None) -> list[dict[str, Any]]:
         """What the processors refused: each with its `reason`, `source` position and the
         original record, oldest position first."""
@@ -183,6 +216,24 @@ class LocalPipeline:
         except ValueError:
             parsed = answer.body.decode("utf-8", "replace")
         return answer.status, parsed
+
+    def stats(self) -> dict[str, int]:
+        """What the run went through, summed over every event source mapping: invocations,
+        function errors (crashes), retried and bisected batches, throttles, records sent to
+        on-failure destinations; and the faults chaos injected into the functions' PutRecords
+        (failed entries, throttled requests)."""
+        fields = ("invocations", "function_errors", "retries", "bisects", "throttles",
+                  "partial_failures", "on_failure_records")
+        totals = dict.fromkeys(fields, 0)
+        for mapping in self.runtime.mappings.values():
+            snapshot = mapping.stats
+            for name in fields:
+                totals[name] += int(getattr(snapshot, name))
+        totals["put_entries_failed"] = sum(
+            c.counters.put_entries_failed for c in self.runtime.chaos_clients)
+        totals["put_requests_throttled"] = sum(
+            c.counters.put_requests_throttled for c in self.runtime.chaos_clients)
+        return totals
 
     # ----------------------------------------------------------------------------- helpers
 

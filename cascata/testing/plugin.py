@@ -7,7 +7,8 @@ Fixtures, for the project's declared pipeline (`[tool.cascata] pipeline`, or
 - `cascata_local`: a `LocalPipeline` of it, started on the embedded emulator, closed after the
   test: `produce`, `drain`, `table`, `item`, `quarantined`, `failures`, `request`.
 - `cascata_chaos`: the same with faults on (crashed invocations, partial PutRecords failures,
-  throttles, duplicate deliveries): the invariants a test asserts must hold anyway.
+  throttles, duplicate sends) at rates a test of a few hundred events meets every kind of
+  (`CHAOS`): the invariants a test asserts must hold anyway.
 
 Tests run offline: the plugin points boto3 at fake credentials and never at an account.
 """
@@ -66,8 +67,8 @@ def cascata_local(cascata_pipeline: Pipeline, _cascata_offline: None) -> Iterato
 
 @pytest.fixture
 def cascata_chaos(cascata_pipeline: Pipeline, _cascata_offline: None) -> Iterator[LocalPipeline]:
-    """The declared pipeline with faults injected at the default rates (seed 7)."""
-    from cascata.testing import ChaosSettings, LocalPipeline
+    """The declared pipeline with faults injected at the `CHAOS` rates."""
+    from cascata.testing import CHAOS, LocalPipeline
 
-    with LocalPipeline(cascata_pipeline, chaos=ChaosSettings(seed=7)) as local:
+    with LocalPipeline(cascata_pipeline, chaos=CHAOS) as local:
         yield local

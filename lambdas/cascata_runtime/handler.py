@@ -29,7 +29,7 @@ from cascata_runtime.shell import (
     apply_effects,
     read_batch,
 )
-from cascata_runtime.state import StateEngine
+from cascata_runtime.state import StateEngine, emitter
 
 Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 BatchFunction = Callable[[Mapping[str, Any]], BatchReport]
@@ -111,16 +111,20 @@ KeyedInputs = Callable[[Batch], tuple[Sequence[Keyed[Any, Any]], Sequence[tuple[
 def keyed_view(
     processor: str, engine: StateEngine[Any, Any, Any], keyed: KeyedInputs, *,
     objects: ObjectStore, quarantine_bucket: str, origins: Origins | None = None,
+    sink: Sink | None = None,
 ) -> BatchFunction:
-    """A processor that only maintains keyed state (a materialized view): decode, gate, key the
-    batch with the pure domain, run the state engine, quarantine, report."""
+    """A processor that maintains keyed state (a materialized view): decode, gate, key the
+    batch with the pure domain, run the state engine, quarantine, report. With `sink`, the
+    events the model's outcomes carry are emitted through it, each stamped with its cause's
+    lineage, before the state that caused them is written (`cascata_runtime.state`)."""
     quarantine = QuarantineWriter(objects, bucket=quarantine_bucket, processor=processor)
 
     def process(event: Mapping[str, Any]) -> BatchReport:
         records = decode_event(event)
         batch = read_batch(records, origins)
         inputs, rejected = keyed(batch)
-        result = engine.run(inputs)
+        publish = emitter(sink, batch.stamper) if sink is not None else None
+        result = engine.run(inputs, publish=publish)
         report = apply_effects(
             records, Effects(quarantined=tuple(rejected), failed=result.failed),
             sink=None, quarantine=quarantine, batch=batch,

@@ -24,6 +24,7 @@ from cascata.pipeline import (
     Stream,
     Table,
     Topic,
+    Tunables,
 )
 
 APP_NAME = "cascata"
@@ -67,6 +68,8 @@ PIPELINE = Pipeline(
             partition_key="customer_id",
             description="customer.registered and customer.updated events from the CRM.",
             origin=True,
+            # About one customer event per hundred payments, for `cascata plan`.
+            share_of_rate=0.01,
         ),
         Stream(
             name="alerts",
@@ -169,6 +172,7 @@ PIPELINE = Pipeline(
         Processor(
             name="validate",
             handler="payments.handlers.validate.handler",
+            cost_model="payments.tooling.cost_models:validate",
             description="Schema and business checks; valid payments on, invalid to quarantine.",
             sources=(EventSource(stream="payments-raw", batch_size=200),),
             bindings=(
@@ -180,6 +184,7 @@ PIPELINE = Pipeline(
         Processor(
             name="postings",
             handler="payments.handlers.postings.handler",
+            cost_model="payments.tooling.cost_models:postings",
             description="Double entry: a debit for the payer and a credit for the payee, "
             "re-keyed by account.",
             sources=(EventSource(stream="payments-validated", batch_size=200),),
@@ -191,6 +196,7 @@ PIPELINE = Pipeline(
         Processor(
             name="balances",
             handler="payments.handlers.balances.handler",
+            cost_model="payments.tooling.cost_models:balances",
             description="Materializes the balance of every account, effectively once.",
             sources=(
                 EventSource(
@@ -206,9 +212,13 @@ PIPELINE = Pipeline(
         Processor(
             name="fraud-detect",
             handler="payments.handlers.fraud_detect.handler",
+            cost_model="payments.tooling.cost_models:fraud_detect",
             description="Rules over validated payments (tier limit, velocity, new payee); "
             "raises fraud.alert events and keeps the alerts view.",
             sources=(EventSource(stream="payments-validated", batch_size=200),),
+            # A version may change the rules: `replay --set fraud-detect.<rule>=<value>`.
+            tunables=Tunables(variable="FRAUD_RULES",
+                              check="payments.domain.fraud:check_overrides"),
             bindings=(
                 Binding(env="ALERTS_STREAM", resource="alerts", access="write"),
                 Binding(env="ALERTS_TABLE", resource="alerts-view", access="read_write"),
@@ -220,6 +230,7 @@ PIPELINE = Pipeline(
         Processor(
             name="windows",
             handler="payments.handlers.windows.handler",
+            cost_model="payments.tooling.cost_models:windows",
             description="Event-time tumbling and hopping windows per account with allowed "
             "lateness; late payments to a side output.",
             sources=(EventSource(stream="payments-validated", batch_size=500,
@@ -234,6 +245,7 @@ PIPELINE = Pipeline(
         Processor(
             name="profiles",
             handler="payments.handlers.profiles.handler",
+            cost_model="payments.tooling.cost_models:profiles",
             description="Unified customer profile from customer events and payment activity, "
             "whichever arrives first.",
             sources=(
@@ -249,6 +261,7 @@ PIPELINE = Pipeline(
         Processor(
             name="notify",
             handler="payments.handlers.notify.handler",
+            cost_model="payments.tooling.cost_models:notify",
             description="Publishes each fraud alert to the notifications topic, once.",
             sources=(EventSource(stream="alerts", batch_size=50),),
             bindings=(

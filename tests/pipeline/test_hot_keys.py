@@ -14,8 +14,8 @@ from collections import Counter
 import pytest
 
 from cascata.local.chaos import ChaosSettings
-from cascata.local.demo import DemoOptions, run_demo
-from cascata.workload import WorkloadSpec, generate
+from payments.tooling.demo import DemoOptions, run_demo
+from payments.tooling.workload import WorkloadSpec, generate
 
 pytestmark = pytest.mark.pipeline
 

@@ -24,11 +24,11 @@ from cascata.local.emulator import EmbeddedAws
 from cascata.local.runtime import LocalRuntime
 from cascata.producer import Outgoing, produce
 from cascata.versions import content, row_key, scan_view
-from cascata.workload import WorkloadSpec, generate, generate_customers
 from cascata_runtime.archive import decode_object
 from payments.domain.query import MAX_WINDOWS
 from payments.domain.windows import WindowConfig
 from payments.pipeline import PIPELINE
+from payments.tooling.workload import WorkloadSpec, generate, generate_customers
 from tests.support.events import http_event
 
 pytestmark = pytest.mark.pipeline

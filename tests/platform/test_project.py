@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,4 +98,18 @@ def test_the_command_line_says_so_in_one_line_and_exits_2(
     assert err.startswith("error: pipeline 'nowhere_module_q:P': cannot import")
     assert "\n" not in err and "Traceback" not in err
     assert main(["--pipeline", "bad", "status"]) == 2
-    assert "is not module:attribute" in capsys.readouterr().err
+    assert "is neither module:attribute nor a project directory" in capsys.readouterr().err
+
+
+def test_another_project_is_chosen_by_its_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = ROOT / "examples" / "iot"
+    assert main(["--pipeline", str(example), "plan", "--rate", "50", "--record-bytes", "300",
+                 "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["streams"]["readings-raw"]["records_per_s"] == 50
+    assert planned["streams"]["readings"]["records_per_s"] == 50
+    assert planned["monthly_usd"]["total"] > 0
+    assert find_project().root == example

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from cascata.audit import ALERTS, archive_objects, recompute
 from cascata_runtime.archive import RawRecord
 from cascata_runtime.envelope import (
     Rejection,
@@ -29,6 +28,7 @@ from payments.domain.fraud import (
     evaluate,
 )
 from payments.domain.schemas import PaymentMade, parse_event
+from payments.tooling.audit import ALERTS, archive_objects, recompute
 
 BASE = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 SHARD = "shardId-000000000000"

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from cascata.audit import (
+from cascata_runtime.archive import RawRecord
+from payments.domain.fraud import DEFAULT_RULES, FraudRules
+from payments.tooling.audit import (
     ACTIVITY,
     ALERTS,
     BALANCES,
@@ -23,8 +25,6 @@ from cascata.audit import (
     reconcile,
     run_audit,
 )
-from cascata_runtime.archive import RawRecord
-from payments.domain.fraud import DEFAULT_RULES, FraudRules
 
 BALANCE = {"account_id": "alice", "balances": {"USD": -2_000, "EUR": 5}, "postings": 2}
 

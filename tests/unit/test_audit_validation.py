@@ -18,8 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cascata.audit import archive_objects, checked_records
-from cascata.workload import WorkloadSpec, generate, generate_customers
 from cascata_runtime.archive import RawRecord
 from cascata_runtime.envelope import Rejection, SourcePosition, decode_json, parse_envelope
 from payments.domain.schemas import (
@@ -29,6 +27,8 @@ from payments.domain.schemas import (
     sort_by_type,
 )
 from payments.domain.validate import validate_batch
+from payments.tooling.audit import archive_objects, checked_records
+from payments.tooling.workload import WorkloadSpec, generate, generate_customers
 
 PAYMENTS = "payments-raw"
 CUSTOMERS = "customers"
@@ -250,7 +250,7 @@ def test_edge_cases_get_the_pipelines_verdict_and_code(
     want = []
     for (source, data), row in zip(records, rows, strict=True):
         code = python_verdict(source, data)
-        # Codes may differ where cascata.audit says so: errors/ lines carry the archive's
+        # Codes may differ where payments.tooling.audit says so: errors/ lines carry the archive's
         # reason (the first problem in the order archive_entry checks), and the pipeline's own
         # types (ledger.posting, ...) are unexpected_type whatever else is wrong with them.
         exact = row["kind"] == "events" and not (
@@ -272,7 +272,7 @@ OWN_TYPES = ("ledger.posting", "fraud.alert", "window.closed", "payment.late")
 
 def test_a_record_duckdb_cannot_parse_is_rejected_not_fatal(tmp_path: Path) -> None:
     # A lone surrogate escape: Python reads it, DuckDB's JSON reader refuses it. The audit
-    # must still run; the record counts as rejected (see cascata.audit's known limits).
+    # must still run; the record counts as rejected (see payments.tooling.audit's known limits).
     event = (b'{"event_id":"e1","type":"payment.made","version":1,"key":"alice",'
              b'"occurred_at":"2026-11-02T09:00:00Z","data":{"payer":"alice","payee":"bob",'
              b'"amount_minor":5,"currency":"USD","note":"\\ud800"}}')

@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cascata.audit import (
+from cascata_runtime.archive import RawRecord
+from cascata_runtime.envelope import Rejection, SourcePosition, format_time, parse_envelope
+from payments.domain.fraud import DEFAULT_RULES
+from payments.domain.profiles import Fact, Profile, apply_facts, facts_of
+from payments.domain.schemas import PaymentMade, WindowDirection, parse_event
+from payments.domain.windows import PaneState, WindowConfig, pane_key
+from payments.tooling.audit import (
     ACTIVITY,
     BALANCES,
     PROFILES,
@@ -17,13 +23,7 @@ from cascata.audit import (
     archive_objects,
     recompute,
 )
-from cascata.workload import WorkloadSpec, generate, generate_customers
-from cascata_runtime.archive import RawRecord
-from cascata_runtime.envelope import Rejection, SourcePosition, format_time, parse_envelope
-from payments.domain.fraud import DEFAULT_RULES
-from payments.domain.profiles import Fact, Profile, apply_facts, facts_of
-from payments.domain.schemas import PaymentMade, WindowDirection, parse_event
-from payments.domain.windows import PaneState, WindowConfig, pane_key
+from payments.tooling.workload import WorkloadSpec, generate, generate_customers
 
 BASE = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 SHARD = "shardId-000000000000"
@@ -106,7 +106,7 @@ def test_an_archive_of_physical_stream_names_is_read_as_its_streams(tmp_path: Pa
 
 
 def test_balances_equal_the_generators_reference(tmp_path: Path) -> None:
-    from cascata.local.reference import Reference
+    from payments.tooling.reference import Reference
 
     events = list(generate(WorkloadSpec(events=1_500, seed=9, duplicate_share=0.1)))
     batch = recompute(write(tmp_path, raw("payments-raw", [e.data for e in events])),
@@ -254,7 +254,7 @@ def test_pane_totals_equal_the_windows_domain_with_every_payment_on_time(
 
 
 def test_instants_are_written_as_each_view_writes_them(tmp_path: Path) -> None:
-    from cascata.audit import ALERTS
+    from payments.tooling.audit import ALERTS
 
     # A microsecond and half a second past the minute, above alice's default tier limit
     events = [{**payment("p1", "alice", "bob", 200_000), "occurred_at": at}

@@ -3,16 +3,16 @@ rounding, and how fixed costs and windows write units are attributed."""
 
 from __future__ import annotations
 
-from cascata.bench.functions import AWS_SEQUENCE_DIGITS, aws_sequence
-from cascata.bench.metering import (
+from cascata.pipeline import Index
+from payments.tooling.bench.functions import AWS_SEQUENCE_DIGITS, aws_sequence
+from payments.tooling.bench.metering import (
     FIREHOSE_RECORD_UNIT,
     firehose_billed_bytes,
     index_write_sizes,
     item_size,
     write_units,
 )
-from cascata.bench.report import shards_for
-from cascata.pipeline import Index
+from payments.tooling.bench.report import shards_for
 
 KEYS = ("account_id", "window_key")
 OPEN_BY_CLOSE = Index(name="open-by-close", partition_key="status", sort_key="closes_at",

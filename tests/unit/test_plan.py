@@ -15,6 +15,7 @@ from cascata.cli_extra import register
 from cascata.pipeline import Binding, EventSource, Processor, Stream, Table
 from cascata.plan import ASSUMPTIONS, LIMITS, Plan, PlanError, distinct, plan
 from payments.pipeline import PIPELINE
+from payments.tooling.cost_models import INVALID_SHARE
 
 
 def _cli() -> typer.Typer:
@@ -33,7 +34,7 @@ def test_fan_out_follows_the_declaration() -> None:
     result = plan(1000, 300)
     # Then validate passes the valid ones on, postings doubles them, and every declared
     # consumer of a stream is counted on it
-    valid = 1000 * (1 - ASSUMPTIONS.invalid_share)
+    valid = 1000 * (1 - INVALID_SHARE)
     assert result.streams["payments-raw"].records_per_s == pytest.approx(1000)
     assert result.streams["payments-validated"].records_per_s == pytest.approx(valid)
     assert result.streams["ledger-entries"].records_per_s == pytest.approx(2 * valid)

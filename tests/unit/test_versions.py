@@ -139,7 +139,8 @@ def test_settings_become_the_functions_environment() -> None:
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("velocity_max_payments=6", "FUNCTION.SETTING=VALUE"),
+    ("velocity_max_payments=6", "PROCESSOR.SETTING=VALUE"),
+    ("nope.x=1", "no settings"),
     ("balances.x=1", "no settings"),
     ("fraud-detect.unknown=1", "unknown fraud rule"),
     ("fraud-detect.velocity_max_payments=many", "must be an integer"),

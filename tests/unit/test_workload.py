@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from cascata.workload import Generated, WorkloadSpec, generate
 from cascata_runtime.envelope import Rejection, decode_json, parse_envelope
 from payments.domain.schemas import PaymentMade, parse_event
+from payments.tooling.workload import Generated, WorkloadSpec, generate
 
 
 def test_the_same_seed_gives_the_same_workload() -> None:

@@ -217,6 +217,13 @@ def rules_from_json(text: str) -> FraudRules:
     return rules_from_overrides(overrides)
 
 
+def check_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """fraud-detect's declared tunables: `replay --set fraud-detect.NAME=VALUE` settings,
+    checked, as the overrides a version records in FRAUD_RULES (only what differs from the
+    defaults); ValueError names what is wrong."""
+    return rules_overrides(rules_from_overrides(settings))
+
+
 def rules_overrides(rules: FraudRules) -> dict[str, Any]:
     """The fields of `rules` that differ from the defaults (what a version records)."""
     out: dict[str, Any] = {}

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cascata.bench import functions as fns
-from cascata.bench.metering import EmulatorCpu, InProcessAws
 from cascata.local.emulator import provision
 from cascata.pipeline import EventSource, Pipeline
+from payments.tooling.bench import functions as fns
+from payments.tooling.bench.metering import EmulatorCpu, InProcessAws
 
 WARMUP_RECORDS = 20
 

@@ -1,4 +1,4 @@
-"""The SQL of the batch audit (`cascata.audit`), run in file-name order on DuckDB.
+"""The SQL of the batch audit (`payments.tooling.audit`), run in file-name order on DuckDB.
 
 Package data rather than strings in Python, so the text can be read, reviewed and ported to
 Athena on its own: CTEs, window functions, joins, no user-defined functions. What is DuckDB's

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cascata.workload import Generated
+from cascata.local.objects import list_keys, read_objects
 from cascata_runtime.envelope import Envelope, Rejection, decode_json, parse_envelope
 from cascata_runtime.origin import OriginPolicy
+from payments.tooling.workload import Generated
 
 
 class _OriginGate:
@@ -474,14 +475,3 @@ def read_stream(kinesis: Any, stream: str) -> Iterable[bytes]:
                 page["Records"]) < 10_000):
                 break
             iterator = page.get("NextShardIterator")
-
-
-def list_keys(s3: Any, bucket: str, prefix: str = "") -> Iterable[str]:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            yield obj["Key"]
-
-
-def read_objects(s3: Any, bucket: str, prefix: str = "") -> Iterable[bytes]:
-    for key in list_keys(s3, bucket, prefix):
-        yield s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cascata.bench import functions as fns
 from cascata.pipeline import LOCAL_REGION, Pipeline
 from cascata.project import find_project
+from payments.tooling.bench import functions as fns
 
 _PROBE = """
 import json, sys, time

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cascata.bench import coldstart, cpu, local, report, usage
-from cascata.bench import functions as fns
 from cascata.console import err, progress
 from cascata.pipeline import Pipeline
-from cascata.project import current_pipeline
-from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
+from payments.pipeline import PIPELINE
+from payments.tooling.bench import coldstart, cpu, local, report, usage
+from payments.tooling.bench import functions as fns
+from payments.tooling.workload import Generated, WorkloadSpec, generate, generate_customers
 
 ACCOUNTS = 2000
 """Accounts in the usage workload. Key repetition inside a batch is what lets cascata coalesce
@@ -85,7 +85,7 @@ class Options:
 
 
 def run_bench(options: Options, pipeline: Pipeline | None = None) -> dict[str, Any]:
-    pipeline = pipeline or current_pipeline()
+    pipeline = pipeline or PIPELINE
     started = time.perf_counter()
     found = fns.available(pipeline)
     runnable = found.pipeline

@@ -27,14 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascata import prices
-from cascata.bench import functions as fns
-from cascata.bench.coldstart import ColdStart
-from cascata.bench.cpu import CpuResult
-from cascata.bench.local import Local
-from cascata.bench.metering import KINESIS_ON_DEMAND_UNIT, Meter
-from cascata.bench.usage import Side, Usage
 from cascata.pipeline import Pipeline
-from cascata.plan import ASSUMPTIONS, invocation_ms, parallelism_of
+from cascata.plan import ASSUMPTIONS, invocation_ms
+from payments.tooling.bench import functions as fns
+from payments.tooling.bench.coldstart import ColdStart
+from payments.tooling.bench.cpu import CpuResult
+from payments.tooling.bench.local import Local
+from payments.tooling.bench.metering import KINESIS_ON_DEMAND_UNIT, Meter
+from payments.tooling.bench.usage import Side, Usage
+from payments.tooling.cost_models import parallelism_of
 
 VIEW = "balances"
 HEADLINE_BATCH = 100

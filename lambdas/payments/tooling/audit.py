@@ -4,8 +4,9 @@ The stream pipeline promises views equal to the ones computed from the set of di
 input events. The audit checks that promise the Lambda-architecture way: one batch pass over
 the archive (every raw record of payments-raw and customers, in S3) recomputes the views in SQL
 on DuckDB, and every item of the version's tables is compared with its recomputation. The SQL
-(`cascata/audit_sql/*.sql`, run in name order) keeps to CTEs and window functions so the same
-text can run on Athena over the same layout; the module around it only moves data: it lays the
+(`payments/tooling/audit_sql/*.sql`, run in name order) keeps to CTEs and window functions
+so the same text can run on Athena over the same layout; the module around it only moves data:
+it lays the
 archive out for DuckDB, loads the configuration tables, scans DynamoDB and compares.
 
 What is recomputed, and compared on business attributes only (never fences, TTLs,
@@ -276,7 +277,7 @@ def _recomputed(
 
 
 def _sql_files() -> list[tuple[str, str]]:
-    folder = resources.files("cascata.audit_sql")
+    folder = resources.files("payments.tooling.audit_sql")
     return sorted(
         (entry.name, entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()

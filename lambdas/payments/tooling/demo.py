@@ -25,7 +25,11 @@ from cascata.console import CliError, out, progress
 from cascata.local.chaos import ChaosSettings
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
 from cascata.local.esm import DrainTimeout
-from cascata.local.reference import (
+from cascata.local.runtime import LocalRuntime, mapping_key
+from cascata.pipeline import Pipeline
+from cascata.producer import Outgoing, produce
+from payments.pipeline import PIPELINE
+from payments.tooling.reference import (
     Invariant,
     Observed,
     Reference,
@@ -35,11 +39,7 @@ from cascata.local.reference import (
     read_stream,
     read_tap,
 )
-from cascata.local.runtime import LocalRuntime, mapping_key
-from cascata.pipeline import Pipeline
-from cascata.producer import Outgoing, produce
-from cascata.project import current_pipeline
-from cascata.workload import Generated, WorkloadSpec, generate, generate_customers
+from payments.tooling.workload import Generated, WorkloadSpec, generate, generate_customers
 
 QUIET_AFTER_S = 3600.0
 """How far the demo moves the clock before the scheduled functions' turn."""
@@ -182,7 +182,7 @@ def _with_producer_duplicates(
 
 
 def run_demo(options: DemoOptions, pipeline: Pipeline | None = None) -> DemoResult:
-    pipeline = pipeline or current_pipeline()
+    pipeline = pipeline or PIPELINE
     problems = options.workload.problems() + (options.chaos.problems() if options.chaos else [])
     if options.rate is not None and options.rate <= 0:
         problems.append(f"--rate must be positive, got {options.rate}")

@@ -21,12 +21,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from cascata.local.demo import DemoOptions, run_demo
 from cascata.local.emulator import EmbeddedAws, provision
 from cascata.local.inprocess import Call, record_calls
 from cascata.pipeline import Pipeline
 from cascata.producer import Outgoing, produce
-from cascata.workload import WorkloadSpec, generate
+from payments.tooling.demo import DemoOptions, run_demo
+from payments.tooling.workload import WorkloadSpec, generate
 
 OFFERED_EPS = 200.0
 """The steady rate the latency run offers payments at."""

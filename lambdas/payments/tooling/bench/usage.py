@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cascata.bench import functions as fns
-from cascata.bench.metering import (
+from cascata.local.emulator import provision
+from cascata.pipeline import Pipeline
+from cascata.producer import Outgoing, produce
+from payments.tooling.bench import functions as fns
+from payments.tooling.bench.metering import (
     EmulatorCpu,
     InProcessAws,
     ItemSizes,
@@ -32,10 +35,7 @@ from cascata.bench.metering import (
     firehose_billed_bytes,
     metered,
 )
-from cascata.local.emulator import provision
-from cascata.pipeline import Pipeline
-from cascata.producer import Outgoing, produce
-from cascata.workload import Generated
+from payments.tooling.workload import Generated
 
 SHARDS = 1
 """One shard per stream: every record of a stream is in one ordered log, so the CPU

@@ -167,6 +167,13 @@ def generate(spec: WorkloadSpec) -> Iterator[Generated]:
         seq += 1
 
 
+def sample(events: int, seed: int) -> tuple[str, list[tuple[str, bytes]]]:
+    """The project's sample workload (`cascata produce --events N`): payments for
+    payments-raw with the default shares of invalid events and producer retries."""
+    spec = WorkloadSpec(events=events, seed=seed)
+    return "payments-raw", [(g.key, g.data) for g in generate(spec)]
+
+
 def _accounts(spec: WorkloadSpec, rng: random.Random) -> list[str]:
     n_accounts = spec.accounts or max(50, min(20_000, spec.events // 15))
     return [f"{rng.choice(_FIRST)}.{i:04d}" for i in range(n_accounts)]
