@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from cascata_runtime.adapters import DynamoItemStore, S3ObjectStore
 from cascata_runtime.emitter import KinesisSink
+from payments import adapters
 from payments.handlers import fraud_detect
 from payments.settings import FraudDetectSettings
 from tests.support.events import LambdaContext, derived, kinesis_event, msk_event, payment
@@ -113,8 +114,8 @@ def deps(aws: Aws, **overrides: Any) -> fraud_detect.Dependencies:
         "alerts_stream": ALERTS,
         "quarantine_bucket": BUCKET,
         "state": DynamoItemStore(aws.dynamodb, STATE, key="payer"),
-        "tiers": fraud_detect.DynamoProfileTiers(aws.dynamodb, PROFILES),
-        "view": fraud_detect.DynamoAlertsView(aws.dynamodb, VIEW),
+        "tiers": adapters.DynamoProfileTiers(aws.dynamodb, PROFILES),
+        "view": adapters.DynamoAlertsView(aws.dynamodb, VIEW),
         "sink": KinesisSink(aws.kinesis, sleep=lambda _s: None),
         "objects": S3ObjectStore(aws.s3),
     }
@@ -321,7 +322,7 @@ def test_one_state_write_per_payer_per_batch_and_profiles_read_only_when_needed(
 ) -> None:
     store = DynamoItemStore(aws.dynamodb, STATE, key="payer")
     asked: list[list[str]] = []
-    real_tiers = fraud_detect.DynamoProfileTiers(aws.dynamodb, PROFILES)
+    real_tiers = adapters.DynamoProfileTiers(aws.dynamodb, PROFILES)
 
     class CountingTiers:
         def tiers(self, customers: list[str]) -> Any:

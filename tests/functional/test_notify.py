@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from cascata_runtime.adapters import S3ObjectStore
 from cascata_runtime.envelope import Envelope, SourcePosition, parse_envelope
+from payments import adapters
 from payments.domain.fraud import PayerState, evaluate
 from payments.domain.notify import SUBJECT_MAX, plan, subject_for
 from payments.domain.schemas import FraudAlert, PaymentMade, parse_event
@@ -124,7 +125,7 @@ def stream(alerts: list[FraudAlert], start: int = 1) -> dict[str, Any]:
 def written_by_fraud_detect(aws: Aws, alerts: list[FraudAlert]) -> None:
     from payments.domain.fraud import alert_view_item
 
-    view = fraud_detect.DynamoAlertsView(aws.dynamodb, VIEW)
+    view = adapters.DynamoAlertsView(aws.dynamodb, VIEW)
     for alert in alerts:
         view.upsert(alert_view_item(alert))
 
@@ -132,8 +133,8 @@ def written_by_fraud_detect(aws: Aws, alerts: list[FraudAlert]) -> None:
 def deps(aws: Aws, **overrides: Any) -> notify.Dependencies:
     values: dict[str, Any] = {
         "quarantine_bucket": BUCKET,
-        "publisher": notify.SnsPublisher(aws.sns, aws.sts, TOPIC),
-        "ledger": notify.DynamoAlertLedger(aws.dynamodb, VIEW),
+        "publisher": adapters.SnsPublisher(aws.sns, aws.sts, TOPIC),
+        "ledger": adapters.DynamoAlertLedger(aws.dynamodb, VIEW),
         "objects": S3ObjectStore(aws.s3),
         "now": lambda: NOW,
     }
@@ -222,7 +223,7 @@ def test_a_failed_publish_fails_only_its_record_and_the_retry_sends_the_rest(aws
     alerts = raised(big("a1", payer="alice")) + raised(big("b1", payer="bob")) + raised(
         big("c1", payer="carol"))
     written_by_fraud_detect(aws, alerts)
-    real = notify.SnsPublisher(aws.sns, aws.sts, TOPIC)
+    real = adapters.SnsPublisher(aws.sns, aws.sts, TOPIC)
 
     class RefuseBob:
         def publish(self, n: Any) -> str:
@@ -249,7 +250,7 @@ def test_a_failed_mark_after_publishing_does_not_fail_the_record(aws: Aws) -> No
     # The residual window, made visible: SNS took the message, the mark could not be written.
     alerts = raised(big("p1"))[:1]
     written_by_fraud_detect(aws, alerts)
-    real = notify.DynamoAlertLedger(aws.dynamodb, VIEW)
+    real = adapters.DynamoAlertLedger(aws.dynamodb, VIEW)
 
     class MarkFails:
         def recorded(self, keys: Any) -> Any:
@@ -301,7 +302,7 @@ def test_the_topic_arn_is_built_from_the_caller_identity(aws: Aws) -> None:
         return boto3.client(service, region_name="us-east-1")
 
     built = notify.dependencies(settings, client=client)
-    assert isinstance(built.publisher, notify.SnsPublisher)
+    assert isinstance(built.publisher, adapters.SnsPublisher)
     assert built.publisher.topic_arn == aws.topic_arn
     assert set(asked) == {"sns", "sts", "dynamodb", "s3"}
     alerts = raised(big("p1"))
@@ -324,8 +325,8 @@ def test_fraud_detect_to_notify_end_to_end(aws: Aws) -> None:
     detect = fraud_detect.make_handler(fraud_detect.Dependencies(
         alerts_stream=ALERTS, quarantine_bucket=BUCKET,
         state=DynamoItemStore(aws.dynamodb, "state", key="payer"),
-        tiers=fraud_detect.DynamoProfileTiers(aws.dynamodb, "profiles"),
-        view=fraud_detect.DynamoAlertsView(aws.dynamodb, VIEW),
+        tiers=adapters.DynamoProfileTiers(aws.dynamodb, "profiles"),
+        view=adapters.DynamoAlertsView(aws.dynamodb, VIEW),
         sink=KinesisSink(kinesis, sleep=lambda _s: None), objects=S3ObjectStore(aws.s3)))
     payments = kinesis_event([big("p1"), big("p2", payee="eve")],
                              stream="cascata-test-payments-validated")

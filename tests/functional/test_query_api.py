@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from payments import adapters
 from payments.domain import ingest as ingest_domain
 from payments.domain import query as domain
 from payments.domain.balances import AccountBalance
@@ -102,7 +103,7 @@ def views() -> Iterator[Views]:
 
 def handler_for(views: Views, reader: Any = None, now: datetime = NOW) -> Any:
     deps = query.Dependencies(
-        reader=reader or query.DynamoViewReader(views.client, TABLES), now=lambda: now
+        reader=reader or adapters.DynamoViewReader(views.client, TABLES), now=lambda: now
     )
     return query.make_handler(deps)
 
@@ -435,7 +436,7 @@ def test_a_feed_cursor_from_elsewhere_or_tampered_is_a_400(views: Views) -> None
 
 def test_a_feed_page_stops_at_its_query_budget_with_a_cursor_to_resume(views: Views) -> None:
     # Given a reader that counts queries, and more pages than one request may spend
-    class Counting(query.DynamoViewReader):
+    class Counting(adapters.DynamoViewReader):
         queries = 0
 
         def query(self, q: domain.KeyQuery) -> domain.Page:
@@ -497,7 +498,7 @@ def test_an_unexpected_error_is_a_500_without_details(views: Views) -> None:
 
 
 def test_a_missing_table_is_a_500_and_throttling_a_503(views: Views) -> None:
-    missing = query.DynamoViewReader(views.client, {**TABLES, domain.View.PROFILES: "nope"})
+    missing = adapters.DynamoViewReader(views.client, {**TABLES, domain.View.PROFILES: "nope"})
     status, body, _ = call(handler_for(views, missing), get_account("alice"))
     assert status == 500 and "nope" not in json.dumps(body)
 

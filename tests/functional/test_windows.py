@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from cascata_runtime.adapters import S3ObjectStore
 from cascata_runtime.emitter import KinesisSink
+from payments import adapters
 from payments.domain.windows import WindowConfig, closed_event_id, read_watermark
 from payments.handlers import windows, windows_close
 from tests.support.events import (
@@ -46,8 +47,8 @@ class Env:
     s3: Any
     dynamodb: Any
 
-    def store(self) -> windows.DynamoWindowStore:
-        return windows.DynamoWindowStore(self.dynamodb, TABLE)
+    def store(self) -> adapters.DynamoWindowStore:
+        return adapters.DynamoWindowStore(self.dynamodb, TABLE)
 
     def processor(self, *, now: float = NOW) -> Any:
         return windows.make_handler(windows.Dependencies(
@@ -60,7 +61,7 @@ class Env:
         closer = windows_close.make_handler(windows_close.Dependencies(
             activity_stream=ACTIVITY, store=self.store(),
             sink=KinesisSink(self.kinesis, sleep=lambda _s: None),
-            tip=windows_close.KinesisShardTip(self.kinesis), now=lambda: now, config=CONFIG,
+            tip=adapters.KinesisShardTip(self.kinesis), now=lambda: now, config=CONFIG,
         ))
         summary: dict[str, Any] = closer(scheduled_event(), CLOSE_CTX)
         return summary

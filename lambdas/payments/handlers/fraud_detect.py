@@ -17,12 +17,10 @@ payer with hundreds of known payees), and per alert one view write and one strea
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from cascata_runtime import adapters
 from cascata_runtime.effects import Effects, Emission
@@ -34,11 +32,10 @@ from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
 from cascata_runtime.shell import BatchReport, apply_effects, read_batch
 from cascata_runtime.state import KeyedStore, Publish, StateEngine, emitter
+from payments.adapters import AlertsView, DynamoAlertsView, DynamoProfileTiers, TierSource
 from payments.domain.fraud import (
     DEFAULT_RULES,
     STATE_KEY,
-    VIEW_PARTITION_KEY,
-    VIEW_SORT_KEY,
     FraudModel,
     FraudRules,
     alert_view_item,
@@ -55,92 +52,12 @@ PROFILE_KEY = "customer_id"
 WRITE_ATTEMPTS = 4
 
 
-class TierSource(Protocol):
-    def tiers(self, customers: Sequence[str]) -> Mapping[str, str]:
-        """The `tier` attribute of each customer's profile that has one."""
-        ...
 
 
-class AlertsView(Protocol):
-    def upsert(self, item: Mapping[str, Any]) -> None:
-        """Create the alert's item or set its attributes, leaving any other attribute alone."""
-        ...
 
 
-class DynamoProfileTiers:
-    """Tiers from the `profiles` table (written by the profiles processor).
-
-    Eventually consistent and projected on the tier: a tier changed a second ago may not be
-    seen yet, which is acceptable for a limit check and halves the read cost.
-    """
-
-    def __init__(
-        self,
-        dynamodb: Any,
-        table: str,
-        *,
-        key: str = PROFILE_KEY,
-        attempts: int = 6,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._ddb = dynamodb
-        self._table = table
-        self._key = key
-        self._attempts = attempts
-        self._sleep = sleep
-
-    def tiers(self, customers: Sequence[str]) -> Mapping[str, str]:
-        found: dict[str, str] = {}
-        unique = list(dict.fromkeys(customers))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [{self._key: {"S": c}} for c in unique[start : start + 100]],
-                    "ProjectionExpression": "#k, #t",
-                    "ExpressionAttributeNames": {"#k": self._key, "#t": "tier"},
-                }
-            }
-            for attempt in range(self._attempts):
-                if attempt:
-                    # Unprocessed keys mean throttling: back off before asking again.
-                    self._sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))
-                response = self._ddb.batch_get_item(RequestItems=request)
-                for raw in response["Responses"].get(self._table, []):
-                    tier = raw.get("tier", {}).get("S")
-                    if isinstance(tier, str):
-                        found[raw[self._key]["S"]] = tier
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                raise RuntimeError(f"profiles still unprocessed after {self._attempts} reads")
-        return found
 
 
-class DynamoAlertsView:
-    """The `alerts-view` table: one item per alert, keyed by account and alert key."""
-
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self._ddb = dynamodb
-        self._table = table
-        self.write_requests = 0
-
-    def upsert(self, item: Mapping[str, Any]) -> None:
-        from boto3.dynamodb.types import TypeSerializer
-
-        ser = TypeSerializer()
-        keys = (VIEW_PARTITION_KEY, VIEW_SORT_KEY)
-        fields = [k for k in item if k not in keys]
-        self.write_requests += 1
-        self._ddb.update_item(
-            TableName=self._table,
-            Key={k: ser.serialize(item[k]) for k in keys},
-            UpdateExpression="SET " + ", ".join(f"#a{n} = :v{n}" for n in range(len(fields))),
-            ExpressionAttributeNames={f"#a{n}": f for n, f in enumerate(fields)},
-            ExpressionAttributeValues={
-                f":v{n}": ser.serialize(item[f]) for n, f in enumerate(fields)
-            },
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,11 @@ give, and could create a stray unencrypted topic if the name were ever wrong.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -37,120 +36,21 @@ from cascata_runtime.ports import ObjectStore
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
 from cascata_runtime.shell import BatchReport, Effects, apply_effects, parse_records
-from payments.domain.fraud import VIEW_PARTITION_KEY, VIEW_SORT_KEY
+from payments.adapters import AlertLedger, DynamoAlertLedger, Publisher, SnsPublisher, ViewKey
 from payments.domain.notify import Notification, Recorded, plan, to_publish
 from payments.settings import NotifySettings
 
 PROCESSOR = "notify"
 SETTINGS = NotifySettings
 
-ViewKey = tuple[str, str]
 
 
-class Publisher(Protocol):
-    def publish(self, notification: Notification) -> str:
-        """Send the message; return the message id. Raises when it was not accepted."""
-        ...
 
 
-class AlertLedger(Protocol):
-    def recorded(self, keys: Sequence[ViewKey]) -> Mapping[ViewKey, Recorded]:
-        """What the alerts view holds for each key (absent keys: no item)."""
-        ...
-
-    def mark_notified(
-        self, notification: Notification, *, create: bool, notified_at: str, message_id: str
-    ) -> bool:
-        """Record the message on the alert's item (creating it when `create`); False when
-        another invocation had recorded one already."""
-        ...
 
 
-class SnsPublisher:
-    def __init__(self, sns: Any, sts: Any, topic_name: str) -> None:
-        self._sns = sns
-        self._sts = sts
-        self._topic_name = topic_name
-        self._arn: str | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def topic_arn(self) -> str:
-        with self._lock:
-            if self._arn is None:
-                identity = self._sts.get_caller_identity()
-                partition = str(identity["Arn"]).split(":")[1]
-                region = self._sns.meta.region_name
-                self._arn = f"arn:{partition}:sns:{region}:{identity['Account']}:{self._topic_name}"
-            return self._arn
-
-    def publish(self, notification: Notification) -> str:
-        response = self._sns.publish(
-            TopicArn=self.topic_arn,
-            Subject=notification.subject,
-            Message=notification.message,
-            MessageAttributes={
-                name: {"DataType": "String", "StringValue": value}
-                for name, value in notification.attributes.items()
-            },
-        )
-        return str(response["MessageId"])
 
 
-class DynamoAlertLedger:
-    """`notified_at` marks on the items of the `alerts-view` table."""
-
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self._ddb = dynamodb
-        self._table = table
-
-    def recorded(self, keys: Sequence[ViewKey]) -> Mapping[ViewKey, Recorded]:
-        found: dict[ViewKey, Recorded] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        {VIEW_PARTITION_KEY: {"S": a}, VIEW_SORT_KEY: {"S": k}}
-                        for a, k in unique[start : start + 100]
-                    ],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "#a, #k, notified_at",
-                    "ExpressionAttributeNames": {"#a": VIEW_PARTITION_KEY, "#k": VIEW_SORT_KEY},
-                }
-            }
-            while request:
-                response = self._ddb.batch_get_item(RequestItems=request)
-                for raw in response["Responses"].get(self._table, []):
-                    key = (raw[VIEW_PARTITION_KEY]["S"], raw[VIEW_SORT_KEY]["S"])
-                    found[key] = Recorded(exists=True, notified="notified_at" in raw)
-                request = response.get("UnprocessedKeys") or {}
-        return found
-
-    def mark_notified(
-        self, notification: Notification, *, create: bool, notified_at: str, message_id: str
-    ) -> bool:
-        from boto3.dynamodb.types import TypeSerializer
-
-        ser = TypeSerializer()
-        item = notification.view_item()
-        fields: dict[str, Any] = {"notified_at": notified_at, "notification_id": message_id}
-        if create:
-            # The alert's own attributes, exactly as fraud-detect writes them.
-            fields |= {k: v for k, v in item.items() if k not in (VIEW_PARTITION_KEY,
-                                                                   VIEW_SORT_KEY)}
-        names = list(fields)
-        return adapters.conditional(
-            self._ddb.update_item,
-            TableName=self._table,
-            Key={k: ser.serialize(item[k]) for k in (VIEW_PARTITION_KEY, VIEW_SORT_KEY)},
-            UpdateExpression="SET " + ", ".join(f"#a{n} = :v{n}" for n in range(len(names))),
-            ConditionExpression="attribute_not_exists(notified_at)",
-            ExpressionAttributeNames={f"#a{n}": f for n, f in enumerate(names)},
-            ExpressionAttributeValues={
-                f":v{n}": ser.serialize(fields[f]) for n, f in enumerate(names)
-            },
-        )
 
 
 def _utcnow() -> datetime:

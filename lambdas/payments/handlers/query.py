@@ -29,16 +29,13 @@ from aws_lambda_powertools import Logger
 from cascata_runtime import adapters
 from cascata_runtime.handler import ClientFactory, Handler, lazy
 from cascata_runtime.versions import FIRST_VERSION, read_live, versioned_name
+from payments.adapters import DynamoViewReader
 from payments.domain.query import (
     ApiError,
     HttpRequest,
-    KeyQuery,
-    Page,
     Response,
     View,
     ViewReader,
-    item_from_wire,
-    key_to_wire,
     serve,
 )
 from payments.settings import QuerySettings
@@ -54,44 +51,6 @@ _THROTTLED = frozenset({
 _PRIMARY_KEY = {View.BALANCES: "account_id", View.PROFILES: "customer_id"}
 
 
-class DynamoViewReader(ViewReader):
-    """`ViewReader` over a boto3 DynamoDB client; decodes attribute values in the domain."""
-
-    def __init__(self, dynamodb: Any, tables: Mapping[View, str]) -> None:
-        self._ddb = dynamodb
-        self._tables = dict(tables)
-
-    def get(self, view: View, key: Mapping[str, str]) -> Mapping[str, Any] | None:
-        response = self._ddb.get_item(TableName=self._tables[view], Key=key_to_wire(key))
-        item = response.get("Item")
-        return item_from_wire(item) if item else None
-
-    def query(self, query: KeyQuery) -> Page:
-        names = {"#p": query.partition[0]}
-        values: dict[str, Any] = {":p": {"S": query.partition[1]}}
-        condition = "#p = :p"
-        if query.sort_at_least is not None:
-            names["#s"] = query.sort_at_least[0]
-            values[":s"] = {"S": query.sort_at_least[1]}
-            condition += " AND #s >= :s"
-        request: dict[str, Any] = {
-            "TableName": self._tables[query.view],
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": not query.newest_first,
-            "Limit": query.limit,
-        }
-        if query.index is not None:
-            request["IndexName"] = query.index
-        if query.start_key is not None:
-            request["ExclusiveStartKey"] = key_to_wire(query.start_key)
-        response = self._ddb.query(**request)
-        last = response.get("LastEvaluatedKey")
-        return Page(
-            items=tuple(item_from_wire(i) for i in response.get("Items", [])),
-            last_key={k: str(v) for k, v in item_from_wire(last).items()} if last else None,
-        )
 
 
 @dataclass(frozen=True, slots=True)

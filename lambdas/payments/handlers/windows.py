@@ -27,11 +27,10 @@ The module also holds the DynamoDB adapter of activity-view that `windows-close`
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -39,173 +38,26 @@ from cascata_runtime import adapters
 from cascata_runtime.effects import Effects
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
-from cascata_runtime.ports import ObjectStore, OutRecord, Sink
+from cascata_runtime.ports import ObjectStore, Sink
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
 from cascata_runtime.shell import BatchReport, apply_effects, read_batch
 from cascata_runtime.state import StateEngine, emitter
+from payments.adapters import DynamoWindowStore, KinesisShardLister, ShardLister, WindowStore
 from payments.domain.windows import (
-    BOOKKEEPING_PARTITION,
-    CURSOR_KEY,
-    DUE_PREFIX,
-    SHARD_PREFIX,
-    CloseCursor,
-    PaneKey,
     PaneModel,
-    PaneState,
     ShardState,
-    Watermark,
     WindowConfig,
-    advance_cursor,
-    closed_event,
     commit_shard,
-    due_accounts,
     due_items,
-    due_windows,
-    iso_seconds,
-    pane_key,
     pipeline_watermark,
     plan_batch,
-    take_due,
-    window_totals,
 )
 from payments.settings import WindowsSettings
+from payments.windowing import close_windows, read_shards, write_shard
 
 PROCESSOR = "windows"
 SETTINGS = WindowsSettings
-WRITE_ATTEMPTS = 4
-CLOSE_LIMIT = 2000
-"""Windows one close pass emits at most (the next pass, or the schedule, takes the rest)."""
-SHARD_LIST_TTL_S = 60.0
-"""How long a stream's shard listing is reused (per execution environment)."""
-
-
-class WindowStore(Protocol):
-    """activity-view, addressed by (account_id, window_key): the state engine's item store plus
-    the bookkeeping partition's reads and writes."""
-
-    def get_many(self, keys: Sequence[PaneKey]) -> Mapping[PaneKey, Mapping[str, Any]]: ...
-
-    def key_attributes(self, key: PaneKey) -> dict[str, Any]: ...
-
-    def put_if_version(self, item: Mapping[str, Any], expected_version: int | None) -> bool: ...
-
-    def put(self, item: Mapping[str, Any]) -> None:
-        """An unconditional write (due lists: the same key always holds the same content)."""
-        ...
-
-    def between(self, partition: str, low: str, high: str) -> list[Mapping[str, Any]]:
-        """Items of one partition with `low <= window_key <= high`, strongly consistent."""
-        ...
-
-
-class DynamoWindowStore(adapters.DynamoItemStore):
-    """`WindowStore` over boto3."""
-
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        super().__init__(dynamodb, table, key="account_id", sort_key="window_key")
-        self._client = dynamodb
-        self._name = table
-
-    def put(self, item: Mapping[str, Any]) -> None:
-        from boto3.dynamodb.types import TypeSerializer
-
-        ser = TypeSerializer()
-        self.write_requests += 1
-        self._client.put_item(TableName=self._name,
-                              Item={k: ser.serialize(v) for k, v in item.items()})
-
-    def between(self, partition: str, low: str, high: str) -> list[Mapping[str, Any]]:
-        from boto3.dynamodb.types import TypeDeserializer
-
-        des = TypeDeserializer()
-        out: list[Mapping[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._name,
-            "KeyConditionExpression": "account_id = :pk AND window_key BETWEEN :lo AND :hi",
-            "ExpressionAttributeValues": {":pk": {"S": partition}, ":lo": {"S": low},
-                                          ":hi": {"S": high}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            out.extend(adapters.plain({k: des.deserialize(v) for k, v in i.items()})
-                       for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def read_shards(store: WindowStore) -> dict[str, ShardState]:
-    items = store.between(BOOKKEEPING_PARTITION, SHARD_PREFIX, SHARD_PREFIX + "\uffff")
-    states = (ShardState.from_item(item) for item in items)
-    return {s.key: s for s in states}
-
-
-def write_shard(store: WindowStore, config: WindowConfig, new: ShardState,
-                expected: int | None) -> ShardState | None:
-    """Write a shard item, merging with the stored one after a lost race. None: gave up."""
-    for _attempt in range(WRITE_ATTEMPTS):
-        if store.put_if_version(new.to_item(config), expected):
-            return new
-        stored = read_shards(store).get(new.key)
-        if stored is None:
-            expected = None
-            continue
-        new = replace(new.merged(stored), version=stored.version + 1)
-        expected = stored.version
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class ListedShard:
-    shard_id: str
-    open: bool
-    """False once the shard was closed (resharding): it gets no new records."""
-
-
-class ShardLister(Protocol):
-    """The shards of a source stream."""
-
-    def list_shards(self, stream_arn: str) -> Sequence[ListedShard]: ...
-
-
-class KinesisShardLister:
-    """`ShardLister` over boto3 Kinesis `ListShards`, each stream's listing cached for `ttl_s`."""
-
-    def __init__(self, kinesis: Any, *, ttl_s: float = SHARD_LIST_TTL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._kinesis = kinesis
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._cache: dict[str, tuple[float, tuple[ListedShard, ...]]] = {}
-        self._lock = threading.Lock()
-        self.calls = 0
-
-    def list_shards(self, stream_arn: str) -> Sequence[ListedShard]:
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(stream_arn)
-            if cached is not None and now - cached[0] < self._ttl_s:
-                return cached[1]
-        shards: list[ListedShard] = []
-        kwargs: dict[str, Any] = {"StreamARN": stream_arn}
-        while True:
-            self.calls += 1
-            page = self._kinesis.list_shards(**kwargs)
-            shards.extend(
-                ListedShard(str(s["ShardId"]),
-                            "EndingSequenceNumber" not in s.get("SequenceNumberRange", {}))
-                for s in page.get("Shards", [])
-            )
-            token = page.get("NextToken")
-            if not token:
-                break
-            kwargs = {"NextToken": token}
-        listed = tuple(shards)
-        with self._lock:
-            self._cache[stream_arn] = (now, listed)
-        return listed
 
 
 def _kinesis_sources(event: Mapping[str, Any]) -> dict[str, str]:
@@ -223,89 +75,6 @@ def _kinesis_sources(event: Mapping[str, Any]) -> dict[str, str]:
 
 
 # -- closing (shared with windows-close) -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CloseReport:
-    due: int = 0
-    emitted: int = 0
-    failed: tuple[str, ...] = ()
-    more: bool = False
-    """Windows past the watermark are left for the next pass."""
-    watermark: str | None = None
-
-    def __add__(self, other: CloseReport) -> CloseReport:
-        return CloseReport(self.due + other.due, self.emitted + other.emitted,
-                           self.failed + other.failed, other.more,
-                           other.watermark or self.watermark)
-
-    def summary(self) -> dict[str, Any]:
-        return {"due": self.due, "emitted": self.emitted, "failed": len(self.failed),
-                "more": self.more, "watermark": self.watermark}
-
-
-def close_windows(
-    *,
-    store: WindowStore,
-    sink: Sink,
-    stream: str,
-    config: WindowConfig,
-    watermark: Watermark,
-    limit: int = CLOSE_LIMIT,
-) -> CloseReport:
-    """Emit the results of the windows `watermark` made final since the close cursor, then
-    move the cursor (a lost race on it means another closer emitted the same events, with the
-    same ids)."""
-    if watermark.watermark_us is None:
-        return CloseReport()
-    through_s = watermark.watermark_us // 1_000_000
-    shown = iso_seconds(through_s)
-    cursor = CloseCursor.from_item(
-        store.get_many([(BOOKKEEPING_PARTITION, CURSOR_KEY)]).get(
-            (BOOKKEEPING_PARTITION, CURSOR_KEY)))
-    if cursor.through_s is not None and cursor.through_s >= through_s:
-        return CloseReport(watermark=shown)
-    low = DUE_PREFIX
-    if cursor.through_s is not None:
-        # Panes a window closing after the cursor can span start at most max_size before it.
-        earliest = cursor.through_s - config.allowed_lateness_s - config.max_size_s
-        low = DUE_PREFIX + iso_seconds(max(0, earliest))
-    high = DUE_PREFIX + iso_seconds(through_s) + "\uffff"
-    accounts = due_accounts(store.between(BOOKKEEPING_PARTITION, low, high))
-    due = due_windows(config, cursor, through_s, accounts)
-    taken = take_due(due, limit)
-    keys = sorted({(d.account, pane_key(s)) for d in taken for s in config.panes_of(d.window)
-                   if d.account in accounts.get(s, set())})
-    stored = store.get_many(keys) if keys else {}
-    panes: dict[str, dict[int, PaneState]] = {}
-    for item in stored.values():
-        pane = PaneState.from_item(item, config)
-        panes.setdefault(pane.account, {})[pane.start_s] = pane
-    out: list[OutRecord] = []
-    which: list[int] = []
-    for n, d in enumerate(taken):
-        totals = window_totals(config, d.window, panes.get(d.account, {}))
-        if not totals:
-            continue  # every payment of the window was late: no result
-        event = closed_event(config, d.account, d.window, totals, watermark)
-        out.append(OutRecord(partition_key=d.account, data=event.to_bytes(), tag=n))
-        which.append(n)
-    failures = {f.tag: f.reason for f in sink.emit(stream, out)} if out else {}
-    done = taken
-    if failures:
-        first_failed = min(failures)
-        group = taken[first_failed].group
-        done = [d for d in taken[:first_failed] if d.group != group]
-    emitted = sum(1 for n in which if n not in failures and n < len(done))
-    new_cursor = advance_cursor(cursor, done, due, through_s)
-    if new_cursor is not cursor:
-        store.put_if_version(new_cursor.to_item(), cursor.version or None)
-    return CloseReport(
-        due=len(due), emitted=emitted,
-        failed=tuple(f"{taken[n].account} {taken[n].window.key}: emit failed: {r}"
-                     for n, r in sorted(failures.items())),
-        more=len(done) < len(due), watermark=shown,
-    )
 
 
 # -- the processor ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ keeps in activity-view and:
    shard's tip (`ShardTip`: no record after it). Then no batch that read the old watermark can
    still apply a payment, and the raise becomes VERIFIED, i.e. part of the pipeline watermark
    readers and closers use. A shard not at its tip keeps its raise pending for the next run;
-3. runs the close pass (`payments.handlers.windows.close_windows`) until no window the
+3. runs the close pass (`payments.windowing.close_windows`) until no window the
    pipeline watermark has passed is left, or the invocation's time runs short.
 
 Everything is idempotent: a second run emits nothing new, and a re-emitted result has the same
@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -34,6 +34,7 @@ from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.envelope import format_time
 from cascata_runtime.handler import ClientFactory, Handler, lazy
 from cascata_runtime.ports import Sink
+from payments.adapters import DynamoWindowStore, KinesisShardTip, ShardTip, WindowStore
 from payments.domain.windows import (
     ShardState,
     WindowConfig,
@@ -42,15 +43,8 @@ from payments.domain.windows import (
     pipeline_watermark,
     verified,
 )
-from payments.handlers.windows import (
-    CloseReport,
-    DynamoWindowStore,
-    WindowStore,
-    close_windows,
-    read_shards,
-    write_shard,
-)
 from payments.settings import WindowsCloseSettings
+from payments.windowing import CloseReport, close_windows, read_shards, write_shard
 
 PROCESSOR = "windows-close"
 SETTINGS = WindowsCloseSettings
@@ -65,38 +59,8 @@ class WindowsCloseIncompleteError(RuntimeError):
     """Some window results could not be emitted in this run; the next run retries them."""
 
 
-class ShardTip(Protocol):
-    def at_tip(self, stream: str, shard: str, fence: int) -> bool | None:
-        """Whether the shard holds no record after sequence `fence` (-1: none at all) right
-        now; None when the source cannot tell (the raise then stays pending)."""
-        ...
 
 
-class KinesisShardTip:
-    """`ShardTip` over Kinesis: one GetShardIterator and one GetRecords (Limit 1) per check."""
-
-    def __init__(self, kinesis: Any) -> None:
-        self._kinesis = kinesis
-
-    def at_tip(self, stream: str, shard: str, fence: int) -> bool | None:
-        if not shard.startswith("shardId-"):
-            return None  # a Kafka partition
-        kwargs: dict[str, Any] = {"StreamName": stream, "ShardId": shard}
-        if fence < 0:
-            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
-        else:
-            kwargs["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
-            kwargs["StartingSequenceNumber"] = str(fence)
-        iterator = self._kinesis.get_shard_iterator(**kwargs)["ShardIterator"]
-        # An empty page with MillisBehindLatest > 0 can hide records further on: keep reading.
-        for _page in range(20):
-            page = self._kinesis.get_records(ShardIterator=iterator, Limit=1)
-            if page.get("Records"):
-                return False
-            iterator = page.get("NextShardIterator")
-            if not iterator or int(page.get("MillisBehindLatest", 0)) == 0:
-                return True
-        return None
 
 
 @dataclass(frozen=True, slots=True)
