@@ -79,7 +79,7 @@ def test_environment_is_exactly_what_the_settings_read_plus_powertools(
 ) -> None:
     for fn in every_stage.pipeline.functions:
         # Given the variables the function's settings class reads
-        reads = SETTINGS_BY_FUNCTION[fn.name].variables()
+        reads = SETTINGS_BY_FUNCTION[fn.name].required_variables()
         # Then the function gets exactly those plus the Powertools ones
         environment = _environment(every_stage, fn.name)
         assert set(environment) == reads | POWERTOOLS_VARIABLES, fn.name

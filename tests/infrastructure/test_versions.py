@@ -156,7 +156,7 @@ def test_environment_names_the_versions_resources_and_the_shared_ones(
         _, rendered = synth.function(fn.name)
         variables = rendered["Properties"]["Environment"]["Variables"]
         # The same variables as the base stack's function (its settings class reads them)...
-        reads = SETTINGS_BY_FUNCTION[fn.name].variables()
+        reads = SETTINGS_BY_FUNCTION[fn.name].required_variables()
         assert reads <= set(variables)
         # ... each the declaration's own rendering for this version
         assert {k: v for k, v in variables.items() if k in reads} == synth.pipeline.environment(

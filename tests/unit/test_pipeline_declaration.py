@@ -44,7 +44,7 @@ def test_the_declaration_imports_neither_cdk_nor_boto3() -> None:
 @pytest.mark.parametrize("processor", [f.name for f in PIPELINE.functions])
 def test_each_function_environment_is_exactly_what_its_settings_read(processor: str) -> None:
     env = PIPELINE.environment(processor, stage="dev", account="111122223333", region="eu-west-1")
-    assert set(env) == SETTINGS_BY_FUNCTION[processor].variables()
+    assert set(env) == SETTINGS_BY_FUNCTION[processor].required_variables()
     settings = SETTINGS_BY_FUNCTION[processor].from_env(env)
     assert settings.stage == "dev"  # type: ignore[attr-defined]
 
@@ -143,3 +143,12 @@ def test_validation_refuses_what_breaks_the_effectively_once_argument() -> None:
     streams = tuple(replace(s, dedupe_horizon_s=10) if s.name == "customers" else s
                     for s in PIPELINE.streams)
     assert any("dedupe_horizon_s" in p for p in replace(PIPELINE, streams=streams).validate())
+
+
+@pytest.mark.parametrize("processor", [p for p in PIPELINE.processors if p.tunables],
+                         ids=lambda p: p.name)
+def test_a_processors_tunables_go_to_an_optional_setting_it_reads(processor: Processor) -> None:
+    settings = SETTINGS_BY_FUNCTION[processor.name]
+    assert processor.tunables is not None
+    variable = processor.tunables.variable
+    assert variable in settings.variables() - settings.required_variables()

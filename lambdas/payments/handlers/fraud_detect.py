@@ -85,7 +85,7 @@ def dependencies(
         view=DynamoAlertsView(dynamodb, settings.alerts_table),
         sink=KinesisSink(client("kinesis")),
         objects=adapters.S3ObjectStore(client("s3")),
-        rules=rules_from_json(settings.rules),
+        rules=rules_from_json(settings.fraud_rules),
     )
 
 
