@@ -12,9 +12,9 @@ from iot.domain.aggregates import EXCEEDED, StatsModel, window_of
 from iot.domain.alerts import AlertsModel
 from iot.domain.readings import Reading, parse_reading, validate_batch
 
-from cascata_runtime.api import ApiError, Request
 from cascata_runtime.effects import Keyed
 from cascata_runtime.envelope import Envelope, Rejection, SourcePosition
+from cascata_runtime.http import ApiError, HttpRequest
 from cascata_runtime.lineage import Lineage
 
 
@@ -121,14 +121,28 @@ def test_the_alerts_view_counts_each_window_once_newest_first() -> None:
     assert view.load("d-1", view.dump("d-1", state)) == state
 
 
+def _request(params: dict[str, str], query_string: dict[str, str]) -> HttpRequest:
+    return HttpRequest(route_key="GET /devices/{id}/stats", method="GET",
+                       path=f"/devices/{params.get('id', '')}/stats", path_parameters=params,
+                       query=query_string, headers={}, body=None, is_base64=False,
+                       request_id="r")
+
+
 def test_the_answers_check_their_input() -> None:
-    with pytest.raises(ApiError) as bad:
-        query.stats_query(Request("GET /devices/{id}/stats", {"id": "d-1"}, {"metric": "x"}))
-    assert bad.value.status == 400
-    with pytest.raises(ApiError):
-        query.stats_query(Request("GET /devices/{id}/stats", {"id": "d-1"}, {"limit": "0"}))
-    with pytest.raises(ApiError) as missing:
-        query.device_reply("d-9", None, {"temperature": []})
-    assert missing.value.status == 404
-    assert query.stats_query(Request("r", {"id": "d-1"}, {"metric": "co2", "limit": "5"})) == (
+    bad = query.stats_query(_request({"id": "d-1"}, {"metric": "x"}))
+    assert isinstance(bad, ApiError) and (bad.status, bad.parameter) == (400, "metric")
+    assert isinstance(query.stats_query(_request({"id": "d-1"}, {"limit": "0"})), ApiError)
+    assert isinstance(query.stats_query(_request({"id": "no such!"}, {})), ApiError)
+    assert query.stats_query(_request({"id": "d-1"}, {"metric": "co2", "limit": "5"})) == (
         "d-1", "co2", 5)
+    missing = query.device_answer("d-9", None, {"temperature": []})
+    assert missing.status == 404
+    found = query.device_answer("d-1", {"minutes_above": {"temperature": Decimal(2)},
+                                        "recent": [{"limit": "40"}]},
+                                {"temperature": [{"start": "s", "end": "e", "count": Decimal(2),
+                                                  "sum": Decimal("80.5"), "min": Decimal(40),
+                                                  "max": Decimal("40.5")}]})
+    assert found.body["minutes_above"] == {"temperature": 2}
+    assert found.body["latest"]["temperature"] == {
+        "start": "s", "end": "e", "count": 2, "min": 40, "max": "40.5", "sum": "80.5",
+        "mean": "40.25"}

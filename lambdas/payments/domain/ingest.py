@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cascata_runtime.envelope import Rejection, parse_envelope
-from payments.domain.query import ApiError, HttpRequest, Response, RouteTable
+from cascata_runtime.http import ApiError, HttpRequest, Response, RouteTable
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 500

@@ -21,9 +21,9 @@ every other attribute is passed through as JSON (numbers as numbers, sets as sor
 binary as base64), a missing one is simply absent. Bookkeeping attributes that fence
 redeliveries (`INTERNAL_ATTRIBUTES`) are never shown.
 
-The module also holds the small HTTP API plumbing (`HttpRequest`, `Response`, `ApiError`,
-`RouteTable`) that `ingest` shares. Reads go through the `ViewReader` port; nothing here
-imports boto3 or reads the environment.
+The HTTP plumbing (`HttpRequest`, `Response`, `ApiError`, `RouteTable`) is cascata's
+(`cascata_runtime.http`). Reads go through the `ViewReader` port; nothing here imports boto3 or
+reads the environment.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -41,7 +41,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from cascata_runtime.envelope import Rejection, format_time, parse_time
-from cascata_runtime.routes import match_path, segments
+from cascata_runtime.http import ApiError, HttpRequest, Response, RouteTable, bad_parameter
 from payments.domain.windows import (
     BOOKKEEPING_PARTITION,
     PANE_PREFIX,
@@ -52,7 +52,6 @@ from payments.domain.windows import (
     window_rows,
 )
 
-JSON_CONTENT_TYPE = "application/json"
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
@@ -75,142 +74,6 @@ _RFC3339 = re.compile(
 )
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]+$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP API plumbing (payload format 2.0), shared with ingest
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """An HTTP answer; the body is any JSON value and is always sent as application/json."""
-
-    status: int
-    body: Any
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    def to_event_response(self) -> dict[str, Any]:
-        """The API Gateway payload format 2.0 response."""
-        return {
-            "statusCode": self.status,
-            "headers": {"content-type": JSON_CONTENT_TYPE, **self.headers},
-            "body": json.dumps(self.body, separators=(",", ":"), ensure_ascii=False,
-                               allow_nan=False),
-            "isBase64Encoded": False,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ApiError:
-    """A refusal with a stable machine-readable code and a sentence for people."""
-
-    status: int
-    code: str
-    message: str
-    parameter: str | None = None
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    def response(self) -> Response:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.parameter is not None:
-            body["parameter"] = self.parameter
-        return Response(self.status, body, self.headers)
-
-
-def bad_parameter(name: str, message: str) -> ApiError:
-    return ApiError(400, "invalid_parameter", message, parameter=name)
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """What a handler needs of an API Gateway HTTP API event (payload format 2.0)."""
-
-    route_key: str
-    method: str
-    path: str
-    """The request path without the stage prefix (API Gateway keeps it in rawPath)."""
-    path_parameters: Mapping[str, str]
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: str | None
-    is_base64: bool
-    request_id: str
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> HttpRequest:
-        """Raises ValueError when the event is not an HTTP API v2 event at all."""
-        if not isinstance(event, Mapping) or event.get("version") != "2.0":
-            raise ValueError("not an API Gateway HTTP API event (payload format 2.0)")
-        context = event.get("requestContext")
-        http = context.get("http") if isinstance(context, Mapping) else None
-        if not isinstance(context, Mapping) or not isinstance(http, Mapping):
-            raise ValueError("the event has no requestContext.http")
-        method = str(http.get("method", "")).upper()
-        path = str(event.get("rawPath") or http.get("path") or "/")
-        stage = str(context.get("stage", "$default"))
-        # On a named stage API Gateway keeps the stage in rawPath; routes never include it.
-        if stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
-            path = path[len(stage) + 1 :] or "/"
-        body = event.get("body")
-        return cls(
-            route_key=str(event.get("routeKey", "")),
-            method=method,
-            path=path,
-            path_parameters=_strings(event.get("pathParameters")),
-            query=_strings(event.get("queryStringParameters")),
-            headers={k.lower(): v for k, v in _strings(event.get("headers")).items()},
-            body=body if isinstance(body, str) else None,
-            is_base64=bool(event.get("isBase64Encoded", False)),
-            request_id=str(context.get("requestId", "")),
-        )
-
-
-def _strings(value: object) -> Mapping[str, str]:
-    if not isinstance(value, Mapping):
-        return MappingProxyType({})
-    return MappingProxyType({str(k): str(v) for k, v in value.items() if v is not None})
-
-
-@dataclass(frozen=True, slots=True)
-class Matched:
-    route_key: str
-    parameters: Mapping[str, str]
-
-
-class RouteTable:
-    """Resolves a request to one of a function's routes, or to a 404 or 405.
-
-    API Gateway has already matched the route and says so in `routeKey`; that is trusted.
-    Anything else (a `$default` or `ANY` route proxying to the function) is matched here on
-    the method and path, with API Gateway's `{name}` and `{name+}` templates.
-    """
-
-    def __init__(self, route_keys: Sequence[str]) -> None:
-        self.route_keys = tuple(route_keys)
-        self._templates = [
-            (key, key.split(" ", 1)[0], segments(key.split(" ", 1)[1])) for key in route_keys
-        ]
-
-    def resolve(self, request: HttpRequest) -> Matched | ApiError:
-        if request.route_key in self.route_keys:
-            return Matched(request.route_key, request.path_parameters)
-        allowed: set[str] = set()
-        for key, method, template in self._templates:
-            params = match_path(template, request.path)
-            if params is None:
-                continue
-            if method == request.method:
-                return Matched(key, params)
-            allowed.add(method)
-        if allowed:
-            methods = ", ".join(sorted(allowed))
-            return ApiError(
-                405,
-                "method_not_allowed",
-                f"{request.method} is not allowed on {request.path}; allowed: {methods}",
-                headers=MappingProxyType({"allow": methods}),
-            )
-        return ApiError(404, "not_found", f"no route for {request.method} {request.path}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,10 +16,9 @@ from aws_lambda_powertools import Logger
 from cascata_runtime import adapters
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import ClientFactory, Handler, lazy
+from cascata_runtime.http import HttpRequest, Response, api_handler
 from cascata_runtime.ports import OutRecord, Sink
 from payments.domain.ingest import Accepted, outcome, plan
-from payments.domain.query import HttpRequest, Response
-from payments.handlers.query import api_handler
 from payments.settings import IngestSettings
 
 PROCESSOR = "ingest"

@@ -19,21 +19,16 @@ answered with a 500 that carries the request id and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from aws_lambda_powertools import Logger
 
 from cascata_runtime import adapters
 from cascata_runtime.handler import ClientFactory, Handler, lazy
+from cascata_runtime.http import HttpRequest, Response, api_handler
 from cascata_runtime.versions import FIRST_VERSION, read_live, versioned_name
 from payments.adapters import DynamoViewReader
 from payments.domain.query import (
-    ApiError,
-    HttpRequest,
-    Response,
     View,
     ViewReader,
     serve,
@@ -43,11 +38,6 @@ from payments.settings import QuerySettings
 PROCESSOR = "query"
 SETTINGS = QuerySettings
 
-_THROTTLED = frozenset({
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-})
 _PRIMARY_KEY = {View.BALANCES: "account_id", View.PROFILES: "customer_id"}
 
 
@@ -93,43 +83,6 @@ def dependencies(settings: QuerySettings, client: ClientFactory = adapters.clien
         readers=readers,
         live=lambda: read_live(dynamodb, settings.versions_table),
     )
-
-
-def api_handler(
-    function: str, answer: Callable[[HttpRequest], Response], *, logger: Logger | None = None
-) -> Handler:
-    """Wraps a request -> response function as a Lambda handler behind an HTTP API."""
-    logger = logger or Logger(service=function)
-
-    @logger.inject_lambda_context(clear_state=True)
-    def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        try:
-            request = HttpRequest.from_event(event)
-        except ValueError as exc:
-            logger.error("not an HTTP API event", extra={"reason": str(exc)})
-            return ApiError(400, "bad_request", str(exc)).response().to_event_response()
-        logger.append_keys(request_id=request.request_id, route=request.route_key)
-        try:
-            response = answer(request)
-        except Exception as exc:  # noqa: BLE001 - answered as a 5xx, logged with its trace
-            response = _failure(exc, request, logger)
-        if response.status >= 500:
-            logger.warning("request answered with a server error",
-                           extra={"status": response.status})
-        return response.to_event_response()
-
-    return handle
-
-
-def _failure(exc: Exception, request: HttpRequest, logger: Logger) -> Response:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-    if code in _THROTTLED:
-        logger.warning("throttled by DynamoDB", extra={"code": code})
-        return ApiError(503, "throttled", "the views are busy; retry shortly",
-                        headers={"retry-after": "1"}).response()
-    logger.exception("request failed")
-    return Response(500, {"error": "internal_error", "message": "internal error",
-                          "request_id": request.request_id})
 
 
 def make_handler(deps: Dependencies) -> Handler:

@@ -10,14 +10,14 @@ answers are shaped by the pure `iot.domain.query`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
 from cascata_runtime import adapters
-from cascata_runtime.api import Reply, Request, api_handler
 from cascata_runtime.handler import ClientFactory, Handler, lazy
+from cascata_runtime.http import ApiError, HttpRequest, Response, RouteTable, api_handler
 from cascata_runtime.versions import read_live, versioned_name
 from iot.domain import query
 from iot.domain.readings import METRICS
@@ -73,27 +73,35 @@ def dependencies(settings: QuerySettings, client: ClientFactory = adapters.clien
 
 
 def make_handler(deps: Dependencies) -> Handler:
-    def versioned(answer: Callable[[Views], Reply]) -> Reply:
-        version = deps.live()
-        reply = answer(deps.views.of(version))
-        return Reply(reply.status, reply.body, {**reply.headers, "x-cascata-version": version})
+    routes = RouteTable(query.ROUTES)
 
-    def device(request: Request) -> Reply:
+    def device(request: HttpRequest, views: Views) -> Response:
         device = query.device_id(request)
+        if isinstance(device, ApiError):
+            return device.response()
+        latest = {metric: views.windows(device, metric, 1) for metric in METRICS}
+        return query.device_answer(device, views.alerts(device), latest)
 
-        def answer(views: Views) -> Reply:
-            latest = {metric: views.windows(device, metric, 1) for metric in METRICS}
-            return query.device_reply(device, views.alerts(device), latest)
+    def stats(request: HttpRequest, views: Views) -> Response:
+        asked = query.stats_query(request)
+        if isinstance(asked, ApiError):
+            return asked.response()
+        device, metric, limit = asked
+        return query.stats_answer(device, metric, views.windows(device, metric, limit))
 
-        return versioned(answer)
+    answers = {"GET /devices/{id}": device, "GET /devices/{id}/stats": stats}
 
-    def stats(request: Request) -> Reply:
-        device, metric, limit = query.stats_query(request)
-        return versioned(lambda views: query.stats_reply(
-            device, metric, views.windows(device, metric, limit)))
+    def answer(request: HttpRequest) -> Response:
+        matched = routes.resolve(request)
+        if isinstance(matched, ApiError):
+            return matched.response()
+        resolved = replace(request, path_parameters=matched.parameters)
+        version = deps.live()
+        response = answers[matched.route_key](resolved, deps.views.of(version))
+        return Response(response.status, response.body,
+                        {**response.headers, "x-cascata-version": version})
 
-    return api_handler(PROCESSOR, {"GET /devices/{id}": device,
-                                   "GET /devices/{id}/stats": stats})
+    return api_handler(PROCESSOR, answer)
 
 
 handler = lazy(lambda: make_handler(dependencies(QuerySettings.from_env())))
