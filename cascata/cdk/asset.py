@@ -2,9 +2,10 @@
 
 Every function of a pipeline shares one asset, and handler strings (`myapp.handlers.x.handler`)
 are relative to its root. It holds the project's code directory (`[tool.cascata] code`) and
-`cascata_runtime`, the part of cascata that runs on Lambda. Where the code directory already
-holds `cascata_runtime` (cascata's own repository), it is the asset as it stands; otherwise
-the two are copied into one staging directory, with no Docker and no network, so `cdk synth`
+`cascata_runtime`, the part of cascata that runs on Lambda. Where the code directory holds a
+`cascata_runtime` of its own (cascata's own repository, or a checkout of it), it is the asset
+as it stands; otherwise the installed `cascata_runtime` and the code are copied into one
+staging directory, with no Docker and no network, so `cdk synth`
 works offline. The pipeline's declaration module is left out: it imports the declaration API,
 which Lambda does not need.
 """
@@ -57,9 +58,10 @@ def lambda_asset(code_dir: Path, *, declaration_module: str | None = None,
     if declaration_module:
         excludes = (*excludes, declaration_module.replace(".", "/") + ".py")
     excludes = (*excludes, *not_deployed)
-    runtime = runtime_dir()
-    if runtime.parent == code_dir.resolve():
+    if (code_dir / "cascata_runtime").is_dir():
+        # The project carries its own runtime (cascata's repository does): ship that one.
         return Asset(code_dir, excludes)
+    runtime = runtime_dir()
     staged = Path(tempfile.mkdtemp(prefix="cascata-asset-"))
     atexit.register(shutil.rmtree, staged, ignore_errors=True)
     ignore = _ignore_under(code_dir, excludes)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Annotations, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
@@ -28,7 +28,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cascata.cdk.access import (
@@ -40,27 +39,18 @@ from cascata.cdk.access import (
 from cascata.cdk.archive import StreamArchive, archive_name
 from cascata.cdk.asset import project_asset
 from cascata.cdk.audit import ArchiveAudit
-from cascata.cdk.bindings import BoundResource, KafkaTopic, StoredResource
 from cascata.cdk.config import LOG_RETENTION, ReplayConfig, StageConfig
+from cascata.cdk.declared import render_declared
 from cascata.cdk.encryption import PipelineKey
 from cascata.cdk.function import FunctionRuntime, PipelineFunction, VpcPlacement
 from cascata.cdk.http_api import ApiHandler, PipelineHttpApi
-from cascata.cdk.kafka import KafkaCluster
 from cascata.cdk.naming import pascal
 from cascata.cdk.observability import AlarmTopic, PipelineDashboard
 from cascata.cdk.replay import ArchiveReplay
 from cascata.cdk.scheduled_task import ScheduledTask
 from cascata.cdk.sources import KafkaTopicSource, KinesisSource, StreamSource
-from cascata.cdk.storage import (
-    AccessLogBucket,
-    PipelineBucket,
-    PipelineQueue,
-    PipelineStream,
-    PipelineTopic,
-    ViewTable,
-)
 from cascata.cdk.stream_processor import QUARANTINE_NAMESPACE, AttachedSource, StreamProcessor
-from cascata.pipeline import Broker, Pipeline, ResourceKind, Table
+from cascata.pipeline import Pipeline, Table
 from cascata.project import current_pipeline
 
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
@@ -158,190 +148,20 @@ class PipelineStack(Stack):
                 self, "PipelineKey", alias=config.stack_name, removal_policy=removal
             ).pipeline_key
         key = self.pipeline_key
-        bound: dict[str, BoundResource] = {}
-
-        self.pipeline_streams: dict[str, kinesis.IStream] = {}
+        declared = render_declared(
+            self, pipeline=pipeline, config=config, key=key, removal=removal,
+            retention=retention, physical=physical, reference=reference,
+        )
+        bound = declared.bound
+        streams, tables, buckets = declared.streams, declared.tables, declared.buckets
+        self.kafka = declared.kafka
+        self.access_log_bucket = declared.access_log_bucket
+        self.pipeline_streams = declared.created_streams
         """The streams this stack creates (a version stack's shared streams are not here)."""
-        streams: dict[str, kinesis.IStream] = {}
-        self.kafka: KafkaCluster | None = None
-        if config.broker is Broker.MSK:
-            self.kafka = KafkaCluster(
-                self,
-                "Kafka",
-                cluster_name=config.stack_name,
-                vpc_cidr=config.kafka.vpc_cidr,
-                zone_count=config.kafka.zone_count,
-                encryption_key=key,
-                log_retention=retention,
-                removal_policy=removal,
-            )
-            for stream in pipeline.streams:
-                bound[stream.name] = KafkaTopic(cluster=self.kafka, topic=physical(stream.name))
-        else:
-            for stream in pipeline.streams:
-                rendered: kinesis.IStream
-                if reference(stream.name):
-                    rendered = kinesis.Stream.from_stream_attributes(
-                        self,
-                        f"{pascal(stream.name)}Stream",
-                        stream_arn=self.format_arn(
-                            service="kinesis",
-                            resource="stream",
-                            resource_name=physical(stream.name),
-                        ),
-                        encryption_key=key,
-                    )
-                else:
-                    rendered = PipelineStream(
-                        self,
-                        f"{pascal(stream.name)}Stream",
-                        declared=stream,
-                        stream_name=physical(stream.name),
-                        shard_count=config.shard_counts.get(stream.name),
-                        retention=Duration.hours(config.stream_retention_hours),
-                        encryption_key=key,
-                        removal_policy=removal,
-                    ).pipeline_stream
-                    self.pipeline_streams[stream.name] = rendered
-                streams[stream.name] = rendered
-                bound[stream.name] = StoredResource(
-                    kind=ResourceKind.STREAM,
-                    arn=rendered.stream_arn,
-                    key=key,
-                )
-
-        self.pipeline_tables: dict[str, dynamodb.ITable] = {}
-        tables: dict[str, dynamodb.ITable] = {}
-        for table in pipeline.tables:
-            rendered_table: dynamodb.ITable
-            if reference(table.name):
-                rendered_table = dynamodb.Table.from_table_attributes(
-                    self,
-                    f"{pascal(table.name)}Table",
-                    table_name=physical(table.name),
-                    encryption_key=key,
-                )
-            else:
-                rendered_table = ViewTable(
-                    self,
-                    f"{pascal(table.name)}Table",
-                    declared=table,
-                    table_name=physical(table.name),
-                    encryption_key=key,
-                    deletion_protection=config.deletion_protection,
-                    removal_policy=removal,
-                ).view_table
-                self.pipeline_tables[table.name] = rendered_table
-            tables[table.name] = rendered_table
-            bound[table.name] = StoredResource(
-                kind=ResourceKind.TABLE,
-                arn=rendered_table.table_arn,
-                key=key,
-                indexes=tuple(index.name for index in table.indexes),
-            )
-
-        self.access_log_bucket: s3.IBucket | None = None
-        if any(not reference(b.name) for b in pipeline.buckets):
-            self.access_log_bucket = AccessLogBucket(
-                self,
-                "AccessLogs",
-                expiration=Duration.days(config.access_log_expiration_days),
-                removal_policy=removal,
-            ).access_log_bucket
-        # An archive keeps history for good; every other bucket expires its records.
-        archive_buckets = {a.bucket for a in pipeline.archives}
-        self.pipeline_buckets: dict[str, s3.IBucket] = {}
-        buckets: dict[str, s3.IBucket] = {}
-        for bucket in pipeline.buckets:
-            rendered_bucket: s3.IBucket
-            if reference(bucket.name):
-                rendered_bucket = s3.Bucket.from_bucket_attributes(
-                    self,
-                    f"{pascal(bucket.name)}Bucket",
-                    bucket_name=physical(bucket.name),
-                    encryption_key=key,
-                )
-            else:
-                assert self.access_log_bucket is not None
-                rendered_bucket = PipelineBucket(
-                    self,
-                    f"{pascal(bucket.name)}Bucket",
-                    declared=bucket,
-                    bucket_name=physical(bucket.name),
-                    encryption_key=key,
-                    access_logs=self.access_log_bucket,
-                    expiration=(
-                        None
-                        if bucket.name in archive_buckets
-                        else Duration.days(config.object_expiration_days)
-                    ),
-                    removal_policy=removal,
-                ).pipeline_bucket
-                self.pipeline_buckets[bucket.name] = rendered_bucket
-            buckets[bucket.name] = rendered_bucket
-            bound[bucket.name] = StoredResource(
-                kind=ResourceKind.BUCKET,
-                arn=rendered_bucket.bucket_arn,
-                key=key,
-                bucket=rendered_bucket,
-            )
-        self.pipeline_queues: dict[str, sqs.IQueue] = {}
-        for queue in pipeline.queues:
-            rendered_queue: sqs.IQueue
-            if reference(queue.name):
-                rendered_queue = sqs.Queue.from_queue_attributes(
-                    self,
-                    f"{pascal(queue.name)}Queue",
-                    queue_arn=self.format_arn(
-                        service="sqs",
-                        resource=physical(queue.name),
-                        arn_format=ArnFormat.NO_RESOURCE_NAME,
-                    ),
-                    key_arn=key.key_arn,
-                )
-            else:
-                rendered_queue = PipelineQueue(
-                    self,
-                    f"{pascal(queue.name)}Queue",
-                    declared=queue,
-                    queue_name=physical(queue.name),
-                    encryption_key=key,
-                    removal_policy=removal,
-                ).pipeline_queue
-                self.pipeline_queues[queue.name] = rendered_queue
-            bound[queue.name] = StoredResource(
-                kind=ResourceKind.QUEUE,
-                arn=rendered_queue.queue_arn,
-                key=key,
-            )
-        self.pipeline_topics: dict[str, sns.ITopic] = {}
-        for topic in pipeline.topics:
-            rendered_topic: sns.ITopic
-            if reference(topic.name):
-                rendered_topic = sns.Topic.from_topic_attributes(
-                    self,
-                    f"{pascal(topic.name)}Topic",
-                    topic_arn=self.format_arn(
-                        service="sns",
-                        resource=physical(topic.name),
-                        arn_format=ArnFormat.NO_RESOURCE_NAME,
-                    ),
-                    key_arn=key.key_arn,
-                )
-            else:
-                rendered_topic = PipelineTopic(
-                    self,
-                    f"{pascal(topic.name)}Topic",
-                    declared=topic,
-                    topic_name=physical(topic.name),
-                    encryption_key=key,
-                ).pipeline_topic
-                self.pipeline_topics[topic.name] = rendered_topic
-            bound[topic.name] = StoredResource(
-                kind=ResourceKind.TOPIC,
-                arn=rendered_topic.topic_arn,
-                key=key,
-            )
+        self.pipeline_tables = declared.created_tables
+        self.pipeline_buckets = declared.created_buckets
+        self.pipeline_queues = declared.created_queues
+        self.pipeline_topics = declared.created_topics
 
         self.alarm_topic: sns.ITopic
         if shared is not None:

@@ -40,3 +40,12 @@ def test_a_project_s_code_is_staged_beside_the_runtime(tmp_path: Path) -> None:
 def test_a_missing_code_dir_says_which_setting(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"\[tool.cascata\] code"):
         lambda_asset(tmp_path / "nope")
+
+
+def test_a_code_dir_with_its_own_runtime_ships_it(tmp_path: Path) -> None:
+    code = tmp_path / "lambdas"
+    (code / "cascata_runtime").mkdir(parents=True)
+    (code / "cascata_runtime" / "__init__.py").write_text("")
+    (code / "app").mkdir()
+    asset = lambda_asset(code)
+    assert asset.path == code
