@@ -273,11 +273,6 @@ class Processor(_HasHandler):
     its input, for `cascata plan`; None: the planner's generic model (1:1 outputs, one write per
     record on every table it writes)."""
 
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        """Streams this processor writes to (by binding), in declaration order."""
-        return tuple(b.resource for b in self.bindings if b.env.endswith("_STREAM"))
-
 
 @dataclass(frozen=True, slots=True)
 class ScheduledFunction(_HasHandler):
@@ -439,6 +434,13 @@ class Pipeline:
                     return src.on_failure
         return self.buckets[0].name if self.buckets else None
 
+    def outputs(self, processor: str) -> tuple[str, ...]:
+        """The streams a processor writes (its bindings to declared streams with write
+        access), in declaration order."""
+        streams = {s.name for s in self.streams}
+        return tuple(b.resource for b in self.function(processor).bindings
+                     if b.resource in streams and b.access != "read")
+
     def bound(self, function: str, env: str) -> str | None:
         """The resource a function's binding `env` names, if it has that binding."""
         return next((b.resource for b in self.function(function).bindings if b.env == env),
@@ -575,7 +577,7 @@ class Pipeline:
                         "queue or topic"
                     )
                 problems.extend(f"{proc.name}: {p}" for p in src.validate())
-                if src.parallelization_factor > 1 and proc.outputs:
+                if src.parallelization_factor > 1 and self.outputs(proc.name):
                     problems.append(
                         f"{proc.name}: parallelization_factor > 1 on {src.stream!r} and it "
                         "emits events: concurrent lanes of one shard break the low-water "

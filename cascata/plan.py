@@ -184,7 +184,7 @@ def model_for(proc: Processor, pipeline: Pipeline, a: Assumptions) -> Model:
                    if b.access in ("write", "read_write")
                    and pipeline.resource(b.resource).kind is ResourceKind.TABLE]
         return Model(
-            outputs=dict.fromkeys(proc.outputs, 1.0),
+            outputs=dict.fromkeys(pipeline.outputs(proc.name), 1.0),
             tables=tuple(TableUse(t, coalesced=False) for t in written),
             basis="no model for this processor: 1:1 on every output, one write per record "
                   "on every table it writes, 500 µs CPU per record (all assumed)",
@@ -196,7 +196,7 @@ def model_for(proc: Processor, pipeline: Pipeline, a: Assumptions) -> Model:
     if not isinstance(model, Model):
         raise PlanError(f"{proc.name}'s cost model {proc.cost_model!r} returned "
                         f"{type(model).__name__}, not a cascata.plan.Model")
-    outputs = {s: model.outputs.get(s, 1.0) for s in proc.outputs}
+    outputs = {s: model.outputs.get(s, 1.0) for s in pipeline.outputs(proc.name)}
     return dataclasses.replace(model, outputs=outputs)
 
 
@@ -394,7 +394,8 @@ def plan(
         _add(streams[origin.name], rate * origin.share_of_rate, record_bytes)
     notes: list[str] = []
     processed: set[str] = set()
-    writers = {s: {p.name for p in pipeline.processors if s in p.outputs} for s in streams}
+    writers = {s: {p.name for p in pipeline.processors if s in pipeline.outputs(p.name)}
+               for s in streams}
     pending = list(pipeline.processors)
     while pending:
         ready = [p for p in pending

@@ -1,7 +1,7 @@
 """`PipelineFunction`: what every declared function is, whatever invokes it.
 
 A stream processor, a scheduled function and an API function are the same thing underneath:
-Python 3.11 on arm64, the shared `lambdas/` asset, the Powertools layer, JSON logs into its own
+Python `LAMBDA_PYTHON` on arm64, the shared asset, the Powertools layer, JSON logs into its own
 encrypted log group with bounded retention, X-Ray, and its own execution role holding only the
 grants its declared bindings imply. The kinds differ only in what invokes them and in the
 alarms that say they are healthy, which the subclasses add (`StreamProcessor`,
@@ -38,6 +38,13 @@ _APPLICATION_LOG_LEVEL = {
     "ERROR": lambda_.ApplicationLogLevel.ERROR,
     "CRITICAL": lambda_.ApplicationLogLevel.FATAL,
 }
+
+
+LAMBDA_PYTHON = (3, 11)
+"""The one Python the functions run on (Lambda runtime and Powertools layer derive from it);
+the project and its tests run on 3.11 to 3.13."""
+LAMBDA_RUNTIME: lambda_.Runtime = getattr(
+    lambda_.Runtime, "PYTHON_{}_{}".format(*LAMBDA_PYTHON))
 
 
 class FunctionSpec(Protocol):
@@ -184,7 +191,7 @@ class PipelineFunction(Construct):
             "Function",
             function_name=function_name,
             description=declared.description,
-            runtime=lambda_.Runtime.PYTHON_3_11,
+            runtime=LAMBDA_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=declared.handler,
             code=runtime.code,
@@ -213,8 +220,9 @@ class PipelineFunction(Construct):
         Validations.of(self.pipeline_function).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-L1",
-                reason="Pinned to python3.11 on purpose: the project, its tests and the "
-                "Powertools layer build all target 3.11; the runtime is bumped deliberately.",
+                reason=f"Pinned to {LAMBDA_RUNTIME.name} on purpose (LAMBDA_PYTHON): the "
+                "functions and the Powertools layer build target it; the runtime is bumped "
+                "deliberately, in one place.",
             )
         )
 

@@ -42,7 +42,7 @@ from cascata.cdk.audit import ArchiveAudit
 from cascata.cdk.config import LOG_RETENTION, ReplayConfig, StageConfig
 from cascata.cdk.declared import render_declared
 from cascata.cdk.encryption import PipelineKey
-from cascata.cdk.function import FunctionRuntime, PipelineFunction, VpcPlacement
+from cascata.cdk.function import LAMBDA_PYTHON, FunctionRuntime, PipelineFunction, VpcPlacement
 from cascata.cdk.http_api import ApiHandler, PipelineHttpApi
 from cascata.cdk.naming import pascal
 from cascata.cdk.observability import AlarmTopic, PipelineDashboard
@@ -54,11 +54,12 @@ from cascata.pipeline import Pipeline, Table
 from cascata.project import current_pipeline
 
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python311-arm64"
+POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python{}{}-arm64".format(*LAMBDA_PYTHON)
 
 
 def powertools_layer_arn(*, region: str, version: int) -> str:
-    """The AWS-published Powertools v3 layer for python3.11 on arm64, pinned by version."""
+    """The AWS-published Powertools v3 layer for the functions' Python on arm64, pinned by
+    version."""
     return (
         f"arn:aws:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
         f"{POWERTOOLS_LAYER_NAME}:{version}"

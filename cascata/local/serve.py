@@ -61,6 +61,8 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
         for sched in pipeline.scheduled:
             period = options.tick_s or float(sched.every_s)
             threads.append(_every(period, partial(runtime.run_scheduled, sched.name), stop))
+        # The first report before `up` says it is up: `status` answers from that moment on.
+        runtime.publish_checkpoints()
         threads.append(_every(1.0, runtime.publish_checkpoints, stop))
         api_url = server.url
         endpoints = {

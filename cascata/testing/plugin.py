@@ -8,7 +8,8 @@ Fixtures, for the project's declared pipeline (`[tool.cascata] pipeline`, or
   test: `produce`, `drain`, `table`, `item`, `quarantined`, `failures`, `request`.
 - `cascata_chaos`: the same with faults on (crashed invocations, partial PutRecords failures,
   throttles, duplicate sends) at rates a test of a few hundred events meets every kind of
-  (`CHAOS`): the invariants a test asserts must hold anyway.
+  (`CHAOS`; override `cascata_chaos_settings` for others): the invariants a test asserts
+  must hold anyway.
 
 Tests run offline: the plugin points boto3 at fake credentials and never at an account.
 """
@@ -24,6 +25,7 @@ import pytest
 from cascata.pipeline import Pipeline
 
 if TYPE_CHECKING:
+    from cascata.local.chaos import ChaosSettings
     from cascata.testing import LocalPipeline
 
 _FAKE_AWS = {
@@ -66,9 +68,18 @@ def cascata_local(cascata_pipeline: Pipeline, _cascata_offline: None) -> Iterato
 
 
 @pytest.fixture
-def cascata_chaos(cascata_pipeline: Pipeline, _cascata_offline: None) -> Iterator[LocalPipeline]:
-    """The declared pipeline with faults injected at the `CHAOS` rates."""
-    from cascata.testing import CHAOS, LocalPipeline
+def cascata_chaos_settings() -> ChaosSettings:
+    """The faults `cascata_chaos` injects (`CHAOS`); override it to test other rates."""
+    from cascata.testing import CHAOS
 
-    with LocalPipeline(cascata_pipeline, chaos=CHAOS) as local:
+    return CHAOS
+
+
+@pytest.fixture
+def cascata_chaos(cascata_pipeline: Pipeline, cascata_chaos_settings: ChaosSettings,
+                  _cascata_offline: None) -> Iterator[LocalPipeline]:
+    """The declared pipeline with faults injected (`cascata_chaos_settings`)."""
+    from cascata.testing import LocalPipeline
+
+    with LocalPipeline(cascata_pipeline, chaos=cascata_chaos_settings) as local:
         yield local

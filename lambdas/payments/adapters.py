@@ -11,13 +11,19 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cascata_runtime import adapters
+from cascata_runtime.effects import Emission
+from cascata_runtime.lineage import Stamper
+from cascata_runtime.ports import Sink
+from cascata_runtime.state import Publish, emitter
 from payments.domain.fraud import (
     VIEW_PARTITION_KEY,
     VIEW_SORT_KEY,
+    alert_view_item,
 )
 from payments.domain.notify import Notification, Recorded
 from payments.domain.query import (
@@ -28,6 +34,7 @@ from payments.domain.query import (
     item_from_wire,
     key_to_wire,
 )
+from payments.domain.schemas import FraudAlert, parse_event
 from payments.domain.windows import (
     PaneKey,
 )
@@ -418,3 +425,31 @@ class KinesisShardLister:
         with self._lock:
             self._cache[stream_arn] = (now, listed)
         return listed
+
+
+def alerts_publisher(view: AlertsView, sink: Sink, stamper: Stamper, *, writers: int = 8
+                     ) -> Publish:
+    """fraud-detect's outputs: each alert's view item first, then the alerts stream, so an
+    alert on the stream is always in the view (notify marks the view item). Returns the causes
+    whose alerts failed, with the reason (those payers' records are retried)."""
+    emit = emitter(sink, stamper)
+
+    def upsert(emission: Emission) -> str | None:
+        alert = parse_event(emission.envelope)
+        if not isinstance(alert, FraudAlert):
+            return f"not a fraud alert: {emission.envelope.type}"
+        try:
+            view.upsert(alert_view_item(alert))
+        except Exception as exc:  # noqa: BLE001 - fails this payer's records only
+            return f"alerts view write failed: {exc}"
+        return None
+
+    def publish(emissions: Sequence[Emission]) -> Mapping[int, str]:
+        with ThreadPoolExecutor(max_workers=max(1, min(writers, len(emissions)))) as pool:
+            problems = list(pool.map(upsert, emissions))
+        failed = {e.cause: why for e, why in zip(emissions, problems, strict=True) if why}
+        ready = [e for e in emissions if e.cause not in failed]
+        failed.update(emit(ready) if ready else {})
+        return failed
+
+    return publish

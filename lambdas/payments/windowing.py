@@ -9,34 +9,65 @@ the ports in `payments.adapters`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cascata_runtime.ports import OutRecord, Sink
-from payments.adapters import WindowStore
+from aws_lambda_powertools import Logger
+
+from cascata_runtime.effects import Effects
+from cascata_runtime.envelope import format_time
+from cascata_runtime.handler import BatchFunction
+from cascata_runtime.ports import ObjectStore, OutRecord, Sink
+from cascata_runtime.quarantine import QuarantineWriter
+from cascata_runtime.records import decode_event
+from cascata_runtime.shell import BatchReport, apply_effects, read_batch
+from cascata_runtime.state import StateEngine, emitter
+from payments.adapters import (
+    ShardLister,
+    ShardTip,
+    WindowStore,
+)
 from payments.domain.windows import (
     BOOKKEEPING_PARTITION,
     CURSOR_KEY,
     DUE_PREFIX,
     SHARD_PREFIX,
     CloseCursor,
+    PaneModel,
     PaneState,
     ShardState,
     Watermark,
     WindowConfig,
     advance_cursor,
     closed_event,
+    commit_shard,
     due_accounts,
+    due_items,
     due_windows,
+    from_us,
+    idle_raises,
     iso_seconds,
     pane_key,
+    pipeline_watermark,
+    plan_batch,
     take_due,
+    verified,
     window_totals,
 )
 
 WRITE_ATTEMPTS = 4
 CLOSE_LIMIT = 2000
-"""Windows one close pass emits at most (the next pass, or the schedule, takes the rest)."""
+"""Windows one close pass of the windows processor emits at most (the next pass, or the
+schedule, takes the rest)."""
+PASS_LIMIT = 5000
+"""Windows per close pass of windows-close; passes repeat while more are due and time remains."""
+MAX_PASSES = 200
+SAFETY_MS = 10_000
+"""windows-close stops starting passes when less than this much of its time is left."""
+WINDOWS = "windows"
+"""The windows processor's name (its quarantine prefix and logs)."""
 
 
 def read_shards(store: WindowStore) -> dict[str, ShardState]:
@@ -141,3 +172,205 @@ def close_windows(
                      for n, r in sorted(failures.items())),
         more=len(done) < len(due), watermark=shown,
     )
+
+
+# The windows processor's batch
+
+
+@dataclass(frozen=True, slots=True)
+class WindowsDependencies:
+    activity_stream: str
+    late_stream: str
+    quarantine_bucket: str
+    store: WindowStore
+    sink: Sink
+    objects: ObjectStore
+    now: Callable[[], float] = time.time
+    """The functions' clock (epoch seconds): only for shard liveness."""
+    config: WindowConfig = field(default_factory=WindowConfig)
+    writers: int = 8
+    shard_lister: ShardLister | None = None
+    """Lists a Kinesis source's shards, so closing waits for them; None: it does not wait."""
+
+
+def _kinesis_sources(event: Mapping[str, Any]) -> dict[str, str]:
+    """Stream name (as in source positions) -> ARN, for the Kinesis records of an event."""
+    out: dict[str, str] = {}
+    records = event.get("Records")
+    if not isinstance(records, list):
+        return out  # MSK events carry `records` keyed by topic-partition
+    for record in records:
+        if isinstance(record, Mapping) and record.get("eventSource") == "aws:kinesis":
+            arn = str(record.get("eventSourceARN", ""))
+            if arn:
+                out[arn.rsplit("/", 1)[-1]] = arn
+    return out
+
+
+def windows_batch(deps: WindowsDependencies) -> BatchFunction:
+    quarantine = QuarantineWriter(deps.objects, bucket=deps.quarantine_bucket, processor=WINDOWS)
+    logger = Logger(service=WINDOWS)
+    config = deps.config
+    engine = StateEngine(deps.store, PaneModel(config, deps.late_stream), writers=deps.writers,
+                         what="pane")
+
+    def peers_of(event: Mapping[str, Any], shards: Mapping[str, ShardState]
+                 ) -> dict[str, tuple[str, ...]]:
+        """Stream name -> its shard ids: the open ones, and the closed ones registered."""
+        lister = deps.shard_lister
+        if lister is None:
+            return {}
+        out: dict[str, tuple[str, ...]] = {}
+        for stream, arn in sorted(_kinesis_sources(event).items()):
+            try:
+                listed = lister.list_shards(arn)
+            except Exception:  # closing then waits only for the registered shards
+                logger.exception("listing the source's shards failed", extra={"stream": arn})
+                continue
+            out[stream] = tuple(s.shard_id for s in listed
+                                if s.open or f"{stream}/{s.shard_id}" in shards)
+        return out
+
+    def commit(plan_shards: Mapping[str, ShardState], records: Any, report: BatchReport,
+               now_s: float, peers: Mapping[str, tuple[str, ...]]) -> dict[str, ShardState]:
+        """Each shard's committed prefix; if it cannot be written, fail the shard's first
+        record beyond its old fence, so Lambda retries from it with the watermark it had."""
+        written: dict[str, ShardState] = {}
+        for key in sorted({r.shard_key for r in records}):
+            current = plan_shards[key]
+            new = commit_shard(config, current, records, report.failed, now_s=now_s,
+                               peers=peers.get(current.stream))
+            if new is None:
+                continue
+            try:
+                stored = write_shard(deps.store, config, new, current.version or None)
+            except Exception as exc:  # noqa: BLE001 - retried from the first record
+                stored, problem = None, f"shard watermark write failed: {exc}"
+            else:
+                problem = "shard watermark write lost every race"
+            if stored is not None:
+                written[key] = stored
+                continue
+            first = min((r for r in records if r.shard_key == key), key=lambda r: r.sequence)
+            report.failed.setdefault(first.index, problem)
+        return written
+
+    def run(event: Mapping[str, Any]) -> BatchReport:
+        records = decode_event(event)
+        batch = read_batch(records)
+        now_s = deps.now()
+        shards = read_shards(deps.store)
+        peers = peers_of(event, shards)
+        expected = [f"{stream}/{s}" for stream, ids in peers.items() for s in ids]
+        plan = plan_batch(
+            config, [r.position for r in records], [r.arrival_epoch_s for r in records],
+            batch.events, batch.lineages, shards, expected=expected,
+        )
+        failed: dict[int, str] = {}
+        applied = None
+        try:
+            for item in due_items(config, plan):
+                deps.store.put(item)
+        except Exception as exc:  # noqa: BLE001 - nothing applied; the batch is retried
+            reason = f"due list write failed: {exc}"
+            failed = {r.index: reason for r in plan.records}
+        else:
+            applied = engine.run(plan.inputs, publish=emitter(deps.sink, batch.stamper))
+            failed = dict(applied.failed)
+        effects = Effects(quarantined=plan.rejected, failed=failed)
+        report = apply_effects(records, effects, sink=None, quarantine=quarantine, batch=batch)
+        if applied is not None:
+            report.emitted.extend(applied.emitted)
+            report.duplicates += applied.duplicates
+        shards.update(commit(plan.shards, plan.records, report, now_s, peers))
+        try:
+            closed = close_windows(
+                store=deps.store, sink=deps.sink, stream=deps.activity_stream, config=config,
+                watermark=pipeline_watermark(config, shards.values(), expected),
+            )
+        except Exception:  # windows-close finishes the job
+            logger.exception("close pass failed; windows-close will close these windows")
+        else:
+            if closed.failed:
+                logger.warning("close pass incomplete",
+                               extra={**closed.summary(), "first": closed.failed[:3]})
+        return report
+
+    return run
+
+
+# windows-close's pass
+
+
+class WindowsCloseIncompleteError(RuntimeError):
+    """Some window results could not be emitted in this run; the next run retries them."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseDependencies:
+    activity_stream: str
+    store: WindowStore
+    sink: Sink
+    tip: ShardTip | None = None
+    """None: idle shards are never verified (their windows close by watermark only)."""
+    now: Callable[[], float] = time.time
+    """The functions' clock (epoch seconds), injected so tests and the local runtime control
+    it."""
+    config: WindowConfig = field(default_factory=WindowConfig)
+
+
+def raise_idle(deps: CloseDependencies, now_s: float) -> dict[str, ShardState]:
+    """Steps 1 and 2 of the module doc; returns the shard states as they now stand."""
+    config = deps.config
+    shards = read_shards(deps.store)
+    for raised in idle_raises(config, shards.values(), now_s=now_s):
+        current = shards.get(raised.key)
+        stored = write_shard(
+            deps.store, config,
+            replace(raised, version=raised.version + 1),
+            current.version if current is not None else None,
+        )
+        if stored is not None:
+            shards[stored.key] = stored
+    if deps.tip is None:
+        return shards
+    for key, state in sorted(shards.items()):
+        if state.pending_us is None:
+            continue
+        # The raise is stored before the tip is read: a batch that read the old watermark
+        # holds records after the fence until it commits.
+        if deps.tip.at_tip(state.stream, state.shard, state.fence) is not True:
+            continue
+        good = replace(verified(state), version=state.version + 1)
+        if deps.store.put_if_version(good.to_item(config), state.version or None):
+            shards[key] = good
+    return shards
+
+
+def close_due(deps: CloseDependencies, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+    now_s = deps.now()
+    shards = raise_idle(deps, now_s)
+    watermark = pipeline_watermark(deps.config, shards.values())
+    total = CloseReport()
+    passes = 0
+    while True:
+        report = close_windows(
+            store=deps.store, sink=deps.sink, stream=deps.activity_stream, config=deps.config,
+            watermark=watermark, limit=PASS_LIMIT,
+        )
+        total += report
+        passes += 1
+        if not report.more or report.failed or passes >= MAX_PASSES:
+            break
+        if remaining_ms() < SAFETY_MS:
+            break
+    return {
+        **total.summary(),
+        "passes": passes,
+        "now": format_time(from_us(int(now_s * 1_000_000))),
+        "watermark": None if watermark.watermark_us is None else format_time(
+            from_us(watermark.watermark_us)),
+        "closed_by": watermark.closed_by,
+        "pending_raises": sorted(k for k, s in shards.items() if s.pending_us is not None),
+        "errors": list(total.failed[:5]),
+    }

@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from cascata_runtime.adapters import S3ObjectStore
 from cascata_runtime.emitter import KinesisSink
-from payments import adapters
+from payments import adapters, windowing
 from payments.domain.windows import WindowConfig, closed_event_id, read_watermark
 from payments.handlers import windows, windows_close
 from tests.support.events import (
@@ -51,14 +51,14 @@ class Env:
         return adapters.DynamoWindowStore(self.dynamodb, TABLE)
 
     def processor(self, *, now: float = NOW) -> Any:
-        return windows.make_handler(windows.Dependencies(
+        return windows.make_handler(windowing.WindowsDependencies(
             activity_stream=ACTIVITY, late_stream=LATE, quarantine_bucket=BUCKET,
             store=self.store(), sink=KinesisSink(self.kinesis, sleep=lambda _s: None),
             objects=S3ObjectStore(self.s3), now=lambda: now, config=CONFIG,
         ))
 
     def close(self, now: float) -> dict[str, Any]:
-        closer = windows_close.make_handler(windows_close.Dependencies(
+        closer = windows_close.make_handler(windowing.CloseDependencies(
             activity_stream=ACTIVITY, store=self.store(),
             sink=KinesisSink(self.kinesis, sleep=lambda _s: None),
             tip=adapters.KinesisShardTip(self.kinesis), now=lambda: now, config=CONFIG,

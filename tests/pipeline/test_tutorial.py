@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,6 +120,17 @@ def test_the_tutorial_from_cascata_new_to_cdk_synth(tmp_path: Path) -> None:
     assert sorted(p.name for p in asset.iterdir()) == ["cascata_runtime", "shop_app"]
     assert not (asset / "shop_app" / "pipeline.py").exists()
     assert (asset / "cascata_runtime" / "state.py").is_file()
+
+    # ... and with the CDK CLI (this repository's, which `make test` installs), offline too
+    cli = ROOT / "node_modules" / ".bin" / "cdk"
+    assert "npx cdk synth -c stage=dev" in TUTORIAL
+    shutil.rmtree(project / "cdk.out")
+    synthesized = subprocess.run(
+        [str(cli), "synth", "--no-notices", "--quiet", "-c", "stage=dev"], cwd=project,
+        env=_env(CDK_DISABLE_CLI_TELEMETRY="true"), capture_output=True, text=True,
+        timeout=600)
+    assert synthesized.returncode == 0, synthesized.stderr[-3000:]
+    assert (project / "cdk.out" / "shop-app-dev.template.json").is_file()
 
 
 def _first_json_line(process: subprocess.Popen[str]) -> dict[str, object]:

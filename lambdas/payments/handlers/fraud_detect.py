@@ -17,47 +17,40 @@ payer with hundreds of known payees), and per alert one view write and one strea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cascata_runtime import adapters
-from cascata_runtime.effects import Effects, Emission
+from cascata_runtime.effects import Effects
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
-from cascata_runtime.lineage import Stamper
 from cascata_runtime.ports import ObjectStore, Sink
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
 from cascata_runtime.shell import BatchReport, apply_effects, read_batch
-from cascata_runtime.state import KeyedStore, Publish, StateEngine, emitter
-from payments.adapters import AlertsView, DynamoAlertsView, DynamoProfileTiers, TierSource
+from cascata_runtime.state import KeyedStore, StateEngine
+from payments.adapters import (
+    AlertsView,
+    DynamoAlertsView,
+    DynamoProfileTiers,
+    TierSource,
+    alerts_publisher,
+)
 from payments.domain.fraud import (
     DEFAULT_RULES,
     STATE_KEY,
     FraudModel,
     FraudRules,
-    alert_view_item,
     keyed_payments,
     needs_tier,
     rules_from_json,
 )
-from payments.domain.schemas import FraudAlert, PaymentMade, parse_event
+from payments.domain.schemas import PaymentMade
 from payments.settings import FraudDetectSettings
 
 PROCESSOR = "fraud-detect"
 SETTINGS = FraudDetectSettings
-PROFILE_KEY = "customer_id"
-WRITE_ATTEMPTS = 4
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,31 +85,6 @@ def dependencies(
 def process(deps: Dependencies) -> BatchFunction:
     quarantine = QuarantineWriter(deps.objects, bucket=deps.quarantine_bucket, processor=PROCESSOR)
 
-    def publisher(stamper: Stamper) -> Publish:
-        emit = emitter(deps.sink, stamper)
-
-        def view(emission: Emission) -> str | None:
-            alert = parse_event(emission.envelope)
-            if not isinstance(alert, FraudAlert):
-                return f"not a fraud alert: {emission.envelope.type}"
-            try:
-                deps.view.upsert(alert_view_item(alert))
-            except Exception as exc:  # noqa: BLE001 - fails this payer's records only
-                return f"alerts view write failed: {exc}"
-            return None
-
-        def publish(emissions: Sequence[Emission]) -> Mapping[int, str]:
-            """View items first, then the stream: an alert on the stream is always in the
-            view (notify marks the view item)."""
-            with ThreadPoolExecutor(max_workers=max(1, min(deps.writers, len(emissions)))) as p:
-                problems = list(p.map(view, emissions))
-            failed = {e.cause: why for e, why in zip(emissions, problems, strict=True) if why}
-            ready = [e for e in emissions if e.cause not in failed]
-            failed.update(emit(ready) if ready else {})
-            return failed
-
-        return publish
-
     def run(event: Mapping[str, Any]) -> BatchReport:
         records = decode_event(event)
         batch = read_batch(records)
@@ -134,7 +102,9 @@ def process(deps: Dependencies) -> BatchFunction:
             keyed = []
         now_s = int(max((r.arrival_epoch_s for r in records), default=0))
         model = FraudModel(deps.rules, tiers, deps.alerts_stream, now_s)
-        engine = StateEngine(deps.state, model, publish=publisher(batch.stamper),
+        engine = StateEngine(deps.state, model,
+                             publish=alerts_publisher(deps.view, deps.sink, batch.stamper,
+                                                      writers=deps.writers),
                              writers=deps.writers, what="fraud state")
         result = engine.run(keyed)
         failed.update(result.failed)

@@ -44,15 +44,6 @@ PROCESSOR = "notify"
 SETTINGS = NotifySettings
 
 
-
-
-
-
-
-
-
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -65,7 +56,6 @@ class Dependencies:
     objects: ObjectStore
     now: Callable[[], datetime] = _utcnow
     senders: int = 8
-
 
 
 def dependencies(settings: NotifySettings, client: ClientFactory = adapters.client) -> Dependencies:

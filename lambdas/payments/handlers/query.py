@@ -41,8 +41,6 @@ SETTINGS = QuerySettings
 _PRIMARY_KEY = {View.BALANCES: "account_id", View.PROFILES: "customer_id"}
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Dependencies:
     reader: ViewReader | None

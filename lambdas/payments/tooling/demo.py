@@ -343,8 +343,8 @@ def _stages(runtime: LocalRuntime, seen: Observed, names: Mapping[str, str]) -> 
     for proc in runtime.pipeline.processors:
         stats = [runtime.mappings[mapping_key(proc.name, src.stream)].stats
                  for src in proc.sources]
-        produced = sum(counts.get(o, 0) for o in proc.outputs)
-        if not proc.outputs:
+        produced = sum(counts.get(o, 0) for o in runtime.pipeline.outputs(proc.name))
+        if not runtime.pipeline.outputs(proc.name):
             produced = sum(items.get(b.resource, 0) for b in proc.bindings
                            if b.access == "read_write")
         summaries.append(StageSummary(

@@ -94,7 +94,7 @@ def order(pipeline: Pipeline) -> list[Processor]:
     """Processors upstream first: one runs once every processor writing its sources has run."""
     writers: dict[str, set[str]] = {}
     for proc in pipeline.processors:
-        for stream in proc.outputs:
+        for stream in pipeline.outputs(proc.name):
             writers.setdefault(stream, set()).add(proc.name)
     done: set[str] = set()
     ordered: list[Processor] = []

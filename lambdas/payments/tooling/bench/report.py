@@ -77,7 +77,7 @@ def scope(pipeline: Pipeline, table: str = VIEW) -> list[str]:
         proc = pipeline.processor(frontier.pop())
         for src in proc.sources:
             for up in pipeline.processors:
-                if src.stream in up.outputs and up.name not in wanted:
+                if src.stream in pipeline.outputs(up.name) and up.name not in wanted:
                     wanted.add(up.name)
                     frontier.append(up.name)
     return [p.name for p in pipeline.processors if p.name in wanted]
