@@ -39,6 +39,7 @@ from cascata.cdk.access import (
 from cascata.cdk.archive import StreamArchive, archive_name
 from cascata.cdk.asset import project_asset
 from cascata.cdk.audit import ArchiveAudit
+from cascata.cdk.bindings import BoundResource
 from cascata.cdk.config import LOG_RETENTION, ReplayConfig, StageConfig
 from cascata.cdk.declared import render_declared
 from cascata.cdk.encryption import PipelineKey
@@ -218,56 +219,10 @@ class PipelineStack(Stack):
             if self.kafka
             else None
         )
-        self.processors: list[StreamProcessor] = []
-        for proc in pipeline.processors:
-            function_name = physical(proc.name)
-            attached: list[AttachedSource] = []
-            for position, declared_source in enumerate(proc.sources):
-                source: StreamSource
-                if self.kafka is not None:
-                    source = KafkaTopicSource(
-                        cluster=self.kafka,
-                        topic=physical(declared_source.stream),
-                        min_pollers=config.kafka.min_pollers,
-                        max_pollers=config.kafka.max_pollers,
-                    )
-                else:
-                    source = KinesisSource(
-                        stream=streams[declared_source.stream], encryption_key=key
-                    )
-                attached.append(
-                    AttachedSource(
-                        settings=declared_source,
-                        source=source,
-                        on_failure=bound[declared_source.on_failure],
-                        # Lambda wants one consumer group per Kafka mapping; the first keeps
-                        # the function's name (and so the offsets it has committed).
-                        consumer_group=(
-                            function_name
-                            if position == 0
-                            else f"{function_name}-{declared_source.stream}"
-                        ),
-                    )
-                )
-            self.processors.append(
-                StreamProcessor(
-                    self,
-                    pascal(proc.name),
-                    processor=proc,
-                    function_name=function_name,
-                    environment=environment(proc.name),
-                    sources=attached,
-                    bindings=bound,
-                    runtime=runtime,
-                    thresholds=config.alarms,
-                    lag_threshold=(
-                        config.alarms.offset_lag
-                        if self.kafka is not None
-                        else config.alarms.iterator_age_ms
-                    ),
-                    placement=placement,
-                )
-            )
+        self.processors = self._stream_processors(
+            streams=streams, bound=bound, runtime=runtime, environment=environment,
+            physical=physical, placement=placement,
+        )
 
         self.scheduled_tasks = [
             ScheduledTask(
@@ -311,62 +266,8 @@ class PipelineStack(Stack):
             [*self.processors, *self.scheduled_tasks, *self.api_handlers], physical
         )
 
-        self.archives: list[StreamArchive] = []
-        if pipeline.archives and self.kafka is not None:
-            # Said at synth, not a warning: the MSK variant is complete without it.
-            Annotations.of(self).add_info(
-                "cascata: the declared archives are not rendered with broker=msk (Firehose "
-                "reads the Kinesis streams here); see docs/deploy.md, The MSK variant"
-            )
-        elif pipeline.archives:
-            for archive in pipeline.archives:
-                name = archive_name(archive)
-                self.archives.append(
-                    StreamArchive(
-                        self,
-                        f"{pascal(archive.stream)}Archive",
-                        archive=archive,
-                        delivery_stream_name=f"{pipeline.app}-{config.stage}-{name}",
-                        stream=streams[archive.stream],
-                        bucket=buckets[archive.bucket],
-                        encryption_key=key,
-                        runtime=runtime,
-                        environment={
-                            # The declared name, as the local archiver writes it in
-                            # `stream=`; the delivery event's source ARN only has the physical
-                            # one (the transformation may prefer this, see docs/deploy.md).
-                            "ARCHIVE_STREAM": archive.stream,
-                            "PIPELINE_STAGE": config.stage,
-                            **powertools_environment(name, log_level=config.log_level),
-                        },
-                        thresholds=config.alarms,
-                    )
-                )
-        self.audit: ArchiveAudit | None = None
-        if self.archives:
-            archive_buckets_used = sorted({a.bucket for a in pipeline.archives})
-            if len(archive_buckets_used) != 1:
-                raise ValueError(
-                    "the audit reads one archive bucket; the declared archives use "
-                    + ", ".join(archive_buckets_used)
-                )
-            (archive_bucket,) = archive_buckets_used
-            assert self.access_log_bucket is not None
-            self.audit = ArchiveAudit(
-                self,
-                "Audit",
-                name=self.deployment_name,
-                archive_bucket=buckets[archive_bucket],
-                # Both names a stream can have in `stream=`: the declared one (the local
-                # archiver's) and the physical one (in the Firehose event's source ARN).
-                streams=[
-                    *(a.stream for a in pipeline.archives),
-                    *(physical(a.stream) for a in pipeline.archives),
-                ],
-                encryption_key=key,
-                access_logs=self.access_log_bucket,
-                removal_policy=removal,
-            )
+        self.archives = self._archives(streams=streams, buckets=buckets, runtime=runtime)
+        self.audit = self._audit(buckets=buckets, physical=physical, removal=removal)
 
         self.archive_replay: ArchiveReplay | None = None
         if shared is not None and replay is not None and pipeline.replay_from == "archive":
@@ -394,6 +295,146 @@ class PipelineStack(Stack):
             period=Duration.minutes(config.alarms.period_minutes),
         )
         self._outputs()
+
+    def _stream_processors(
+        self,
+        *,
+        streams: Mapping[str, kinesis.IStream],
+        bound: Mapping[str, BoundResource],
+        runtime: FunctionRuntime,
+        environment: Callable[[str], dict[str, str]],
+        physical: Callable[[str], str],
+        placement: VpcPlacement | None,
+    ) -> list[StreamProcessor]:
+        """Each declared processor: its function and one event source mapping per source (a
+        Kinesis stream, or the topic on the MSK cluster)."""
+        processors: list[StreamProcessor] = []
+        for proc in self.pipeline.processors:
+            function_name = physical(proc.name)
+            attached: list[AttachedSource] = []
+            for position, declared_source in enumerate(proc.sources):
+                source: StreamSource
+                if self.kafka is not None:
+                    source = KafkaTopicSource(
+                        cluster=self.kafka,
+                        topic=physical(declared_source.stream),
+                        min_pollers=self.config.kafka.min_pollers,
+                        max_pollers=self.config.kafka.max_pollers,
+                    )
+                else:
+                    source = KinesisSource(
+                        stream=streams[declared_source.stream],
+                        encryption_key=self.pipeline_key,
+                    )
+                attached.append(
+                    AttachedSource(
+                        settings=declared_source,
+                        source=source,
+                        on_failure=bound[declared_source.on_failure],
+                        # Lambda wants one consumer group per Kafka mapping; the first keeps
+                        # the function's name (and so the offsets it has committed).
+                        consumer_group=(
+                            function_name
+                            if position == 0
+                            else f"{function_name}-{declared_source.stream}"
+                        ),
+                    )
+                )
+            processors.append(
+                StreamProcessor(
+                    self,
+                    pascal(proc.name),
+                    processor=proc,
+                    function_name=function_name,
+                    environment=environment(proc.name),
+                    sources=attached,
+                    bindings=bound,
+                    runtime=runtime,
+                    thresholds=self.config.alarms,
+                    lag_threshold=(
+                        self.config.alarms.offset_lag
+                        if self.kafka is not None
+                        else self.config.alarms.iterator_age_ms
+                    ),
+                    placement=placement,
+                )
+            )
+        return processors
+
+    def _archives(
+        self,
+        *,
+        streams: Mapping[str, kinesis.IStream],
+        buckets: Mapping[str, s3.IBucket],
+        runtime: FunctionRuntime,
+    ) -> list[StreamArchive]:
+        """The declared archives (Firehose from the Kinesis streams to the archive bucket)."""
+        archives: list[StreamArchive] = []
+        if self.pipeline.archives and self.kafka is not None:
+            # Said at synth, not a warning: the MSK variant is complete without it.
+            Annotations.of(self).add_info(
+                "cascata: the declared archives are not rendered with broker=msk (Firehose "
+                "reads the Kinesis streams here); see docs/deploy.md, The MSK variant"
+            )
+        elif self.pipeline.archives:
+            for archive in self.pipeline.archives:
+                name = archive_name(archive)
+                archives.append(
+                    StreamArchive(
+                        self,
+                        f"{pascal(archive.stream)}Archive",
+                        archive=archive,
+                        delivery_stream_name=f"{self.pipeline.app}-{self.config.stage}-{name}",
+                        stream=streams[archive.stream],
+                        bucket=buckets[archive.bucket],
+                        encryption_key=self.pipeline_key,
+                        runtime=runtime,
+                        environment={
+                            # The declared name, as the local archiver writes it in
+                            # `stream=`; the delivery event's source ARN only has the physical
+                            # one (the transformation may prefer this, see docs/deploy.md).
+                            "ARCHIVE_STREAM": archive.stream,
+                            "PIPELINE_STAGE": self.config.stage,
+                            **powertools_environment(name, log_level=self.config.log_level),
+                        },
+                        thresholds=self.config.alarms,
+                    )
+                )
+        return archives
+
+    def _audit(
+        self,
+        *,
+        buckets: Mapping[str, s3.IBucket],
+        physical: Callable[[str], str],
+        removal: RemovalPolicy,
+    ) -> ArchiveAudit | None:
+        """The batch audit over the archive (Glue tables, an Athena workgroup)."""
+        if not self.archives:
+            return None
+        archive_buckets_used = sorted({a.bucket for a in self.pipeline.archives})
+        if len(archive_buckets_used) != 1:
+            raise ValueError(
+                "the audit reads one archive bucket; the declared archives use "
+                + ", ".join(archive_buckets_used)
+            )
+        (archive_bucket,) = archive_buckets_used
+        assert self.access_log_bucket is not None
+        return ArchiveAudit(
+            self,
+            "Audit",
+            name=self.deployment_name,
+            archive_bucket=buckets[archive_bucket],
+            # Both names a stream can have in `stream=`: the declared one (the local
+            # archiver's) and the physical one (in the Firehose event's source ARN).
+            streams=[
+                *(a.stream for a in self.pipeline.archives),
+                *(physical(a.stream) for a in self.pipeline.archives),
+            ],
+            encryption_key=self.pipeline_key,
+            access_logs=self.access_log_bucket,
+            removal_policy=removal,
+        )
 
     def _grant_versioned_reads(
         self, functions: list[PipelineFunction], physical: Callable[[str], str]
