@@ -144,6 +144,14 @@ class AlertLedger(Protocol):
 
 
 class SnsPublisher:
+    """Publishes notifications to the topic the declaration binds by NAME
+    (`NOTIFICATIONS_TOPIC`). Publish needs its ARN: it is built from the caller's identity (STS
+    GetCallerIdentity: account and partition) and the client's region, once per execution
+    environment. GetCallerIdentity needs no IAM permission, whereas `CreateTopic` (idempotent,
+    returns the ARN) would need `sns:CreateTopic`, which the least-privilege grant of a `write`
+    binding (`sns:Publish` only) rightly does not give, and could create a stray unencrypted
+    topic if the name were ever wrong."""
+
     def __init__(self, sns: Any, sts: Any, topic_name: str) -> None:
         self._sns = sns
         self._sts = sts

@@ -11,12 +11,7 @@ already recorded are skipped on the retry). A failed recording write after a suc
 Publish does not fail the record: the message is out, and failing the record would make the
 retry send it a second time for certain; it is logged instead.
 
-The topic. The declaration binds the topic's NAME (`NOTIFICATIONS_TOPIC`); Publish needs its
-ARN. It is built from the caller's identity (STS GetCallerIdentity: account and partition)
-and the client's region, once per execution environment. GetCallerIdentity needs no IAM
-permission, whereas `CreateTopic` (idempotent, returns the ARN) would need `sns:CreateTopic`,
-which the least-privilege grant of a `write` binding (`sns:Publish` only) rightly does not
-give, and could create a stray unencrypted topic if the name were ever wrong.
+The topic's ARN is resolved by `payments.adapters.SnsPublisher` (it says how and why).
 """
 
 from __future__ import annotations
