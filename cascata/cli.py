@@ -101,7 +101,7 @@ def produce(
         batch = [Outgoing(key, data) for key, data in records]
     if stream is None:
         if sample is not None and sample_stream is None:
-            sample_stream, _ = sample(1, seed)
+            sample_stream, _ = sample(0, seed)  # an empty sample names its stream
         origins = [s.name for s in pipeline.streams if s.origin]
         stream = sample_stream or (origins[0] if len(origins) == 1 else None)
         if stream is None:

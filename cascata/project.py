@@ -53,7 +53,7 @@ class Project:
     """`module:function(app)` adding the project's own commands to the command line."""
     workload: str | None = None
     """`module:function(events, seed) -> (stream, [(key, data)])`: sample events for
-    `produce --events N`."""
+    `produce --events N` (with 0 events it only names its stream, `produce`'s default)."""
 
     @property
     def name(self) -> str:

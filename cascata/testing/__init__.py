@@ -23,6 +23,7 @@ from typing import Any
 from cascata.local.chaos import ChaosSettings
 from cascata.local.emulator import EmbeddedAws
 from cascata.local.http import Routes, build_event, to_http
+from cascata.local.objects import list_keys, read_stream
 from cascata.local.runtime import LocalRuntime
 from cascata.pipeline import Pipeline, ResourceKind, Stream, Table
 from cascata.producer import Outgoing, produce
@@ -162,24 +163,12 @@ class LocalPipeline:
         """Every record on a declared stream so far, in shard order, decoded from JSON (the
         raw bytes where a record is not JSON)."""
         self._declared(stream, ResourceKind.STREAM)
-        kinesis = self.aws.reading_client("kinesis")
-        name = self.name(stream)
         found: list[Any] = []
-        shards = kinesis.list_shards(StreamName=name)["Shards"]
-        for shard in sorted(shards, key=lambda s: s["ShardId"]):
-            iterator = kinesis.get_shard_iterator(
-                StreamName=name, ShardId=shard["ShardId"],
-                ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-            while iterator:
-                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-                for record in page["Records"]:
-                    try:
-                        found.append(json.loads(record["Data"]))
-                    except ValueError:
-                        found.append(record["Data"])
-                if not page["Records"]:
-                    break
-                iterator = page.get("NextShardIterator")
+        for data in read_stream(self.aws.reading_client("kinesis"), self.name(stream)):
+            try:
+                found.append(json.loads(data))
+            except ValueError:
+                found.append(data)
         return found
 
     def quarantined(self, processor: str | None = None) -> list[dict[str, Any]]:
@@ -255,12 +244,9 @@ class LocalPipeline:
         found: list[dict[str, Any]] = []
         for declared in buckets:
             physical = self.name(declared)
-            keys: list[str] = []
-            for page in self.aws.client("s3").get_paginator("list_objects_v2").paginate(
-                    Bucket=physical, Prefix=prefix):
-                keys.extend(o["Key"] for o in page.get("Contents", ())
-                            if not o["Key"].startswith(skip) and o["Key"].endswith(".json"))
-            for object_key in sorted(keys):
+            keys = sorted(k for k in list_keys(self.aws.client("s3"), physical, prefix)
+                          if not k.startswith(skip) and k.endswith(".json"))
+            for object_key in keys:
                 data = s3.get_object(Bucket=physical, Key=object_key)["Body"].read()
                 try:
                     found.append(json.loads(data))

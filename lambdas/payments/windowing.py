@@ -66,8 +66,6 @@ PASS_LIMIT = 5000
 MAX_PASSES = 200
 SAFETY_MS = 10_000
 """windows-close stops starting passes when less than this much of its time is left."""
-WINDOWS = "windows"
-"""The windows processor's name (its quarantine prefix and logs)."""
 
 
 def read_shards(store: WindowStore) -> dict[str, ShardState]:
@@ -207,9 +205,9 @@ def _kinesis_sources(event: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def windows_batch(deps: WindowsDependencies) -> BatchFunction:
-    quarantine = QuarantineWriter(deps.objects, bucket=deps.quarantine_bucket, processor=WINDOWS)
-    logger = Logger(service=WINDOWS)
+def windows_batch(processor: str, deps: WindowsDependencies) -> BatchFunction:
+    quarantine = QuarantineWriter(deps.objects, bucket=deps.quarantine_bucket, processor=processor)
+    logger = Logger(service=processor)
     config = deps.config
     engine = StateEngine(deps.store, PaneModel(config, deps.late_stream), writers=deps.writers,
                          what="pane")

@@ -66,7 +66,7 @@ def dependencies(
 
 
 def make_handler(deps: WindowsDependencies) -> Handler:
-    return lambda_handler(PROCESSOR, windows_batch(deps))
+    return lambda_handler(PROCESSOR, windows_batch(PROCESSOR, deps))
 
 
 handler = lazy(lambda: make_handler(dependencies(WindowsSettings.from_env())))

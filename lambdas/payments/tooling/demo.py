@@ -25,6 +25,7 @@ from cascata.console import CliError, out, progress
 from cascata.local.chaos import ChaosSettings
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
 from cascata.local.esm import DrainTimeout
+from cascata.local.objects import read_stream
 from cascata.local.runtime import LocalRuntime, mapping_key
 from cascata.pipeline import Pipeline
 from cascata.producer import Outgoing, produce
@@ -36,7 +37,6 @@ from payments.tooling.reference import (
     check,
     notifications_tap,
     observe,
-    read_stream,
     read_tap,
 )
 from payments.tooling.workload import Generated, WorkloadSpec, generate, generate_customers

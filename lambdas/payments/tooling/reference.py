@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cascata.local.objects import list_keys, read_objects
+from cascata.local.objects import list_keys, read_objects, read_stream
 from cascata_runtime.envelope import Envelope, Rejection, decode_json, parse_envelope
 from cascata_runtime.origin import OriginPolicy
 from payments.tooling.workload import Generated
@@ -461,17 +461,3 @@ def read_tap(aws: Any, url: str) -> Counter[str]:
             {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
         ])
 
-
-def read_stream(kinesis: Any, stream: str) -> Iterable[bytes]:
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            for record in page["Records"]:
-                yield record["Data"]
-            if not page["Records"] or (page.get("MillisBehindLatest", 0) == 0 and len(
-                page["Records"]) < 10_000):
-                break
-            iterator = page.get("NextShardIterator")
