@@ -31,7 +31,9 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -42,11 +44,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
+from cascata.local.guard import refusal
 from cascata.pipeline import LOCAL_ACCOUNT, ApiFunction
 from cascata_runtime.routes import match_path
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway's maximum payload size."""
+MAX_LINE_BYTES = 1024
+"""A chunk-size or trailer line."""
+MAX_TRAILERS = 32
+MAX_CONNECTIONS = 64
+"""Connections served at once (a thread each); more wait in the listen backlog."""
+BACKLOG = 256
 DEFAULT_ROUTE = "$default"
 IDLE_TIMEOUT_S = 30.0
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -55,6 +64,9 @@ _TEXT_TYPES = frozenset({
     "application/json", "application/xml", "application/javascript",
     "application/x-www-form-urlencoded", "application/graphql", "application/yaml",
 })
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,8}")
 
 log = logging.getLogger(__name__)
 
@@ -330,24 +342,53 @@ class LocalContext:
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most `MAX_CONNECTIONS` at once; further clients wait in a
+    listen backlog of `BACKLOG` until one closes (API Gateway also holds many clients)."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = BACKLOG
 
     def __init__(self, address: tuple[str, int], front: LocalHttpServer) -> None:
         self.front = front
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.closing = threading.Event()
         super().__init__(address, _RequestHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        # Accepting waits for a free slot; the kernel's backlog holds the clients meanwhile.
+        while not self._slots.acquire(timeout=0.1):
+            if self.closing.is_set():
+                self.shutdown_request(request)
+                return
         with self.connections_lock:
             self.connections.add(request)
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def shutdown_request(self, request: Any) -> None:
         with self.connections_lock:
             self.connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is routine; anything else is logged with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.debug("client %s went away: %s", client_address[0], error)
+        else:
+            log.exception("error serving a request from %s", client_address[0])
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -359,6 +400,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_request(self) -> None:
         front = self.server.front
+        why = refusal(self.headers.get("host"), self.headers.get("origin"),
+                      port=front.port)
+        if why is not None:
+            log.warning("refused %s %s: %s", self.command, self.path[:200], why)
+            self.close_connection = True
+            self._write(HttpAnswer(403, (("content-type", "application/json"),),
+                                   json.dumps({"message": why}).encode()), new_request_id())
+            return
         try:
             body = self._read_body()
         except _BodyTooLargeError:
@@ -383,8 +432,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def handle_expect_100(self) -> bool:
         # curl asks before sending a large body: refuse an oversized one before it is sent.
-        raw = self.headers.get("content-length", "")
-        if raw.strip().isdigit() and int(raw) > MAX_BODY_BYTES:
+        raw = self.headers.get("content-length", "").strip()
+        if _DIGITS.fullmatch(raw) and int(raw) > MAX_BODY_BYTES:
             self.close_connection = True
             self._write(_TOO_LARGE, new_request_id())
             return False
@@ -396,7 +445,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         raw = self.headers.get("content-length")
         if raw is None:
             return b""
-        if not raw.strip().isdigit():
+        if not _DIGITS.fullmatch(raw.strip()):
             raise _BadRequestError
         length = int(raw)
         if length > MAX_BODY_BYTES:
@@ -404,23 +453,31 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _read_chunked(self) -> bytes:
+        """A chunked body, bounded: each size line is hex digits only (no sign, no spaces), the
+        total stays under `MAX_BODY_BYTES`, and trailers are few and short."""
         chunks: list[bytes] = []
         total = 0
         while True:
-            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                raise _BadRequestError from None
+            line = self.rfile.readline(MAX_LINE_BYTES + 1)
+            if len(line) > MAX_LINE_BYTES or not line.endswith(b"\n"):
+                raise _BadRequestError
+            size_text = line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(size_text):
+                raise _BadRequestError
+            size = int(size_text, 16)
             if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return b"".join(chunks)
+                for _ in range(MAX_TRAILERS + 1):
+                    trailer = self.rfile.readline(MAX_LINE_BYTES + 1)
+                    if not trailer.strip():
+                        return b"".join(chunks)
+                raise _BadRequestError
             total += size
             if total > MAX_BODY_BYTES:
                 raise _BodyTooLargeError
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(1024)
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BadRequestError
+            chunks.append(chunk)
 
     def _write(self, answer: HttpAnswer, request_id: str) -> None:
         self.send_response(answer.status)
@@ -430,9 +487,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("apigw-requestid", request_id)
         if self.close_connection:
             self.send_header("connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and answer.body:
-            self.wfile.write(answer.body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD" and answer.body:
+                self.wfile.write(answer.body)
+        except ConnectionError:  # the client went away: nothing to answer
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -476,6 +536,7 @@ class LocalHttpServer:
         if self._stopped:
             return
         self._stopped = True
+        self._server.closing.set()
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join()

@@ -19,9 +19,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cascata_runtime.lineage import Lineage
 
-MAX_EVENT_BYTES = 1_048_576
-"""A Kinesis record holds at most 1 MiB; nothing larger is ever accepted."""
-
 _EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _RFC3339_UTC = re.compile(
@@ -44,14 +41,20 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class SourcePosition:
-    """Where a record was read: stream (or topic), shard (or partition) and sequence (offset)."""
+    """Where a record was read: stream (or topic), shard (or partition) and sequence (offset),
+    and for a user record of a KPL aggregate its place in the aggregate (`subsequence`): the
+    user records of one aggregate share its sequence number."""
 
     stream: str
     shard: str
     sequence: str
+    subsequence: int | None = None
 
     def as_dict(self) -> dict[str, str]:
-        return {"stream": self.stream, "shard": self.shard, "sequence": self.sequence}
+        out = {"stream": self.stream, "shard": self.shard, "sequence": self.sequence}
+        if self.subsequence is not None:
+            out["subsequence"] = str(self.subsequence)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +106,24 @@ def derive_event_id(cause_event_id: str, role: str) -> str:
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, milliseconds only when present."""
     value = value.astimezone(UTC)
-    # Not strftime("%Y"): it does not pad years before 1000 on every platform.
-    base = (f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
-            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
+    base = seconds_text(value)
     if value.microsecond:
         return f"{base}.{value.microsecond // 1000:03d}Z"
     return base + "Z"
+
+
+def date_text(value: datetime) -> str:
+    """`YYYY-MM-DD` of a UTC instant, the year always four digits."""
+    # Not strftime("%Y"): it does not pad years before 1000 on every platform, and a time it
+    # writes as "1-01-01" is one parse_time refuses.
+    value = value.astimezone(UTC)
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+
+
+def seconds_text(value: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` of a UTC instant (no zone, no fraction), fixed width."""
+    value = value.astimezone(UTC)
+    return f"{date_text(value)}T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
 
 
 def parse_time(value: object, field: str) -> datetime | Rejection:
@@ -132,22 +147,13 @@ def parse_time(value: object, field: str) -> datetime | Rejection:
 
 
 def decode_json(raw: bytes) -> Mapping[str, Any] | Rejection:
-    """Bytes from the wire to a JSON object, or why not."""
-    if len(raw) > MAX_EVENT_BYTES:
-        return Rejection(
-            "$", "too_large", f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejection("$", "not_utf8", f"event is not UTF-8 text: {exc.reason}")
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        return Rejection("$", "not_json", f"event is not JSON: {exc}")
-    except RecursionError:
-        # json.loads recurses per nesting level: a few thousand brackets exhaust the stack.
-        return Rejection("$", "too_deep", "event nests JSON too deeply to parse")
+    """Bytes from the wire to a JSON object within the input policy
+    (`cascata_runtime.policy`), or why not."""
+    from cascata_runtime.policy import parse_json
+
+    value = parse_json(raw)
+    if isinstance(value, Rejection):
+        return value
     if not isinstance(value, dict):
         return Rejection("$", "not_object", f"event must be a JSON object, got {_kind(value)}")
     return value

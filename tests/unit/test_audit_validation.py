@@ -270,15 +270,25 @@ def own_type(data: bytes) -> bool:
 OWN_TYPES = ("ledger.posting", "fraud.alert", "window.closed", "payment.late")
 
 
-def test_a_record_duckdb_cannot_parse_is_rejected_not_fatal(tmp_path: Path) -> None:
-    # A lone surrogate escape: Python reads it, DuckDB's JSON reader refuses it. The audit
-    # must still run; the record counts as rejected (see payments.tooling.audit's known limits).
+def test_a_lone_surrogate_is_refused_alike_by_the_pipeline_and_the_audit(tmp_path: Path) -> None:
+    # A lone surrogate escape has no UTF-8 form: the input policy refuses it everywhere, so the
+    # archive files it under errors/ and the audit counts it rejected with the same code.
     event = (b'{"event_id":"e1","type":"payment.made","version":1,"key":"alice",'
              b'"occurred_at":"2026-11-02T09:00:00Z","data":{"payer":"alice","payee":"bob",'
              b'"amount_minor":5,"currency":"USD","note":"\\ud800"}}')
     [row] = sql_verdicts(tmp_path, [(PAYMENTS, event)])
-    assert (row["accepted"], row["reject_code"]) == (False, "not_json")
-    assert python_verdict(PAYMENTS, event) is None  # the divergence, stated
+    assert (row["accepted"], row["reject_code"]) == (False, "invalid_text")
+    assert python_verdict(PAYMENTS, event) == "invalid_text"
+
+
+def test_json_nested_past_the_policy_is_refused_alike(tmp_path: Path) -> None:
+    note = b"[" * 40 + b"]" * 40
+    event = (b'{"event_id":"e1","type":"payment.made","version":1,"key":"alice",'
+             b'"occurred_at":"2026-11-02T09:00:00Z","data":{"payer":"alice","payee":"bob",'
+             b'"amount_minor":5,"currency":"USD","note":' + note + b'}}')
+    [row] = sql_verdicts(tmp_path, [(PAYMENTS, event)])
+    assert (row["accepted"], row["reject_code"]) == (False, "too_deep")
+    assert python_verdict(PAYMENTS, event) == "too_deep"
 
 
 def test_validate_quarantines_a_channel_that_is_an_object() -> None:

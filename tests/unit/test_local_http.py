@@ -234,8 +234,9 @@ def test_a_small_body_announced_with_expect_100_continue_is_delivered(front: Any
     server, handlers = front
     sock = socket.create_connection((server.host, server.port), timeout=10)
     try:
-        sock.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(b"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 2\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 100")
         sock.sendall(b"[]")
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")

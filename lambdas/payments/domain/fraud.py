@@ -69,7 +69,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 from cascata_runtime.effects import Emission, Keyed, Outcome
-from cascata_runtime.envelope import Envelope, Rejection, format_time
+from cascata_runtime.envelope import Envelope, Rejection, date_text, format_time, seconds_text
 from cascata_runtime.lineage import Lineage
 from payments.domain.iso import CURRENCY_EXPONENTS
 from payments.domain.schemas import (
@@ -520,7 +520,7 @@ def sortable_time(value: datetime) -> str:
     a fixed width avoids that in a sort key.
     """
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return f"{seconds_text(value)}.{value.microsecond // 1000:03d}Z"
 
 
 def alert_key(alert: FraudAlert) -> str:
@@ -539,7 +539,7 @@ def alert_view_item(alert: FraudAlert) -> dict[str, Any]:
     item: dict[str, Any] = {
         VIEW_PARTITION_KEY: alert.account,
         VIEW_SORT_KEY: alert_key(alert),
-        "day": env.occurred_at.astimezone(UTC).strftime("%Y-%m-%d"),
+        "day": date_text(env.occurred_at),
         "alert_id": env.event_id,
         "occurred_at": format_time(env.occurred_at),
         "rule": alert.rule,

@@ -31,6 +31,7 @@ from typing import Any
 
 from cascata_runtime.envelope import Rejection, parse_envelope
 from cascata_runtime.http import ApiError, HttpRequest, Response, RouteTable
+from cascata_runtime.policy import MAX_RECORD_BYTES, PARSE_DEPTH, check_value, parse_json
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 500
@@ -119,15 +120,13 @@ def _too_large() -> ApiError:
     )
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_batch(raw: bytes) -> list[Any] | ApiError:
-    try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return ApiError(400, "malformed_json", f"the body is not UTF-8 JSON: {exc}")
+    """The body as a list of elements, each still to be held to the input policy."""
+    value = parse_json(raw, max_bytes=MAX_BODY_BYTES, max_depth=PARSE_DEPTH, what="the body",
+                       values=False)
+    if isinstance(value, Rejection):
+        code = {"too_large": "payload_too_large"}.get(value.code, "malformed_json")
+        return ApiError(413 if value.code == "too_large" else 400, code, value.reason)
     if not isinstance(value, list):
         return ApiError(400, "not_an_array", "the body must be a JSON array of events")
     if not value:
@@ -141,6 +140,8 @@ def parse_batch(raw: bytes) -> list[Any] | ApiError:
 
 
 def check_events(items: Sequence[Any]) -> tuple[Checked, ...]:
+    """Each element held to the input policy (`cascata_runtime.policy`: depth, text, size),
+    then to the envelope's shape; a refused element never stops the others."""
     checked: list[Checked] = []
     first_index: dict[str, int] = {}
     for index, item in enumerate(items):
@@ -149,6 +150,10 @@ def check_events(items: Sequence[Any]) -> tuple[Checked, ...]:
                 "$", "not_object", "an event must be a JSON object (an envelope)"
             )))
             continue
+        problem = check_value(item)
+        if problem is not None:
+            checked.append(Refused(index, _echo_id(item.get("event_id")), problem))
+            continue
         envelope = parse_envelope(item)
         if isinstance(envelope, Rejection):
             checked.append(Refused(index, _echo_id(item.get("event_id")), envelope))
@@ -156,15 +161,22 @@ def check_events(items: Sequence[Any]) -> tuple[Checked, ...]:
         if envelope.event_id in first_index:
             checked.append(Duplicate(index, envelope.event_id, first_index[envelope.event_id]))
             continue
-        first_index[envelope.event_id] = index
         data = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(data) > MAX_RECORD_BYTES:
+            checked.append(Refused(index, envelope.event_id, Rejection(
+                "$", "too_large",
+                f"event is {len(data)} bytes; the limit is {MAX_RECORD_BYTES}")))
+            continue
+        first_index[envelope.event_id] = index
         checked.append(Accepted(index, envelope.event_id, envelope.key, data))
     return tuple(checked)
 
 
 def _echo_id(value: object) -> str | None:
     """An invalid event id is echoed back when it is a reasonable string, to help find it."""
-    return value if isinstance(value, str) and len(value) <= 256 else None
+    if isinstance(value, str) and len(value) <= 256 and value.isprintable():
+        return value
+    return None
 
 
 def plan(request: HttpRequest) -> tuple[Checked, ...] | Response:

@@ -45,7 +45,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 from cascata_runtime.effects import Keyed, Outcome
-from cascata_runtime.envelope import Envelope, Rejection, parse_time
+from cascata_runtime.envelope import Envelope, Rejection, parse_time, seconds_text
 from cascata_runtime.lineage import Lineage
 from payments.domain.schemas import (
     CustomerRegistered,
@@ -199,7 +199,7 @@ def time_text(value: datetime) -> str:
     """RFC 3339 UTC with as many fractional digits as the instant needs (0, 3 or 6): exact,
     unlike `format_time`, which keeps milliseconds, because stored times decide later writes."""
     value = value.astimezone(UTC)
-    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    base = seconds_text(value)
     if not value.microsecond:
         return base + "Z"
     if value.microsecond % 1000 == 0:

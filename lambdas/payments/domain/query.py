@@ -40,8 +40,9 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from cascata_runtime.envelope import Rejection, format_time, parse_time
+from cascata_runtime.envelope import Rejection, format_time, parse_time, seconds_text
 from cascata_runtime.http import ApiError, HttpRequest, Response, RouteTable, bad_parameter
+from cascata_runtime.policy import parse_json
 from payments.domain.windows import (
     BOOKKEEPING_PARTITION,
     PANE_PREFIX,
@@ -146,9 +147,9 @@ def decode_cursor(text: str) -> dict[str, Any] | ApiError:
         return _bad_cursor()
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        value = json.loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError):
         return _bad_cursor()
+    value = parse_json(raw, max_depth=2, what="cursor")
     if not isinstance(value, dict):
         return _bad_cursor()
     return value
@@ -436,7 +437,7 @@ def list_alerts(
         position = decoded
     # Keys are `<occurred_at>#<id>`; the bound is cut to the second, because a key with a
     # fraction ("...:00.5Z") sorts before one without ("...:00Z"); the exact filter follows.
-    lower = ("alert_key", since.strftime("%Y-%m-%dT%H:%M:%S"))
+    lower = ("alert_key", seconds_text(since))
     found: list[Mapping[str, Any]] = []
     day, after = position.day, position.after
     next_position: FeedPosition | None = None

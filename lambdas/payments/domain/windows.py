@@ -81,6 +81,7 @@ from cascata_runtime.envelope import (
     SourcePosition,
     derive_event_id,
     format_time,
+    seconds_text,
 )
 from cascata_runtime.lineage import Lineage
 from payments.domain.schemas import (
@@ -127,7 +128,7 @@ def from_us(value: int) -> datetime:
 
 def iso_seconds(epoch_s: int) -> str:
     """Whole-second RFC 3339, always the same width, so strings sort like the instants."""
-    return (_EPOCH + timedelta(seconds=epoch_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return seconds_text(_EPOCH + timedelta(seconds=epoch_s)) + "Z"
 
 
 def parse_seconds(value: str) -> int:

@@ -34,8 +34,7 @@ versions, field times, notification marks):
   its count, sum and max are at most, and its min at least, those of all its payments.
 
 Known limits of the SQL validation (each stated where it matters): a JSON object with a
-duplicate key (Python keeps the last value, DuckDB reads the first); a record DuckDB's JSON
-reader refuses though Python accepts it (a lone surrogate escape), counted as rejected; an
+duplicate key (Python keeps the last value, DuckDB reads the first); an
 occurred_at written with non-ASCII digits (Python's `\\d` accepts them), counted as rejected;
 and for records of the pipeline's own types (ledger.posting, ...) on an origin stream, which
 both sides reject, the code may differ; so may it for records archived under `errors/`, whose

@@ -10,8 +10,8 @@
 -- regular expressions are mirrored with their quirks: `$` also matches before one final
 -- newline (hence `\n?$`), and `\s` is every Unicode space (spelled out; RE2's `\s` is ASCII).
 -- Known limits, stated in cascata.audit: duplicate keys in one JSON object (Python keeps the
--- last, DuckDB reads the first), and a record Python parses that DuckDB's JSON reader refuses
--- (a lone surrogate escape), which is rejected here as not_json.
+-- last, DuckDB reads the first). What the input policy refuses (cascata_runtime.policy: too deep,
+-- a lone surrogate escape, NaN) the archive files under errors/ with the policy's code.
 CREATE TABLE checked AS
 WITH docs AS (
     SELECT
