@@ -23,6 +23,11 @@ Lambda event source mappings:
 - `part` tells apart the records one origin fact yields along the same chain (a payment's debit
   and credit): a short hash of the output's own event id, which is deterministic (derived ids
   are computed from their cause), so a re-emitted copy has the same part and another fact not.
+- The user records of a KPL aggregate are distinct origin facts at one sequence number: the
+  origin position carries each one's `subsequence`, and the fences key it with the part
+  (`Lineage.fence_part`), so no user record is taken for a copy of another. A redelivered
+  aggregate starts at its own sequence number, so the low-water marks hold as before. Without
+  a subsequence the lineage and the fences are exactly what they were.
 
 A processor with `ParallelizationFactor` > 1 processes a shard in concurrent lanes, so its
 batch's first position is not a shard-wide low-water mark; the declaration refuses one that
@@ -43,6 +48,9 @@ from cascata_runtime.envelope import SourcePosition
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PART = re.compile(r"^[A-Za-z0-9_-]{0,16}$")
 """What `part_of` yields (base64url), and nothing that could break the fences' text form."""
+_DECIMAL = re.compile(r"[0-9]+")
+"""ASCII digits only: `str.isdigit` also takes characters `int` refuses (superscripts)."""
+_SUBSEQUENCE = re.compile(r"0|[1-9][0-9]{0,8}")
 MAX_PATH = 16
 """Hops a lineage may record; a longer path is a cycle or a forged field."""
 
@@ -63,6 +71,14 @@ class Lineage:
     @property
     def sequence(self) -> int:
         return int(self.origin.sequence)
+
+    @property
+    def fence_part(self) -> str:
+        """What tells this record apart from others of its origin sequence on its chain: the
+        part, and for a user record of a KPL aggregate its subsequence after a `:` (which no
+        part contains)."""
+        sub = self.origin.subsequence
+        return self.part if sub is None else f"{self.part}:{_encode(sub)}"
 
     @property
     def chain(self) -> str:
@@ -96,16 +112,20 @@ def parse_lineage(value: object) -> Lineage | None:
     stream, shard, sequence = origin.get("stream"), origin.get("shard"), origin.get("sequence")
     if not all(isinstance(v, str) and 0 < len(v) <= 256 for v in (stream, shard, sequence)):
         return None
+    sub = origin.get("subsequence")
+    if sub is not None and not (isinstance(sub, str) and _SUBSEQUENCE.fullmatch(sub)):
+        return None
     if not isinstance(part, str) or not _PART.match(part) or len(path) > MAX_PATH:
         return None
     if not all(isinstance(p, str) and 0 < len(p) <= 300 for p in path):
         return None
-    if not (isinstance(low, str) and low.isdigit() and len(low) <= 80):
+    if not (isinstance(low, str) and _DECIMAL.fullmatch(low) and len(low) <= 80):
         return None
     assert isinstance(sequence, str) and isinstance(stream, str) and isinstance(shard, str)
-    if not sequence.isdigit() or len(sequence) > 80 or int(sequence) < int(low):
+    if not _DECIMAL.fullmatch(sequence) or len(sequence) > 80 or int(sequence) < int(low):
         return None
-    return Lineage(SourcePosition(stream, shard, sequence), tuple(path), int(low), part)
+    origin_at = SourcePosition(stream, shard, sequence, None if sub is None else int(sub))
+    return Lineage(origin_at, tuple(path), int(low), part)
 
 
 def hop(position: SourcePosition) -> str:
@@ -189,7 +209,8 @@ class Fences:
 
     Stored as one string per chain, `<mark> <delta>[.<part>] ...`, deltas from the mark in base
     36, so an ordinary key's fences take a few dozen bytes even with AWS's 56-digit sequence
-    numbers.
+    numbers. `<part>` is the fence part: `<part>:<subsequence>` for a user record of a KPL
+    aggregate.
     """
 
     def __init__(self, stored: Mapping[str, Any] | None = None) -> None:
@@ -218,7 +239,7 @@ class Fences:
             self._marks[chain] = mark
             self._seen[chain] = seen = {s for s in seen if s[0] >= mark}
             self.changed = True
-        ident = (lineage.sequence, lineage.part)
+        ident = (lineage.sequence, lineage.fence_part)
         if lineage.sequence < mark or ident in seen:
             return False
         seen.add(ident)

@@ -16,7 +16,11 @@ processor reading an origin stream passes its batch through this gate before its
   arriving record's own arrival time (deterministic under replay, and independent of when TTL
   actually deletes, which the adapter keeps at least a horizon of wall-clock time away);
   it fails for a copy at another position. Copies inside one batch are resolved first, the
-  lowest position winning, so live and replay keep the same one.
+  lowest position winning, so live and replay keep the same one. A position is a record's
+  shard and sequence number, and for a user record of a KPL aggregate its index in the
+  aggregate (`marker_position`): a copy inside one aggregate, or a producer's retry of the
+  whole aggregate, is a copy at another position, and a redelivered aggregate claims again
+  exactly the markers it held.
 
 Arrival time is the origin stream's: on a version's replay stream refilled from the archive
 (policy `replayed`), the original arrival time each record carries (`cascata_runtime.records`),
@@ -36,7 +40,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from cascata_runtime.envelope import Envelope, Rejection, format_time, parse_time
+from cascata_runtime.envelope import (
+    Envelope,
+    Rejection,
+    SourcePosition,
+    format_time,
+    parse_time,
+)
 
 DEFAULT_HORIZON_S = 3600
 DEFAULT_FUTURE_SKEW_S = 300
@@ -90,6 +100,13 @@ def parse_origins(text: str) -> dict[str, OriginPolicy]:
     return out
 
 
+def marker_position(position: SourcePosition) -> str:
+    """How a marker names the position that claimed it: `<shard>:<sequence>`, and
+    `:<subsequence>` after it for a user record of a KPL aggregate."""
+    text = f"{position.shard}:{position.sequence}"
+    return text if position.subsequence is None else f"{text}:{position.subsequence}"
+
+
 class Markers(Protocol):
     def claim(self, marker: str, position: str, expires_at: int, now: int) -> bool:
         """Claim `marker` for `position` until `expires_at` (epoch seconds). True when it is
@@ -135,7 +152,9 @@ def gate(
     markers: Markers | None,
     writers: int = 8,
 ) -> Gated:
-    """Apply the origin gate to the records of origin streams; others pass unchanged."""
+    """Apply the origin gate to the records of origin streams; others pass unchanged.
+    `events` are in position order (a shard's records by sequence number, an aggregate's user
+    records by subsequence), so the first copy of an event in a batch is its lowest."""
     out: list[Envelope | Rejection | None] = list(events)
     first: dict[tuple[str, str], int] = {}
     claims: list[int] = []

@@ -1,7 +1,9 @@
 """The quarantine: every record a processor refuses, with the reason and where it came from.
 
 One S3 object per refused record, at a key derived from the source position, so a redelivered
-batch overwrites the same objects instead of adding copies: writing is idempotent.
+batch overwrites the same objects instead of adding copies: writing is idempotent. The user
+records of a KPL aggregate share its sequence number; each has its own object, named by its
+subsequence as well.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ class QuarantineEntry:
 def quarantine_key(processor: str, record: InputRecord) -> str:
     day = datetime.fromtimestamp(record.arrival_epoch_s, UTC).strftime("%Y/%m/%d")
     pos = record.position
-    return f"{PREFIX}/{processor}/{day}/{pos.stream}/{pos.shard}/{int(pos.sequence):020d}.json"
+    name = f"{int(pos.sequence):020d}"
+    if pos.subsequence is not None:
+        name += f"-{pos.subsequence:06d}"
+    return f"{PREFIX}/{processor}/{day}/{pos.stream}/{pos.shard}/{name}.json"
 
 
 def quarantine_body(processor: str, entry: QuarantineEntry) -> bytes:

@@ -5,6 +5,13 @@ Handlers never look at the raw event shape: `decode_event` accepts a Kinesis eve
 "<topic>-<partition>") and yields `InputRecord`s carrying the bytes, the partition key, the
 source position and the identifier Lambda expects back in a partial batch response.
 
+KPL aggregates. A Kinesis record that is a KPL aggregate (`cascata_runtime.kpl`) becomes one
+`InputRecord` per user record, in order: its own partition key and data, the aggregate's
+position with the user record's index as `subsequence`, and as item identifier the aggregate's
+sequence number (a partial batch response names Kinesis records, so a failed user record
+retries its whole aggregate; the others are then turned away downstream as copies). An
+aggregate that cannot be taken apart is one record refused as `kpl_malformed`, bytes intact.
+
 Replayed records. A replay from the archive republishes history into a version's replay
 streams, and Kinesis stamps each record with the republish time. So the republisher writes
 each record behind a short header (`wrap_replayed`) naming its original arrival time, the
@@ -19,14 +26,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cascata_runtime import kpl
 from cascata_runtime.envelope import Rejection, SourcePosition
 
 ItemIdentifier = str | dict[str, Any]
+KPL_MALFORMED = "kpl_malformed"
 
 
 class UnsupportedEventError(ValueError):
@@ -42,7 +52,10 @@ class InputRecord:
     data: bytes
     arrival_epoch_s: float
     decode_error: str | None = None
-    """Set when the record's bytes could not be recovered (bad base64); data is then empty."""
+    """Why the record cannot be read as delivered (bad base64, a malformed KPL aggregate, a
+    Kafka tombstone); `data` then holds what arrived, so the quarantine keeps it."""
+    error_code: str = "undecodable"
+    """The rejection code of `decode_error`."""
 
 
 def decode_event(event: Mapping[str, Any]) -> list[InputRecord]:
@@ -52,7 +65,7 @@ def decode_event(event: Mapping[str, Any]) -> list[InputRecord]:
         records = event["Records"]
         if not isinstance(records, list):
             raise UnsupportedEventError("Records is not a list")
-        return [_kinesis(r) for r in records]
+        return [out for r in records for out in _kinesis(r)]
     if event.get("eventSource") in ("aws:kafka", "SelfManagedKafka") and "records" in event:
         groups = event["records"]
         if not isinstance(groups, Mapping):
@@ -65,7 +78,7 @@ def decode_event(event: Mapping[str, Any]) -> list[InputRecord]:
     )
 
 
-def _kinesis(record: Mapping[str, Any]) -> InputRecord:
+def _kinesis(record: Mapping[str, Any]) -> list[InputRecord]:
     try:
         kin = record["kinesis"]
         sequence = str(kin["sequenceNumber"])
@@ -78,7 +91,7 @@ def _kinesis(record: Mapping[str, Any]) -> InputRecord:
     except (KeyError, TypeError, AttributeError) as exc:
         raise UnsupportedEventError(f"a Kinesis record lacks {exc}") from exc
     data, error = _b64(raw)
-    return InputRecord(
+    whole = InputRecord(
         item_identifier=sequence,
         position=SourcePosition(stream=stream, shard=shard, sequence=sequence),
         partition_key=key,
@@ -86,6 +99,20 @@ def _kinesis(record: Mapping[str, Any]) -> InputRecord:
         arrival_epoch_s=arrival,
         decode_error=error,
     )
+    if error is not None or not kpl.is_aggregated(data):
+        return [whole]
+    users = kpl.deaggregate(data)
+    if isinstance(users, kpl.Malformed):
+        return [replace(whole, decode_error=_malformed(users), error_code=KPL_MALFORMED)]
+    return [
+        replace(whole, position=replace(whole.position, subsequence=index),
+                partition_key=user.partition_key, data=user.data)
+        for index, user in enumerate(users)
+    ]
+
+
+def _malformed(problem: kpl.Malformed) -> str:
+    return f"a KPL aggregated record that cannot be taken apart: {problem.reason}"
 
 
 def _kafka(record: Mapping[str, Any]) -> InputRecord:
@@ -97,7 +124,9 @@ def _kafka(record: Mapping[str, Any]) -> InputRecord:
     except (KeyError, TypeError, ValueError) as exc:
         raise UnsupportedEventError(f"a Kafka record lacks or mistypes {exc}") from exc
     key_raw = record.get("key")
-    key_bytes, _ = _b64(key_raw) if key_raw else (b"", None)
+    key_bytes, key_error = _b64(key_raw) if key_raw else (b"", None)
+    if key_error:
+        key_bytes = b""
     value = record.get("value")
     data, error = _b64(value) if value is not None else (b"", "tombstone: the value is null")
     return InputRecord(
@@ -111,17 +140,26 @@ def _kafka(record: Mapping[str, Any]) -> InputRecord:
 
 
 def _b64(raw: object) -> tuple[bytes, str | None]:
+    """The bytes base64 `raw` encodes; when it is no valid base64, what arrived (the text's
+    UTF-8 bytes) with why, so a quarantine entry shows it."""
     if not isinstance(raw, str):
         return b"", "record data is not a base64 string"
     try:
         return base64.b64decode(raw, validate=True), None
     except (binascii.Error, ValueError) as exc:
-        return b"", f"record data is not valid base64: {exc}"
+        return raw.encode("utf-8", errors="surrogatepass"), \
+            f"record data is not valid base64: {exc}"
 
 
 def batch_response(failed: Sequence[InputRecord]) -> dict[str, list[dict[str, ItemIdentifier]]]:
-    """The partial batch response. Lambda retries streams from the lowest failed position."""
-    return {"batchItemFailures": [{"itemIdentifier": r.item_identifier} for r in failed]}
+    """The partial batch response. Lambda retries streams from the lowest failed position.
+    Each identifier is named once, though several user records of one aggregate failed."""
+    named: dict[str, ItemIdentifier] = {}
+    for record in failed:
+        ident = record.item_identifier
+        named.setdefault(ident if isinstance(ident, str) else json.dumps(ident, sort_keys=True),
+                         ident)
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in named.values()]}
 
 
 # --- replayed records: the producer's bytes with their original arrival time ------------------
@@ -181,6 +219,13 @@ def replayed_input(record: InputRecord) -> InputRecord | Rejection:
     inner = unwrap_replayed(record.data)
     if isinstance(inner, Rejection):
         return inner
+    if kpl.is_aggregated(inner.data):
+        # The archive keeps user records (Firehose de-aggregates what it reads), so what is
+        # left is an aggregate live refused: refused again, for the same reason.
+        users = kpl.deaggregate(inner.data)
+        reason = (_malformed(users) if isinstance(users, kpl.Malformed) else
+                  "a KPL aggregated record in a replay stream, whose records are user records")
+        return Rejection("$", KPL_MALFORMED, reason)
     arrival_s = inner.arrival_ms / 1000.0
     if record.arrival_epoch_s > 0 and arrival_s > record.arrival_epoch_s + ARRIVAL_SLACK_S:
         return _not_replayed(f"its arrival time {inner.arrival_ms} ms is after the record's "

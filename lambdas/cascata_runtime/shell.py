@@ -24,7 +24,7 @@ from cascata_runtime.envelope import (
     parse_envelope,
 )
 from cascata_runtime.lineage import Lineage, Stamper, input_lineages
-from cascata_runtime.origin import Markers, OriginPolicy, gate
+from cascata_runtime.origin import Markers, OriginPolicy, gate, marker_position
 from cascata_runtime.ports import OutRecord, Sink
 from cascata_runtime.quarantine import QuarantineEntry, QuarantineWriter
 from cascata_runtime.records import InputRecord, batch_response, replayed_input
@@ -54,7 +54,7 @@ def parse_records(records: Sequence[InputRecord]) -> list[Envelope | Rejection]:
     out: list[Envelope | Rejection] = []
     for record in records:
         if record.decode_error:
-            out.append(Rejection("$", "undecodable", record.decode_error))
+            out.append(Rejection("$", record.error_code, record.decode_error))
             continue
         obj = decode_json(record.data)
         if isinstance(obj, Rejection):
@@ -108,7 +108,7 @@ def read_batch(records: Sequence[InputRecord], origins: Origins | None = None) -
     gated = gate(
         parsed,
         streams=[r.position.stream for r in records],
-        positions=[f"{r.position.shard}:{r.position.sequence}" for r in records],
+        positions=[marker_position(r.position) for r in records],
         arrivals=[r.arrival_epoch_s for r in records],
         policies=origins.policies,
         markers=origins.markers,
