@@ -6,7 +6,6 @@ retry of failed entries the processors use), so producers and processors behave 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cascata_runtime.emitter import KinesisSink
+from cascata_runtime.envelope import Rejection
+from cascata_runtime.policy import parse_json
 from cascata_runtime.ports import OutRecord
 
 MAX_KEY_CHARS = 256
@@ -69,10 +70,10 @@ def read_jsonl(path: Path) -> list[Outgoing]:
             continue
         if len(line) > MAX_LINE_BYTES:
             raise InputFileError(f"{path}:{number}: the line is over 1 MiB, Kinesis's limit")
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise InputFileError(f"{path}:{number}: not JSON ({exc})") from exc
+        obj = parse_json(line)
+        if isinstance(obj, Rejection):
+            raise InputFileError(f"{path}:{number}: {obj.reason} ({obj.code}); the pipeline "
+                                 f"would refuse it")
         if not isinstance(obj, dict):
             raise InputFileError(f"{path}:{number}: expected a JSON object")
         key = obj.get("key")

@@ -329,7 +329,8 @@ class _Server:
     Each request runs under `inprocess.REQUEST_LOCK`, as the in-process calls do, so a
     conditional write is atomic whichever way it arrives. cheroot keeps connections alive (an
     SDK client reuses its connection; moto's own development server closes every one), queues
-    up to `BACKLOG` connections and bounds every request body."""
+    up to `BACKLOG` connections and bounds every request body. `LoopbackGuard` refuses
+    requests of web pages (another Host or Origin) and strips the CORS headers moto adds."""
 
     BACKLOG = 128
     MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -339,9 +340,10 @@ class _Server:
         from cheroot import wsgi
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+        from cascata.local.guard import LoopbackGuard
         from cascata.local.inprocess import REQUEST_LOCK
 
-        app = DomainDispatcherApplication(create_backend_app)
+        app = LoopbackGuard(DomainDispatcherApplication(create_backend_app), port=port)
 
         def atomic(environ: dict[str, Any], start_response: Any) -> Any:
             with REQUEST_LOCK:
@@ -352,6 +354,7 @@ class _Server:
         self._httpd.max_request_body_size = self.MAX_BODY_BYTES
         self._httpd.prepare()
         bound = self._httpd.bind_addr[1]
+        app.port = bound
         self.endpoint_url = f"http://127.0.0.1:{bound}"
         self._thread = threading.Thread(target=self._httpd.serve, name="cascata-emulator",
                                         daemon=True)
@@ -373,6 +376,8 @@ def _check_port_free(port: int) -> None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the server binds: connections of a run just stopped (TIME_WAIT) do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:

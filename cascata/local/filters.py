@@ -28,6 +28,8 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cascata_runtime.policy import PARSE_DEPTH, within_depth
+
 __all__ = [
     "FilterCriteria",
     "FilterPatternError",
@@ -62,7 +64,12 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json_preserving_numbers(data: str | bytes) -> Any:
-    """Parse JSON keeping every number as a `JsonNumber` (raises ValueError if not JSON)."""
+    """Parse JSON keeping every number as a `JsonNumber` (raises ValueError if not JSON, or
+    nested deeper than the input policy's parser depth: such a record is data a filter cannot
+    read, never a poller that stops)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if not within_depth(raw, PARSE_DEPTH):
+        raise ValueError(f"nested more than {PARSE_DEPTH} levels deep")
     return json.loads(
         data, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant
     )

@@ -21,6 +21,8 @@ from cascata.local.esm_events import LambdaContext
 from cascata.local.functions import build_function
 from cascata.pipeline import Pipeline
 from cascata.project import current_pipeline
+from cascata_runtime.envelope import Rejection
+from cascata_runtime.policy import PARSE_DEPTH, parse_json
 
 MAX_EVENT_FILE_BYTES = 6 * 1024 * 1024
 """Lambda's synchronous invocation payload limit."""
@@ -100,11 +102,13 @@ def read_event(path: Path) -> dict[str, Any]:
     if size > MAX_EVENT_FILE_BYTES:
         raise CliError(f"{path} is {size} bytes; Lambda accepts at most 6 MB per invocation")
     try:
-        event = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {path}: {exc}") from None
-    except ValueError as exc:
-        raise CliError(f"{path} is not JSON: {exc}") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    event = parse_json(raw, max_bytes=MAX_EVENT_FILE_BYTES, max_depth=PARSE_DEPTH,
+                       what=str(path))
+    if isinstance(event, Rejection):
+        raise CliError(f"{event.reason} ({event.code})")
     if not isinstance(event, dict):
         raise CliError(f"{path} must hold a JSON object (a Lambda event)")
     return event
