@@ -23,7 +23,6 @@ become ACTIVE, so it works the same against any AWS-compatible endpoint (`Extern
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -32,12 +31,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from cascata.aws_env import partition_for, regions, resolve
 from cascata.local.esm_model import WriteSignal
 from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, Pipeline, ResourceKind, Table
 
 _PATCH_LOCK = threading.Lock()
 _WRITE_LOCK = threading.RLock()
 _patched = False
+
+
+UP_ENDPOINT = "http://127.0.0.1:4566"
+"""Where `cascata up` serves the AWS APIs unless told another port."""
 
 
 class EndpointError(RuntimeError):
@@ -194,41 +198,70 @@ def patch_moto() -> None:
 
 @dataclass
 class Aws:
-    """Where the pipeline runs: an endpoint, a region and an account, plus client creation."""
+    """Where the pipeline runs: an endpoint, a region and an account, plus client creation.
+
+    Every client comes from `session` (the profile's credentials and configuration, see
+    `cascata.aws_env`). `endpoint_url` (the embedded emulator's, or `--endpoint-url`) goes to
+    every client; without it a client gets botocore's own endpoint (`AWS_ENDPOINT_URL_<SERVICE>`,
+    `AWS_ENDPOINT_URL`, the profile's `endpoint_url`), else `default_endpoint` (the local
+    `cascata up`, for the commands that work on it by default), else AWS's.
+    """
 
     endpoint_url: str | None
     region: str = LOCAL_REGION
     account: str = LOCAL_ACCOUNT
     embedded: bool = False
+    session: Any = field(default=None, repr=False)
+    """boto3.Session; None: one of the default profile."""
+    default_endpoint: str | None = None
+    region_source: str = ""
+    """What named `region` (`--region`, `AWS_REGION`, `profile P`...), "" for a default."""
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _credentials: bool | None = field(default=None, repr=False)
+
+    @property
+    def partition(self) -> str:
+        return partition_for(self.region)
 
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                import boto3
-                from botocore.config import Config
-
-                config = Config(
-                    retries={"max_attempts": 2, "mode": "standard"},
-                    connect_timeout=3,
-                    read_timeout=60,
-                    max_pool_connections=32,
-                )
-                credentials = (
-                    # An emulator accepts any credentials: never send real ones to the embedded
-                    # one, and need none for one on this machine.
-                    {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-                    if self.embedded or (self._loopback() and not _has_credentials()) else {}
-                )
-                self._clients[service] = boto3.client(
-                    service,
-                    endpoint_url=self._endpoint_for(service),
-                    region_name=self.region,
-                    config=config,
-                    **credentials,
-                )
+                self._clients[service] = self._new_client(service)
             return self._clients[service]
+
+    def _new_client(self, service: str) -> Any:
+        from botocore.config import Config
+
+        if self.session is None:
+            import boto3
+
+            self.session = boto3.Session()
+        config = Config(
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=3,
+            read_timeout=60,
+            max_pool_connections=32,
+            # An emulator in this process is never redirected by the configuration.
+            ignore_configured_endpoint_urls=self.embedded,
+        )
+        endpoint = self.endpoint_url
+        if endpoint is None and self.default_endpoint and not endpoint_configured(
+                self.session, service, self.region):
+            endpoint = self.default_endpoint
+        # An emulator accepts any credentials: never send real ones to the embedded one, and
+        # need none for one on this machine.
+        local = self.embedded or (
+            _loopback(_endpoint_of(self.session, service, self.region, endpoint))
+            and not self._has_credentials())
+        credentials = _PLACEHOLDER_CREDENTIALS if local else {}
+        return self.session.client(service, endpoint_url=endpoint, region_name=self.region,
+                                   config=config, **credentials)
+
+    def _has_credentials(self) -> bool:
+        if self._credentials is None:
+            self._credentials = self.session.get_credentials() is not None
+        return self._credentials
 
     def function_client(self, service: str) -> Any:
         """The client a function running in this process gets: the same as `client` here; the
@@ -240,23 +273,57 @@ class Aws:
         embedded emulator, but never counted as a function's request."""
         return self.client(service)
 
-    def _endpoint_for(self, service: str) -> str | None:
-        if self.endpoint_url:
-            return self.endpoint_url
-        specific = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
-        return specific or os.environ.get("AWS_ENDPOINT_URL")
+    def where(self, service: str = "kinesis") -> str:
+        """The endpoint `service`'s requests go to."""
+        return str(self.client(service).meta.endpoint_url)
 
-    def _loopback(self) -> bool:
-        host = urlparse(self.endpoint_url or "").hostname or ""
-        return host in ("127.0.0.1", "localhost", "::1")
+    def is_local(self) -> bool:
+        """Whether the requests stay on this machine (an emulator on a loopback address)."""
+        return self.embedded or _loopback(self.where())
+
+    def in_region(self, region: str, *, source: str = "") -> Aws:
+        """The same endpoint, account and profile, in another region."""
+        return Aws(endpoint_url=self.endpoint_url, region=region, account=self.account,
+                   embedded=self.embedded, session=self.session,
+                   default_endpoint=self.default_endpoint, region_source=source)
 
     def check_reachable(self) -> None:
         """Fail fast, with one sentence, when the endpoint does not answer like AWS."""
         try:
             self.client("kinesis").list_streams(Limit=1)
         except Exception as exc:
-            where = self.endpoint_url or "the default AWS endpoint"
+            where = self.where() if "kinesis" in self._clients else (
+                self.endpoint_url or self.default_endpoint or "the AWS endpoint")
             raise EndpointError(f"cannot reach {where}: {type(exc).__name__}: {exc}") from exc
+
+
+_PLACEHOLDER_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+"""What an emulator gets instead of real credentials (it accepts any)."""
+
+
+def _loopback(url: str | None) -> bool:
+    host = urlparse(url or "").hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _endpoint_of(session: Any, service: str, region: str, endpoint_url: str | None = None,
+                 *, configured: bool = True) -> str:
+    """The endpoint botocore gives a client of `session` (creating a client sends nothing;
+    placeholder credentials spare the credential chain)."""
+    from botocore.config import Config
+
+    client = session.client(service, region_name=region, endpoint_url=endpoint_url,
+                            config=Config(ignore_configured_endpoint_urls=not configured),
+                            **_PLACEHOLDER_CREDENTIALS)
+    return str(client.meta.endpoint_url)
+
+
+def endpoint_configured(session: Any, service: str, region: str) -> bool:
+    """Whether the configuration (`AWS_ENDPOINT_URL_<SERVICE>`, `AWS_ENDPOINT_URL`, the
+    profile's `endpoint_url` or `services` section) gives `service` an endpoint of its own:
+    botocore's endpoint with the configuration differs from the one without it."""
+    return _endpoint_of(session, service, region) != _endpoint_of(
+        session, service, region, configured=False)
 
 
 class EmbeddedAws(Aws):
@@ -266,8 +333,16 @@ class EmbeddedAws(Aws):
     starting one resets that state.
     """
 
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(endpoint_url=None, embedded=True)
+    def __init__(self, port: int = 0, *, region: str | None = None) -> None:
+        """`region`: where the emulator's resources live [default: the region the command line
+        and the environment name, `cascata.aws_env`]."""
+        source = "the region argument"
+        if region is None:
+            settings = resolve()
+            region, source = settings.region, settings.region_source
+        else:
+            partition_for(region)
+        super().__init__(endpoint_url=None, region=region, embedded=True, region_source=source)
         self._port = port
         self._server: _Server | None = None
         self._in_process: Any = None
@@ -315,11 +390,10 @@ class EmbeddedAws(Aws):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    @staticmethod
-    def kinesis_backend() -> Any:
+    def kinesis_backend(self) -> Any:
         from moto.kinesis.models import kinesis_backends
 
-        return kinesis_backends[LOCAL_ACCOUNT][LOCAL_REGION]
+        return kinesis_backends[self.account][self.region]
 
 
 class _Server:
@@ -365,12 +439,6 @@ class _Server:
         self._thread.join(timeout=10)
 
 
-def _has_credentials() -> bool:
-    import boto3
-
-    return boto3.Session().get_credentials() is not None
-
-
 def _check_port_free(port: int) -> None:
     """moto's server thread dies silently on a busy port; say so before starting it."""
     import socket
@@ -384,14 +452,64 @@ def _check_port_free(port: int) -> None:
             raise EndpointError(f"127.0.0.1:{port} is not available: {exc.strerror}") from None
 
 
-def external(endpoint_url: str | None) -> Aws:
-    """An already-running AWS-compatible endpoint (or AWS itself when None)."""
-    if endpoint_url:
-        parsed = urlparse(endpoint_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise EndpointError(f"--endpoint-url must be an http(s) URL, got {endpoint_url!r}")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
-    return Aws(endpoint_url=endpoint_url, region=region)
+def external(endpoint_url: str | None, *, default_endpoint: str | None = None,
+             default_region: str | None = LOCAL_REGION) -> Aws:
+    """An already-running AWS-compatible endpoint, or AWS itself, in the profile and region
+    `cascata.aws_env` resolves: `endpoint_url` for every service when given, else botocore's
+    configured endpoints, else `default_endpoint`, else AWS's (see `Aws`)."""
+    for url in (endpoint_url, default_endpoint):
+        if url:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise EndpointError(f"--endpoint-url must be an http(s) URL, got {url!r}")
+    settings = resolve(default_region=default_region)
+    return Aws(endpoint_url=endpoint_url, region=settings.region, session=settings.session,
+               default_endpoint=default_endpoint, region_source=settings.region_source)
+
+
+def configured_endpoint(service: str = "kinesis") -> str | None:
+    """The endpoint the configuration gives `service` (`AWS_ENDPOINT_URL_<SERVICE>`,
+    `AWS_ENDPOINT_URL`, the profile's), None when it gives none."""
+    settings = resolve()
+    if not endpoint_configured(settings.session, service, settings.region):
+        return None
+    return _endpoint_of(settings.session, service, settings.region)
+
+
+def find_pipeline(aws: Aws, pipeline: Pipeline, *, stage: str) -> Aws:
+    """`aws`, or the same endpoint in the region the pipeline is provisioned in there.
+
+    On an emulator on this machine (a `cascata up`) one region holds the pipeline. When the
+    configured region does not, the other regions are looked at: the one holding it is used
+    when nothing named a region (the local default is no one's choice), and is an error
+    naming both regions when something did. Anywhere else (AWS) `aws` is returned as it is."""
+    origins = [s for s in pipeline.streams if s.origin] or list(pipeline.streams)
+    if not origins or not aws.is_local():
+        return aws
+    stream = pipeline.physical_name(origins[0].name, stage=stage, account=aws.account,
+                                    region=aws.region)
+    if _stream_exists(aws, stream):
+        return aws
+    where = aws.where()
+    found = next((r for r in regions("kinesis")
+                  if r != aws.region and _stream_exists(aws.in_region(r), stream)), None)
+    if found is None:
+        raise EndpointError(f"no stream {stream} at {where} in {aws.region} or any other "
+                            f"region: is `cascata up` running there, with --stage {stage}?")
+    if aws.region_source:
+        raise EndpointError(f"the pipeline at {where} runs in {found}, not in {aws.region} "
+                            f"(from {aws.region_source}): give --region {found}")
+    return aws.in_region(found, source=f"the pipeline at {where}")
+
+
+def _stream_exists(aws: Aws, stream: str) -> bool:
+    try:
+        aws.client("kinesis").describe_stream_summary(StreamName=stream)
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise
+    return True
 
 
 @dataclass(frozen=True)

@@ -191,11 +191,13 @@ class InProcessClient:
         other parameter, such as encryption or metadata, goes over HTTP to be exact)."""
         from moto.s3.exceptions import S3ClientError
         from moto.s3.models import s3_backends
+        from moto.utilities.utils import get_partition
 
         plain = {"Bucket", "Key", "Body", "ContentType", "ContentEncoding"}
         if set(params) - plain:
             return getattr(self._http, method)(**params)
-        backend = s3_backends[self._account]["aws"]
+        # moto keeps S3 per partition (bucket names are unique within one), as AWS does.
+        backend = s3_backends[self._account][get_partition(self._region)]
         try:
             with REQUEST_LOCK:
                 if operation.name == "PutObject":

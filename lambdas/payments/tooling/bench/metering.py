@@ -61,12 +61,9 @@ class InProcessAws(Aws):
     """
 
     def __init__(self) -> None:
+        # embedded: never an endpoint from the configuration, requests stay in this process.
         super().__init__(endpoint_url=None, embedded=True)
         self._mock: Any = None
-
-    def _endpoint_for(self, service: str) -> str | None:
-        # Never an endpoint from the environment: requests must stay in this process.
-        return None
 
     def start(self) -> InProcessAws:
         from moto import mock_aws
