@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cascata.aws_env import arn, partition_for
 from cascata.local.clock import Clock, ManualClock, SystemClock
 from cascata.local.esm_config import MappingConfig, destination_kind
 from cascata.local.esm_destinations import DestinationWriter, OnFailureDelivery
@@ -130,10 +131,12 @@ class EventSourceMapping:
         self.timeout_s = timeout_s
         self.role_arn = role_arn
         self.arn = (
-            f"arn:aws:lambda:{engine.region}:{engine.account}:event-source-mapping:{mapping_uuid}"
+            arn("lambda", f"event-source-mapping:{mapping_uuid}", region=engine.region,
+                account=engine.account)
         )
         self.function_arn = (
-            f"arn:aws:lambda:{engine.region}:{engine.account}:function:{function_name}"
+            arn("lambda", f"function:{function_name}", region=engine.region,
+                account=engine.account)
         )
         self.format: EventFormat
         if isinstance(source, KafkaSource):
@@ -527,7 +530,8 @@ class EventSourceMappingEngine:
                 memory_mb=memory_mb,
                 timeout_s=timeout_s,
                 role_arn=role_arn
-                or f"arn:aws:iam::{self.account}:role/{function_name}-role",
+                or f"arn:{partition_for(self.region)}:iam::{self.account}:role/"
+                f"{function_name}-role",
             )
             self._mappings[mapping_uuid] = mapping
             return mapping

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from cascata.aws_env import arn
 from cascata.local.kafka_log import KafkaLog, KafkaMessage
 
 __all__ = [
@@ -155,7 +156,7 @@ class KinesisBackendSource:
         self._stream_name = stream_name
         self._account = account
         self._region = region
-        self._arn = f"arn:aws:kinesis:{region}:{account}:stream/{stream_name}"
+        self._arn = arn("kinesis", f"stream/{stream_name}", region=region, account=account)
 
     @property
     def kind(self) -> SourceKind:

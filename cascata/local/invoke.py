@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cascata.aws_env import arn
 from cascata.console import CliError, out
 from cascata.local.clock import SystemClock
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external, provision
@@ -167,7 +168,8 @@ def invoke_once(
         name = pipeline.physical_name(function, stage=stage)
         context = LambdaContext(
             function_name=name,
-            function_arn=f"arn:aws:lambda:{aws.region}:{aws.account}:function:{name}",
+            function_arn=arn("lambda", f"function:{name}", region=aws.region,
+                             account=aws.account),
             memory_limit_in_mb=proc.memory_mb,
             aws_request_id=str(uuid.uuid4()),
             log_stream_name="local/[$LATEST]invoke",

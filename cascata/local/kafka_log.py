@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from cascata.aws_env import arn
 from cascata.local.clock import Clock, SystemClock
 
 __all__ = ["KafkaLog", "KafkaMessage", "murmur2", "partition_for_key"]
@@ -118,7 +119,8 @@ class KafkaLog:
         cluster_id = (
             f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}-1"
         )
-        self.cluster_arn = f"arn:aws:kafka:{region}:{account}:cluster/{cluster_name}/{cluster_id}"
+        self.cluster_arn = arn("kafka", f"cluster/{cluster_name}/{cluster_id}", region=region,
+                               account=account)
         self.bootstrap_servers = ",".join(
             f"b-{n}.{cluster_name}.local.kafka.{region}.amazonaws.com:9098" for n in (1, 2)
         )

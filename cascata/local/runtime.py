@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cascata.aws_env import arn
 from cascata.local.archiver import Archiver
 from cascata.local.chaos import ChaosKinesis, ChaosSettings
 from cascata.local.clock import SystemClock
@@ -167,8 +168,8 @@ class LocalRuntime:
         physical = self.pipeline.physical_name(name, stage=self.stage)
         return LambdaContext(
             function_name=physical,
-            function_arn=f"arn:aws:lambda:{self.aws.region}:{self.aws.account}:function:"
-            f"{physical}",
+            function_arn=arn("lambda", f"function:{physical}", region=self.aws.region,
+                             account=self.aws.account),
             memory_limit_in_mb=fn.memory_mb,
             aws_request_id=str(uuid.uuid4()),
             log_stream_name=f"local/[$LATEST]{name}",
@@ -194,10 +195,8 @@ class LocalRuntime:
             "account": self.aws.account,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
             "region": self.aws.region,
-            "resources": [
-                f"arn:aws:scheduler:{self.aws.region}:{self.aws.account}:schedule/default/"
-                f"{physical}"
-            ],
+            "resources": [arn("scheduler", f"schedule/default/{physical}",
+                              region=self.aws.region, account=self.aws.account)],
             "detail": {},
         }
         context = self.context(name)
@@ -244,10 +243,9 @@ class LocalRuntime:
         kind = self.pipeline.resource(declared).kind
         name = self.name(declared)
         if kind is ResourceKind.BUCKET:
-            return f"arn:aws:s3:::{name}"
-        if kind is ResourceKind.QUEUE:
-            return f"arn:aws:sqs:{self.aws.region}:{self.aws.account}:{name}"
-        return f"arn:aws:sns:{self.aws.region}:{self.aws.account}:{name}"
+            return f"arn:{self.aws.partition}:s3:::{name}"
+        service = "sqs" if kind is ResourceKind.QUEUE else "sns"
+        return arn(service, name, region=self.aws.region, account=self.aws.account)
 
     def _function(self, processor: str, salt: int) -> Function:
         chaos = self.chaos

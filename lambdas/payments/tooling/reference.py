@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cascata.aws_env import arn
 from cascata.local.objects import list_keys, read_objects, read_stream
 from cascata_runtime.envelope import Envelope, Rejection, decode_json, parse_envelope
 from cascata_runtime.origin import OriginPolicy
@@ -441,7 +442,7 @@ def notifications_tap(aws: Any, topic_name: str) -> str:
     url = sqs.create_queue(QueueName=f"{topic_name}-tap")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
-    topic_arn = f"arn:aws:sns:{aws.region}:{aws.account}:{topic_name}"
+    topic_arn = arn("sns", topic_name, region=aws.region, account=aws.account)
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
                   Attributes={"RawMessageDelivery": "true"})
     return str(url)

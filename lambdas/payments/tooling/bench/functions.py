@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cascata.aws_env import arn
 from cascata.local.clock import SystemClock
 from cascata.local.emulator import Aws
 from cascata.local.esm_events import KinesisFormat, LambdaContext
@@ -213,9 +214,11 @@ class EventFactory:
         self._aws = aws
 
     def event(self, stream: str, records: Sequence[StoredRecord]) -> dict[str, Any]:
-        arn = f"arn:aws:kinesis:{self._aws.region}:{self._aws.account}:stream/{stream}"
-        fmt = KinesisFormat(stream_arn=arn, region=self._aws.region,
-                            role_arn=f"arn:aws:iam::{self._aws.account}:role/{STAGE}-bench")
+        stream_arn = arn("kinesis", f"stream/{stream}", region=self._aws.region,
+                         account=self._aws.account)
+        fmt = KinesisFormat(stream_arn=stream_arn, region=self._aws.region,
+                            role_arn=f"arn:{self._aws.partition}:iam::{self._aws.account}:"
+                            f"role/{STAGE}-bench")
         shard = records[0].shard if records else "shardId-000000000000"
         return fmt.event(shard, [
             fmt.record(SourceRecord(position=aws_sequence(r.shard, r.sequence),
@@ -229,7 +232,8 @@ class EventFactory:
         name = f"cascata-{STAGE}-{function}"
         return LambdaContext(
             function_name=name,
-            function_arn=f"arn:aws:lambda:{self._aws.region}:{self._aws.account}:function:{name}",
+            function_arn=arn("lambda", f"function:{name}", region=self._aws.region,
+                             account=self._aws.account),
             memory_limit_in_mb=memory_mb,
             aws_request_id=str(uuid.uuid4()),
             log_stream_name="2026/11/25/[$LATEST]bench",
