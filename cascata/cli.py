@@ -3,18 +3,20 @@
 Every command prints a readable summary (or one JSON object with `--json`) on stdout and its
 progress on stderr. Any bad argument or unreachable endpoint ends in a one-line `error:` on
 stderr and exit status 2, never a traceback.
+
+`--pipeline`, `--profile` and `--region` are global: given before or after the command's name,
+they apply to every command (`cascata.aws_env` says how the profile and region are resolved).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click import exceptions as click_errors
 
+from cascata.aws_env import AwsSettingsError, use_settings
 from cascata.console import CliError, err, out, print_json, progress
 from cascata.project import ProjectError
 
@@ -32,7 +34,17 @@ EndpointOpt = Annotated[
     typer.Option(
         "--endpoint-url",
         help="An AWS-compatible endpoint to use instead of the embedded emulator "
-        "(AWS_ENDPOINT_URL is honoured too).",
+        "(an endpoint the AWS configuration gives is honoured too: AWS_ENDPOINT_URL, "
+        "AWS_ENDPOINT_URL_<SERVICE>, the profile's endpoint_url).",
+    ),
+]
+ProduceEndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="An AWS-compatible endpoint, such as a running `cascata up` [default: the one "
+        "the AWS configuration gives (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>, the "
+        "profile's endpoint_url), else AWS].",
     ),
 ]
 StageOpt = Annotated[
@@ -49,11 +61,20 @@ def _project(
         help="The pipeline to work on, instead of pyproject.toml's [tool.cascata] pipeline: "
         "module:attr, or another project's directory (CASCATA_PIPELINE is honoured too).")]
     = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", metavar="NAME",
+        help="The AWS profile (credentials, region, endpoint_url) [default: AWS_PROFILE, "
+        "else the default profile].")] = None,
+    region: Annotated[str | None, typer.Option(
+        "--region", metavar="REGION",
+        help="The AWS region, for AWS and for the local runtime alike [default: AWS_REGION, "
+        "AWS_DEFAULT_REGION, the profile's region; locally, else us-east-1].")] = None,
 ) -> None:
     """cascata: serverless stream processing on AWS, and its local runtime."""
     from cascata.project import add_code_path, find_project, use_pipeline
 
     use_pipeline(pipeline)
+    use_settings(profile=profile, region=region)
     add_code_path(find_project())
 
 
@@ -69,11 +90,11 @@ def produce(
         help="Declared stream to write to [default: the workload's stream, or the only "
         "origin stream].")] = None,
     stage: StageOpt = "local",
-    endpoint_url: EndpointOpt = None,
+    endpoint_url: ProduceEndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send events to a stream, from a JSON Lines file or the project's sample workload."""
-    from cascata.local.emulator import EndpointError, external
+    from cascata.local.emulator import EndpointError, external, find_pipeline
     from cascata.pipeline import ResourceKind
     from cascata.producer import InputFileError, Outgoing, read_jsonl
     from cascata.producer import produce as send
@@ -111,8 +132,9 @@ def produce(
     if stream not in declared or pipeline.resource(stream).kind is not ResourceKind.STREAM:
         raise CliError(f"unknown stream {stream!r}; declared: {', '.join(sorted(declared))}")
     try:
-        aws = external(endpoint_arg(endpoint_url))
+        aws = external(endpoint_url)
         aws.check_reachable()
+        aws = find_pipeline(aws, pipeline, stage=stage)
     except EndpointError as exc:
         raise CliError(str(exc)) from None
     name = pipeline.physical_name(stream, stage=stage, account=aws.account, region=aws.region)
@@ -189,14 +211,17 @@ def up(
 @app.command()
 def status(
     stage: StageOpt = "local",
-    endpoint_url: EndpointOpt = None,
+    endpoint_url: Annotated[str | None, typer.Option(
+        "--endpoint-url", help="The endpoint of a running `cascata up` [default: the one the "
+        "AWS configuration gives (AWS_ENDPOINT_URL...), else http://127.0.0.1:4566].")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Each processor's backlog and each view's size, from a running `cascata up`."""
     from cascata.local.serve import render_status
     from cascata.local.serve import status as read_status
 
-    report = read_status(endpoint_arg(endpoint_url) or "http://127.0.0.1:4566", stage=stage)
+    report = read_status(endpoint_url, stage=stage)
     if as_json:
         print_json(report)
     else:
@@ -242,8 +267,12 @@ _register_extra_commands()
 
 
 def endpoint_arg(flag: str | None) -> str | None:
-    """--endpoint-url, else AWS_ENDPOINT_URL, else None (the embedded emulator)."""
-    return flag or os.environ.get("AWS_ENDPOINT_URL") or None
+    """The endpoint of a command that otherwise runs on the embedded emulator (invoke, demo):
+    --endpoint-url, else the one the AWS configuration gives Kinesis (botocore resolves it:
+    AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL, the profile's endpoint_url), else None."""
+    from cascata.local.emulator import configured_endpoint
+
+    return flag or configured_endpoint("kinesis")
 
 
 def _aws_error(exc: Exception) -> str:
@@ -254,6 +283,31 @@ def _aws_error(exc: Exception) -> str:
 
 
 _REGISTERED: set[str] = set()
+GLOBAL_OPTIONS = ("--pipeline", "--profile", "--region")
+"""The root's options, each taking a value: accepted after the command's name too."""
+
+
+def global_options_first(argv: list[str]) -> list[str]:
+    """`argv` with the global options moved before the command's name, where the root
+    command reads them: `cascata produce --region eu-west-1` as `cascata --region eu-west-1
+    produce`, as the AWS CLI accepts its global options anywhere. Nothing after `--` moves."""
+    first: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest.extend(argv[index:])
+            break
+        name = arg.partition("=")[0]
+        if name in GLOBAL_OPTIONS:
+            takes_next = "=" not in arg and index + 1 < len(argv)
+            first.extend(argv[index:index + 2] if takes_next else [arg])
+            index += 2 if takes_next else 1
+            continue
+        rest.append(arg)
+        index += 1
+    return first + rest
 
 
 def _project_commands(argv: list[str]) -> None:
@@ -262,13 +316,16 @@ def _project_commands(argv: list[str]) -> None:
     from cascata.project import find_project, load_hook, use_pipeline
 
     chosen: str | None = None
-    for index, arg in enumerate(argv):
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
         if arg == "--pipeline" and index + 1 < len(argv):
             chosen = argv[index + 1]
         elif arg.startswith("--pipeline="):
             chosen = arg.partition("=")[2]
         elif not arg.startswith("-"):
             break  # the command: what follows is its own arguments
+        index += 2 if arg in GLOBAL_OPTIONS else 1
     use_pipeline(chosen)
     project = find_project()
     if project.commands and project.commands not in _REGISTERED:
@@ -278,22 +335,21 @@ def _project_commands(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # No arguments: the help, as `cascata --help` prints it.
+    args = global_options_first(list(sys.argv[1:] if argv is None else argv)) or ["--help"]
     try:
-        _project_commands(list(sys.argv[1:] if argv is None else argv))
-        # Not standalone, click returns a command's `typer.Exit` code instead of raising it.
-        code = app(args=argv, prog_name="cascata", standalone_mode=False)
-    except (CliError, ProjectError) as exc:
+        _project_commands(args)
+        # Not standalone, typer returns a command's `typer.Exit` code instead of raising it.
+        code = app(args=args, prog_name="cascata", standalone_mode=False)
+    except (CliError, ProjectError, AwsSettingsError) as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
-    except click_errors.NoArgsIsHelpError:
-        return 0
-    except click_errors.UsageError as exc:
-        # One line, whatever the problem (typer's own rendering is a multi-line panel).
-        where = f" ({exc.ctx.command_path})" if exc.ctx else ""
+    except typer.TyperException as exc:
+        # A usage error (typer's own rendering is a multi-line panel): one line, naming the
+        # command when typer says which.
+        ctx = getattr(exc, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
         err.print(f"error{where}: {exc.format_message()}", markup=False)
-        return 2
-    except click_errors.ClickException as exc:
-        err.print(f"error: {exc.format_message()}", markup=False)
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -303,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)
         return 130
+    finally:
+        # The profile and region were this command's: a next `main` in the process starts
+        # from the environment again.
+        use_settings(profile=None, region=None)
     return code if isinstance(code, int) else 0
 
 

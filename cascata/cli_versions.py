@@ -1,23 +1,23 @@
 """`replay`, `versions`, `diff`, `promote` and `retire`: reprocessing into versions of the views.
 
 They work on a running pipeline: by default the local one `cascata up` serves at
-http://127.0.0.1:4566, or any endpoint with `--endpoint-url`; `--aws` uses AWS itself (the
-default credential chain) for what makes sense there (versions, diff, promote, retire; a replay
-on AWS is a version stack, see docs/deploy.md). Same conventions as `cascata.cli`: a readable
-summary on stdout (one JSON object with `--json`), progress on stderr, and every bad argument a
-one-line `error:` with exit status 2.
+http://127.0.0.1:4566 (or where the AWS configuration's endpoint, such as AWS_ENDPOINT_URL,
+says), or any endpoint with `--endpoint-url`; `--aws` uses AWS itself (the profile's
+credentials, region and any endpoint it configures) for what makes sense there (versions,
+diff, promote, retire; a replay on AWS is a version stack, see docs/deploy.md). Same
+conventions as `cascata.cli`: a readable summary on stdout (one JSON object with `--json`),
+progress on stderr, and every bad argument a one-line `error:` with exit status 2.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Any
 
 import typer
 
 from cascata.console import CliError, out, print_json, progress
-from cascata.local.emulator import Aws, EndpointError, external
+from cascata.local.emulator import UP_ENDPOINT, Aws, EndpointError, external, find_pipeline
 from cascata.pipeline import Pipeline
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
@@ -27,12 +27,14 @@ StageOpt = Annotated[
 ]
 EndpointOpt = Annotated[
     str | None,
-    typer.Option("--endpoint-url", help="The pipeline's AWS endpoint [default: the local "
-                 "`cascata up` at http://127.0.0.1:4566; AWS_ENDPOINT_URL is honoured]."),
+    typer.Option("--endpoint-url", help="The pipeline's AWS endpoint [default: the one the "
+                 "AWS configuration gives (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>, the "
+                 "profile's endpoint_url), else the local `cascata up` at "
+                 "http://127.0.0.1:4566]."),
 ]
-AwsOpt = Annotated[bool, typer.Option("--aws", help="Use AWS itself (default credential "
-                                      "chain) instead of an endpoint.")]
-LOCAL_UP = "http://127.0.0.1:4566"
+AwsOpt = Annotated[bool, typer.Option("--aws", help="Use AWS itself (the profile's "
+                                      "credentials and region) instead of an endpoint.")]
+LOCAL_UP = UP_ENDPOINT
 
 
 def register(app: typer.Typer) -> None:
@@ -43,26 +45,29 @@ def register(app: typer.Typer) -> None:
     app.command()(retire)
 
 
-def connect(endpoint_url: str | None, use_aws: bool) -> Aws:
+def connect(endpoint_url: str | None, use_aws: bool, *, stage: str = "local") -> Aws:
+    """The pipeline's endpoint: `--endpoint-url`, else the AWS configuration's, else the local
+    `cascata up` (in the region it runs in when nothing names one, `find_pipeline`); with
+    `--aws`, AWS itself as the profile has it (credentials, region, any endpoint it gives)."""
+    from cascata.project import current_pipeline
+
     if use_aws and endpoint_url:
         raise CliError("give --aws or --endpoint-url, not both")
     try:
         if use_aws:
-            return Aws(endpoint_url=None, region=os.environ.get("AWS_REGION")
-                       or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-                       account=_account())
-        aws = external(endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or LOCAL_UP)
+            aws = external(None, default_region=None)
+            aws.account = _account(aws)
+            return aws
+        aws = external(endpoint_url, default_endpoint=UP_ENDPOINT)
         aws.check_reachable()
+        return find_pipeline(aws, current_pipeline(), stage=stage)
     except EndpointError as exc:
         raise CliError(f"{exc} (is `cascata up` running?)") from None
-    return aws
 
 
-def _account() -> str:
-    import boto3
-
+def _account(aws: Aws) -> str:
     try:
-        return str(boto3.client("sts").get_caller_identity()["Account"])
+        return str(aws.client("sts").get_caller_identity()["Account"])
     except Exception as exc:  # noqa: BLE001 - one line for the user
         raise CliError(f"no AWS credentials usable: {type(exc).__name__}: {exc}") from None
 
@@ -144,7 +149,7 @@ def replay(
         config=parse_settings(settings) if settings else None,
         max_records=max_records, timeout_s=timeout, stage=stage,
     )
-    aws = connect(endpoint_url, False)
+    aws = connect(endpoint_url, False, stage=stage)
     with progress(not as_json) as bar:
         tasks: dict[str, Any] = {}
 
@@ -183,7 +188,7 @@ def versions(
     from cascata.replay import registry_for
     from cascata.versions import DEPLOYED
 
-    registry = registry_for(connect(endpoint_url, use_aws), stage)
+    registry = registry_for(connect(endpoint_url, use_aws, stage=stage), stage)
     live = registry.live()
     rows = [{"version": "v1", "state": DEPLOYED, "live": live == "v1"}]
     rows += [r.summary(live) for r in registry.records()]
@@ -215,7 +220,7 @@ def diff(
     from cascata.versions import diff_versions
 
     a, b = version_arg(a), version_arg(b)
-    aws = connect(endpoint_url, use_aws)
+    aws = connect(endpoint_url, use_aws, stage=stage)
     with progress(not as_json) as bar:
         task = bar.add_task(f"diff {a} {b}", total=None)
         report = diff_versions(aws.client("dynamodb"), a, b, stage=stage, account=aws.account,
@@ -250,7 +255,7 @@ def promote(
     from cascata.replay import registry_for
     from cascata.versions import views_exist
 
-    aws = connect(endpoint_url, use_aws)
+    aws = connect(endpoint_url, use_aws, stage=stage)
     registry = registry_for(aws, stage)
     previous, live = registry.promote(version_arg(version), deployed=lambda v: views_exist(
         aws.client("dynamodb"), v, stage=stage, account=aws.account, region=aws.region))
@@ -273,7 +278,7 @@ def retire(
     from cascata.replay import registry_for
     from cascata.versions import retire as retire_version
 
-    aws = connect(endpoint_url, use_aws)
+    aws = connect(endpoint_url, use_aws, stage=stage)
     registry = registry_for(aws, stage)
     deleted = retire_version(aws, registry, version_arg(version), stage=stage)
     if as_json:

@@ -347,8 +347,8 @@ def registry_for(aws: Aws, stage: str, pipeline: Pipeline | None = None) -> Regi
     try:
         ddb.describe_table(TableName=table)
     except ddb.exceptions.ResourceNotFoundException:
-        raise CliError(f"no pipeline of stage {stage!r} at {aws.endpoint_url or 'AWS'} "
-                       f"(no {table} table): start it with `cascata up`") from None
+        raise CliError(f"no pipeline of stage {stage!r} at {aws.where('dynamodb')} in "
+                       f"{aws.region} (no {table} table): start it with `cascata up`") from None
     return Registry(ddb, table)
 
 

@@ -2,7 +2,9 @@
 
 `up` starts the embedded emulator on a chosen loopback port, provisions and runs every
 processor, runs the scheduled functions on the clock, serves the HTTP APIs on loopback, and
-keeps running until Ctrl-C or SIGTERM, then stops everything cleanly. While it runs, it keeps
+keeps running until Ctrl-C or SIGTERM, then stops everything cleanly. Its resources live in the
+region the command line and the environment name (`--region`, `AWS_REGION`, ...), as they would
+on AWS. While it runs, it keeps
 its mappings' checkpoints in the emulator, so `status` (any process, any AWS client) can report
 each processor's backlog and each view's size.
 """
@@ -19,7 +21,14 @@ from functools import partial
 from typing import Any
 
 from cascata.console import CliError, err, out
-from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
+from cascata.local.emulator import (
+    UP_ENDPOINT,
+    Aws,
+    EmbeddedAws,
+    EndpointError,
+    external,
+    find_pipeline,
+)
 from cascata.local.objects import list_keys
 from cascata.local.runtime import STATUS_KEY, LocalRuntime
 from cascata.pipeline import Pipeline
@@ -33,6 +42,9 @@ class UpOptions:
     stage: str = "local"
     tick_s: float | None = None
     """Run scheduled functions this often instead of their declared period (demos, tests)."""
+    region: str | None = None
+    """The region of every resource [default: the one the command line and the environment
+    name, `cascata.aws_env`]."""
 
 
 def up(options: UpOptions, *, pipeline: Pipeline | None = None,
@@ -43,7 +55,7 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
 
     stop = stop or threading.Event()
     try:
-        aws = EmbeddedAws(port=options.port).start()
+        aws = EmbeddedAws(port=options.port, region=options.region).start()
     except EndpointError as exc:
         raise CliError(str(exc)) from None
     runtime = LocalRuntime(pipeline, aws, stage=options.stage)
@@ -67,6 +79,7 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
         api_url = server.url
         endpoints = {
             "aws_endpoint_url": aws.endpoint_url,
+            "region": aws.region,
             "api_url": api_url,
             "stage": options.stage,
             "routes": sorted(runtime.routes()),
@@ -117,6 +130,8 @@ def print_endpoints(endpoints: dict[str, Any]) -> None:
     out.print("[bold]cascata is up[/] (Ctrl-C or SIGTERM stops it)")
     out.print(f"  AWS endpoint   {endpoints['aws_endpoint_url']}   "
               f"(export AWS_ENDPOINT_URL={endpoints['aws_endpoint_url']})")
+    out.print(f"  region         {endpoints['region']}   "
+              f"(export AWS_REGION={endpoints['region']})")
     out.print(f"  HTTP APIs      {endpoints['api_url']}")
     for route in endpoints["routes"]:
         out.print(f"    {route}")
@@ -125,10 +140,14 @@ def print_endpoints(endpoints: dict[str, Any]) -> None:
 
 def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline | None = None
            ) -> dict[str, Any]:
+    """The report of the `cascata up` at `endpoint_url`, else at the endpoint the AWS
+    configuration gives, else at `UP_ENDPOINT`; in the configured region, or `up`'s when
+    nothing names one (`find_pipeline`)."""
     pipeline = pipeline or current_pipeline()
     try:
-        aws = external(endpoint_url)
+        aws = external(endpoint_url, default_endpoint=UP_ENDPOINT)
         aws.check_reachable()
+        aws = find_pipeline(aws, pipeline, stage=stage)
     except EndpointError as exc:
         raise CliError(str(exc)) from None
     names = {r: pipeline.physical_name(r, stage=stage, account=aws.account, region=aws.region)
@@ -160,7 +179,7 @@ def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline | None = 
         views[table.name] = count
     age = time.time() - max((m["updated_at"] for m in report.values()), default=time.time())
     return {"lag_records": total, "processors": processors, "views": views,
-            "report_age_s": round(age, 1)}
+            "region": aws.region, "report_age_s": round(age, 1)}
 
 
 def _read_report(aws: Aws, bucket: str) -> dict[str, Any]:

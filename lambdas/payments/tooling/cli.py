@@ -92,7 +92,7 @@ def audit(
     if use_aws:
         raise CliError("on AWS the audit runs on Athena over the archive's Glue tables "
                        "(docs/deploy.md); --aws is not supported by this command yet")
-    aws = connect(endpoint_url, False)
+    aws = connect(endpoint_url, False, stage=stage)
     registry = registry_for(aws, stage)
     target = version_arg(version) if version else registry.live()
     config: dict[str, dict[str, str]] = {}

@@ -84,6 +84,7 @@ class DemoResult:
     latency_ms: dict[str, float]
     chaos: dict[str, Any] | None
     endpoint: str
+    region: str = ""
     offered_eps: float | None = None
     """The rate the payments were offered at (None: all at once)."""
     applied: int = 0
@@ -105,6 +106,7 @@ class DemoResult:
             "latency_ms": {k: round(v, 1) for k, v in self.latency_ms.items()},
             "chaos": self.chaos,
             "endpoint": self.endpoint,
+            "region": self.region,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "notes": self.notes,
         }
@@ -288,7 +290,8 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         throughput_eps=len(applied) / duration,
         latency_ms=_percentiles(lat),
         chaos=_chaos_summary(runtime, options.chaos, producer_dups),
-        endpoint=aws.endpoint_url or "aws",
+        endpoint=aws.where(),
+        region=aws.region,
         offered_eps=options.rate,
         applied=len(applied),
         peak_rss_mb=peak_rss_mb(),
@@ -392,7 +395,8 @@ def render(result: DemoResult) -> None:
     out.print(table)
     lat = result.latency_ms
     out.print(
-        f"{result.events:,} events generated, {result.sent:,} sent to {result.endpoint}; "
+        f"{result.events:,} events generated, {result.sent:,} sent to {result.endpoint} "
+        f"({result.region}); "
         f"throughput [bold]{result.throughput_eps:,.0f}[/] events/s; "
         + (f"offered at {result.offered_eps:,.0f} events/s; " if result.offered_eps else "")
         + f"produce-to-view latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms; "
