@@ -228,7 +228,7 @@ def test_the_docs_table_is_these_cases() -> None:
         if len(cells) == 3 and not set(cells[0]) <= {"-", " "} and cells[0] != "Entry point":
             rows.add(tuple(c.replace("\\|", "|") for c in cells))
     from tests.local import test_endpoints_guard  # noqa: F401  (their rows register on import)
-    from tests.pipeline import test_bad_input_cli  # noqa: F401
+    from tests.pipeline import test_bad_input_cli, test_kpl  # noqa: F401
 
     wanted = {(c.entry, c.given, c.gets) for c in CASES}
     assert wanted - rows == set(), "rows missing from docs/bad-input.md"

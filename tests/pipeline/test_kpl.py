@@ -14,6 +14,7 @@ import pytest
 
 from cascata.testing import LocalPipeline
 from payments.pipeline import PIPELINE
+from tests.pipeline.bad_input_cases import case
 from tests.support.events import payment
 from tests.support.kpl import aggregate_events
 
@@ -30,6 +31,9 @@ def balance(local: LocalPipeline, account: str) -> dict[str, int]:
     return {currency: int(amount) for currency, amount in item["balances"].items()}
 
 
+@case("records on every stream", "a KPL-aggregated record of three payments, and the same "
+      "record again (a producer's retry)",
+      "de-aggregated: three events, each under its own key, each counted once")
 def test_three_payments_in_one_aggregate_reach_the_balances(local: LocalPipeline) -> None:
     # Given one KPL record of three payments on the raw stream, then the producer's retry of it
     blob = aggregate_events([
@@ -51,6 +55,8 @@ def test_three_payments_in_one_aggregate_reach_the_balances(local: LocalPipeline
     assert local.failures() == []
 
 
+@case("records on every stream", "a KPL aggregate with a wrong digest or a malformed body",
+      "quarantined whole with `kpl_malformed` and the exact fault, its bytes kept")
 def test_a_malformed_aggregate_is_quarantined_with_its_bytes(local: LocalPipeline) -> None:
     blob = aggregate_events([payment("kpl-bad", payer="kpl-dan", payee="kpl-erin")])
     broken = blob[:-1] + bytes([blob[-1] ^ 0xFF])
