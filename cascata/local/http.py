@@ -44,8 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
+from cascata.aws_env import arn
 from cascata.local.guard import refusal
-from cascata.pipeline import LOCAL_ACCOUNT, ApiFunction
+from cascata.pipeline import LOCAL_ACCOUNT, LOCAL_REGION, ApiFunction
 from cascata_runtime.routes import match_path
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -323,12 +324,12 @@ class _BadRequestError(Exception):
 class LocalContext:
     """A Lambda context with the attributes Powertools reads (reference 7.7)."""
 
-    def __init__(self, function_name: str, *, timeout_s: float = 29.0) -> None:
+    def __init__(self, function_name: str, *, timeout_s: float = 29.0,
+                 region: str = LOCAL_REGION) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:{LOCAL_ACCOUNT}:function:{function_name}"
-        )
+        self.invoked_function_arn = arn("lambda", f"function:{function_name}", region=region,
+                                        account=LOCAL_ACCOUNT)
         self.memory_limit_in_mb = 512
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
