@@ -6,6 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov, the IaC scanner of the infrastructure tests, pins boto3 1.35.x exactly; the project
+# pins 1.43.11 exactly (the emulator), so checkov gets an environment of its own, in ours.
+SCAN_VENV := $(VENV)/tools/checkov
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -15,7 +18,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-scan.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13), "cascata needs Python 3.11 to 3.13, found " + sys.version.split()[0]'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the locked dependencies into $(VENV) (first run only, about a minute)"
@@ -25,14 +28,21 @@ $(STAMP): requirements.lock pyproject.toml
 	@# cascata itself, editable: the `cascata` command, the pytest plugin, cascata_runtime.
 	@set -o pipefail; $(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 \
 	  | { grep -v "^WARNING: Location" || true; } || { echo "pip install -e . failed"; exit 1; }
+	@test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	@set -o pipefail; $(SCAN_VENV)/bin/python -m pip install --quiet --require-hashes \
+	  -r requirements-scan.lock 2>&1 | { grep -v "^WARNING: Location" || true; } \
+	  || { echo "pip install of the scanner failed"; exit 1; }
 	@touch $@
 
 # requirements-dev.txt (and requirements.txt) are what we ask for; requirements.lock is what
 # gets installed, every package pinned with its hashes. Regenerate it after changing either.
+# requirements-scan.txt -> requirements-scan.lock: the same for the scanner's environment.
 lock:
 	@test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet uv==0.9.30
 	$(VENV)/bin/uv pip compile requirements-dev.txt --universal --python-version 3.11 \
 	  --generate-hashes --no-header --quiet -o requirements.lock
+	$(VENV)/bin/uv pip compile requirements-scan.txt --universal --python-version 3.11 \
+	  --generate-hashes --no-header --quiet -o requirements-scan.lock
 
 node_modules/.installed: package.json package-lock.json
 	@echo "installing the pinned CDK CLI (first run only)"
