@@ -111,6 +111,18 @@ class StreamArchive(Construct):
             runtime=runtime,
         )
         self.transform.acknowledge_policy_findings()
+        self.transform.acknowledge_checks(
+            {
+                "CKV_AWS_116": "Invoked only by its Firehose delivery stream, synchronously: "
+                "records it cannot transform go to the archive's failed/ prefix, so a "
+                "dead-letter queue (asynchronous invocations only) would never receive "
+                "anything.",
+                "CKV_AWS_115": "Invoked only by its delivery stream, one buffer (1 MiB or 60 s) "
+                "per source shard at a time, so its concurrency follows the stream's shards. "
+                "A reservation protects nothing downstream (Firehose itself); set too low, "
+                "throttles would send records to failed/ instead of the archive.",
+            }
+        )
 
         self.delivery_log_group = logs.LogGroup(
             self,

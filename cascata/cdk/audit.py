@@ -119,12 +119,15 @@ class ArchiveAudit(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
+            # Versioned like every bucket of the stack; an overwritten result is kept a day.
+            versioned=True,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix="audit-results/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-query-results",
                     expiration=RESULTS_EXPIRATION,
+                    noncurrent_version_expiration=Duration.days(1),
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],

@@ -29,9 +29,11 @@ from cascata.pipeline import (
 from cascata.project import current_pipeline
 
 DEFAULT_STAGE: Final = "dev"
+DEFAULT_BREAK_GLASS_ROLE: Final = "cascata-break-glass"
 
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@*?/-]{1,512}$")
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 # CloudWatch Logs accepts only these retention periods (days -> `logs.RetentionDays` member).
@@ -112,8 +114,14 @@ class StageConfig:
     access_log_expiration_days: int
     alarms: AlarmThresholds
     alarm_email: str | None
-    powertools_layer_version: int
     kafka: KafkaSettings
+    break_glass_role: str = DEFAULT_BREAK_GLASS_ROLE
+    """The IAM role name (with its path, wildcards allowed) that alone may delete archived
+    history: the archive bucket's policy denies deletes to everyone else."""
+    reserved_concurrency: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Declared function name -> the concurrency this stage reserves for it, over the
+    declaration's own. Reserving needs an account limit above the reservations plus the
+    100 Lambda keeps unreserved, which a new or development account often lacks."""
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     app: str = "cascata"
     """The pipeline's app name, the prefix of its stack and resource names."""
@@ -322,8 +330,19 @@ def stage_config(
             }
         ),
         alarm_email=str(context("alarm_email") or defaults.get("alarm_email") or "") or None,
-        powertools_layer_version=_as_int(
-            knob("powertools_layer_version"), "powertools_layer_version"
+        break_glass_role=str(
+            context("break_glass_role")
+            or defaults.get("break_glass_role")
+            or DEFAULT_BREAK_GLASS_ROLE
+        ),
+        reserved_concurrency=MappingProxyType(
+            {
+                str(k): _as_int(v, f"reserved_concurrency.{k}")
+                for k, v in _as_mapping(
+                    context("reserved_concurrency") or defaults.get("reserved_concurrency"),
+                    "reserved_concurrency",
+                ).items()
+            }
         ),
         kafka=KafkaSettings(
             vpc_cidr=str(kafka.get("vpc_cidr") or "10.42.0.0/16"),
@@ -378,8 +397,19 @@ def validate(config: StageConfig, *, pipeline: Pipeline | None = None) -> list[s
         problems.append(f"alarm_thresholds.period_minutes {alarms.period_minutes} is unusual")
     if any(getattr(alarms, f.name) < 0 for f in fields(AlarmThresholds)):
         problems.append("alarm thresholds must be >= 0")
-    if config.powertools_layer_version < 1:
-        problems.append("powertools_layer_version must be a published layer version (>= 1)")
+    functions = {f.name for f in pipeline.functions}
+    for name, reserved in config.reserved_concurrency.items():
+        if name not in functions:
+            problems.append(
+                f"reserved_concurrency names {name!r}, which is not a declared function"
+            )
+        if not 1 <= reserved <= 1000:
+            problems.append(f"reserved_concurrency.{name} {reserved} is outside 1..1000")
+    if not _ROLE_NAME.match(config.break_glass_role):
+        problems.append(
+            f"break_glass_role {config.break_glass_role!r} is not an IAM role name (with an "
+            "optional path; * and ? match any characters)"
+        )
     kafka = config.kafka
     if not 2 <= kafka.zone_count <= 5:
         problems.append("kafka.zone_count must be 2..5 (MSK Serverless needs two zones or more)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
@@ -28,6 +28,7 @@ from cascata.cdk.kafka import KafkaCluster
 from cascata.cdk.naming import pascal
 from cascata.cdk.storage import (
     AccessLogBucket,
+    HistoryGuard,
     PipelineBucket,
     PipelineQueue,
     PipelineStream,
@@ -54,6 +55,22 @@ class Declared:
     created_topics: dict[str, sns.ITopic] = field(default_factory=dict)
     kafka: KafkaCluster | None = None
     access_log_bucket: s3.IBucket | None = None
+
+
+def role_arn(stack: Stack, name: str) -> str:
+    """The ARN of a role of the stack's account by name (with its path, if any)."""
+    return f"arn:{stack.partition}:iam::{stack.account}:role/{name.strip('/')}"
+
+
+def deployment_role_arn(stack: Stack) -> str | None:
+    """The role CloudFormation deploys the stack with (CDK's bootstrap), when known."""
+    synthesizer = stack.synthesizer
+    if not isinstance(synthesizer, DefaultStackSynthesizer):
+        return None
+    # The synthesizer's ARN is written for the assembly manifest, partition as a placeholder.
+    return synthesizer.cloud_formation_execution_role_arn.replace(
+        "${AWS::Partition}", stack.partition
+    )
 
 
 def render_declared(
@@ -155,8 +172,13 @@ def render_declared(
             expiration=Duration.days(config.access_log_expiration_days),
             removal_policy=removal,
         ).access_log_bucket
-    # An archive keeps history for good; every other bucket expires its records.
+    # An archive keeps history for good, and only the break-glass role may delete it;
+    # every other bucket expires its records.
     archive_buckets = {a.bucket for a in pipeline.archives}
+    history_guard = HistoryGuard(
+        break_glass_role_arn=role_arn(stack, config.break_glass_role),
+        deployment_role_arn=deployment_role_arn(stack),
+    )
     buckets = out.buckets
     for bucket in pipeline.buckets:
         rendered_bucket: s3.IBucket
@@ -182,6 +204,7 @@ def render_declared(
                     else Duration.days(config.object_expiration_days)
                 ),
                 removal_policy=removal,
+                guard=history_guard if bucket.name in archive_buckets else None,
             ).pipeline_bucket
             out.created_buckets[bucket.name] = rendered_bucket
         buckets[bucket.name] = rendered_bucket

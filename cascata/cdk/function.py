@@ -1,9 +1,10 @@
 """`PipelineFunction`: what every declared function is, whatever invokes it.
 
 A stream processor, a scheduled function and an API function are the same thing underneath:
-Python `LAMBDA_PYTHON` on arm64, the shared asset, the Powertools layer, JSON logs into its own
-encrypted log group with bounded retention, X-Ray, and its own execution role holding only the
-grants its declared bindings imply. The kinds differ only in what invokes them and in the
+Python `LAMBDA_PYTHON` on arm64, the shared asset, the Powertools layer, environment variables
+encrypted with the stage's key, JSON logs into its own encrypted log group with bounded
+retention, X-Ray, and its own execution role holding only the grants its declared bindings
+imply. The kinds differ only in what invokes them and in the
 alarms that say they are healthy, which the subclasses add (`StreamProcessor`,
 `ScheduledTask`, `ApiHandler`). The children are created directly in the subclass construct, so
 the construct paths (and the generated ids of roles and alarms) are the same for every kind.
@@ -28,6 +29,7 @@ from constructs import Construct
 
 from cascata.cdk.bindings import BoundResource, StoredResource
 from cascata.cdk.naming import pin, stable_id
+from cascata.cdk.scanners import VPC_NOT_NEEDED, acknowledge_checks
 from cascata.pipeline import Binding
 
 # Python logging level names (POWERTOOLS_LOG_LEVEL) -> Lambda's application log levels.
@@ -155,11 +157,19 @@ class PipelineFunction(Construct):
         bindings: Mapping[str, BoundResource],
         runtime: FunctionRuntime,
         placement: VpcPlacement | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
+        """`reserved_concurrency`, when given, is the stage's reservation for this function
+        (`StageConfig.reserved_concurrency`); otherwise the declared one applies."""
         super().__init__(scope, construct_id)
         self.declared = declared
         self.function_name = function_name
         self.runtime = runtime
+        self.reserved_concurrency = (
+            reserved_concurrency
+            if reserved_concurrency is not None
+            else declared.reserved_concurrency
+        )
         self._object_findings: set[str] = set()
 
         self.function_log_group = logs.LogGroup(
@@ -198,8 +208,11 @@ class PipelineFunction(Construct):
             layers=list(runtime.layers),
             memory_size=declared.memory_mb,
             timeout=Duration.seconds(declared.timeout_s),
-            reserved_concurrent_executions=declared.reserved_concurrency,
+            reserved_concurrent_executions=self.reserved_concurrency,
             environment=dict(environment),
+            # Bindings name resources, not secrets, but the stage's key keeps them as
+            # protected as the data they point at (Lambda's own key otherwise).
+            environment_encryption=runtime.encryption_key,
             role=self.function_role,
             log_group=self.function_log_group,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -225,6 +238,12 @@ class PipelineFunction(Construct):
                 "deliberately, in one place.",
             )
         )
+        if placement is None:
+            self.acknowledge_checks({"CKV_AWS_117": VPC_NOT_NEEDED})
+
+    def acknowledge_checks(self, reasons: Mapping[str, str]) -> None:
+        """Acknowledge checkov checks (id -> reason) on the function, in the template."""
+        acknowledge_checks(self.pipeline_function, reasons)
 
     def note_granted(self, resource: BoundResource) -> None:
         """Remember a bucket granted at object level, to acknowledge its `bucket/*` finding."""

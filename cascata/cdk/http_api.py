@@ -69,6 +69,7 @@ class ApiHandler(PipelineFunction):
         bindings: Mapping[str, BoundResource],
         runtime: FunctionRuntime,
         thresholds: AlarmThresholds,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -78,8 +79,27 @@ class ApiHandler(PipelineFunction):
             environment=environment,
             bindings=bindings,
             runtime=runtime,
+            reserved_concurrency=reserved_concurrency,
         )
         self.api = api
+        self.acknowledge_checks(
+            {
+                "CKV_AWS_116": "Invoked only by API Gateway, synchronously: the caller gets "
+                "the error as the HTTP response and retries; a dead-letter queue applies to "
+                "asynchronous invocations and would never receive anything."
+            }
+        )
+        if self.reserved_concurrency is None:
+            self.acknowledge_checks(
+                {
+                    "CKV_AWS_115": "The stage reserves no concurrency for it (cdk.json "
+                    "reserved_concurrency, set where the account's limit allows it): a new "
+                    "or development account's limit is often too low to reserve from. Its "
+                    "callers are still bounded "
+                    f"by the route throttle ({api.throttle_rps} requests/s, burst "
+                    f"{api.throttle_burst})."
+                }
+            )
         self.acknowledge_policy_findings()
         self.handler_alarms = self.create_alarms(
             self.function_alarms(

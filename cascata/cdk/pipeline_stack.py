@@ -16,6 +16,7 @@ and the alarm topic as cross-stack references, the shared declared resources by 
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from cascata.cdk.access import (
@@ -54,16 +56,19 @@ from cascata.cdk.stream_processor import QUARANTINE_NAMESPACE, AttachedSource, S
 from cascata.pipeline import Pipeline, Table
 from cascata.project import current_pipeline
 
-POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python{}{}-arm64".format(*LAMBDA_PYTHON)
+POWERTOOLS_DISTRIBUTION = "aws-lambda-powertools"
 
 
-def powertools_layer_arn(*, region: str, version: int) -> str:
-    """The AWS-published Powertools v3 layer for the functions' Python on arm64, pinned by
-    version."""
-    return (
-        f"arn:aws:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
-        f"{POWERTOOLS_LAYER_NAME}:{version}"
+def powertools_version() -> str:
+    """The Powertools release installed here: the one the tests and the local runtime ran."""
+    return importlib.metadata.version(POWERTOOLS_DISTRIBUTION)
+
+
+def powertools_layer_parameter(*, version: str, architecture: str = "arm64") -> str:
+    """The public SSM parameter in which AWS publishes, in every region, the ARN of the
+    Powertools layer of one release for the functions' Python and architecture."""
+    return "/aws/service/powertools/python/{}/python{}.{}/{}".format(
+        architecture, *LAMBDA_PYTHON, version
     )
 
 
@@ -189,8 +194,11 @@ class PipelineStack(Stack):
                 lambda_.LayerVersion.from_layer_version_arn(
                     self,
                     "PowertoolsLayer",
-                    powertools_layer_arn(
-                        region=config.region, version=config.powertools_layer_version
+                    # A CloudFormation parameter of SSM type: resolved by CloudFormation at
+                    # deploy time in the stack's own region and partition, so synthesis needs
+                    # no network and the release is exactly the installed one.
+                    ssm.StringParameter.value_for_string_parameter(
+                        self, powertools_layer_parameter(version=powertools_version())
                     ),
                 )
             ],
@@ -234,6 +242,7 @@ class PipelineStack(Stack):
                 bindings=bound,
                 runtime=runtime,
                 thresholds=config.alarms,
+                reserved_concurrency=config.reserved_concurrency.get(scheduled.name),
             )
             for scheduled in pipeline.scheduled
         ]
@@ -248,6 +257,7 @@ class PipelineStack(Stack):
                 bindings=bound,
                 runtime=runtime,
                 thresholds=config.alarms,
+                reserved_concurrency=config.reserved_concurrency.get(api.name),
             )
             for api in pipeline.apis
         ]
@@ -357,6 +367,7 @@ class PipelineStack(Stack):
                         else self.config.alarms.iterator_age_ms
                     ),
                     placement=placement,
+                    reserved_concurrency=self.config.reserved_concurrency.get(proc.name),
                 )
             )
         return processors

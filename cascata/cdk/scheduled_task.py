@@ -75,6 +75,7 @@ class ScheduledTask(PipelineFunction):
         bindings: Mapping[str, BoundResource],
         runtime: FunctionRuntime,
         thresholds: AlarmThresholds,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -84,6 +85,7 @@ class ScheduledTask(PipelineFunction):
             environment=environment,
             bindings=bindings,
             runtime=runtime,
+            reserved_concurrency=reserved_concurrency,
         )
         self.scheduled = scheduled
         key = runtime.encryption_key
@@ -124,6 +126,23 @@ class ScheduledTask(PipelineFunction):
             max_event_age=Duration.seconds(scheduled.every_s),
             on_failure=_QueueDestination(self.dead_letter_queue.queue_arn),
         )
+        self.acknowledge_checks(
+            {
+                "CKV_AWS_116": f"Asynchronous failures go to {function_name}-dlq through the "
+                "function's on-failure destination (AWS::Lambda::EventInvokeConfig), which "
+                "keeps the request and the error, unlike a DeadLetterConfig; the check only "
+                "looks for the latter. Scheduler's undeliverable invocations go to the same "
+                "queue."
+            }
+        )
+        if self.reserved_concurrency is None:
+            self.acknowledge_checks(
+                {
+                    "CKV_AWS_115": f"Invoked only by its schedule, once every "
+                    f"{scheduled.every_s} s, with asynchronous retries off: at most a few "
+                    "runs overlap, so a reservation would protect no downstream."
+                }
+            )
 
         # Scheduler's execution role: invoke this function, write this queue, nothing else.
         # aws:SourceAccount keeps another account's schedule from using it (confused deputy).

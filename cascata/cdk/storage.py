@@ -8,8 +8,11 @@ construct pins its CloudFormation logical id to the declared name (see `naming.p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -18,6 +21,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cascata.cdk.naming import pin, stable_id
+from cascata.cdk.scanners import acknowledge_checks
 from cascata.pipeline import Bucket, Queue, Stream, Table, Topic
 
 
@@ -122,7 +126,9 @@ class ViewTable(Construct):
 class AccessLogBucket(Construct):
     """Receives S3 server access logs of the pipeline's buckets.
 
-    S3 log delivery cannot write to SSE-KMS buckets, so this one bucket uses SSE-S3.
+    S3 log delivery cannot write to SSE-KMS buckets, so this one bucket uses SSE-S3. Versioned
+    like the buckets it logs (a deleted log stays recoverable until the lifecycle expires it);
+    it does not log itself.
     """
 
     def __init__(
@@ -141,16 +147,84 @@ class AccessLogBucket(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
+            versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",
                     expiration=expiration,
+                    noncurrent_version_expiration=NONCURRENT_LOG_EXPIRATION,
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
             removal_policy=removal_policy,
         )
         pin(self.access_log_bucket, stable_id("BucketAccessLogs"))
+        acknowledge_checks(
+            self.access_log_bucket,
+            {
+                "CKV_AWS_18": "This is the access-log bucket of the stack's buckets: logging "
+                "it into itself would log every log delivery, without end, and S3 advises "
+                "against it. Who reads or deletes logs is still recorded by CloudTrail."
+            },
+        )
+
+
+NONCURRENT_LOG_EXPIRATION = Duration.days(30)
+"""An overwritten or deleted access log stays recoverable this long."""
+
+HISTORY_DELETE_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
+"""Denied on the archive's objects outside the break-glass role: a delete marker hides an
+object from the listing a replay or an audit reads, a version delete destroys it."""
+
+HISTORY_SETTINGS_ACTIONS = (
+    "s3:DeleteBucket",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutReplicationConfiguration",
+)
+"""Denied on the archive bucket outside the break-glass and deployment roles: suspending
+versioning, adding an expiration rule (S3 then deletes on its own, past any bucket policy) or
+deleting the bucket would lose history as surely as deleting objects."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryGuard:
+    """Who may still delete history from an archive bucket.
+
+    `break_glass_role_arn` may delete objects and change the bucket's settings;
+    `deployment_role_arn` (CloudFormation's execution role) may only change the settings, as
+    a reviewed deployment does. Both are matched with `ArnLike`, so a role ARN may carry
+    wildcards (an SSO permission set's role has a generated suffix).
+    """
+
+    break_glass_role_arn: str
+    deployment_role_arn: str | None = None
+
+
+def history_guard_statements(bucket: s3.IBucket, guard: HistoryGuard) -> list[iam.PolicyStatement]:
+    """The bucket policy statements that keep an archive's history from being deleted."""
+    anyone = [iam.AnyPrincipal()]
+    settings_roles = [guard.break_glass_role_arn]
+    if guard.deployment_role_arn is not None:
+        settings_roles.append(guard.deployment_role_arn)
+    return [
+        iam.PolicyStatement(
+            sid="HistoryIsNeverDeleted",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=list(HISTORY_DELETE_ACTIONS),
+            resources=[bucket.arn_for_objects("*")],
+            conditions={"ArnNotLike": {"aws:PrincipalArn": guard.break_glass_role_arn}},
+        ),
+        iam.PolicyStatement(
+            sid="HistorySettingsOnlyByDeploymentOrBreakGlass",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=list(HISTORY_SETTINGS_ACTIONS),
+            resources=[bucket.bucket_arn],
+            conditions={"ArnNotLike": {"aws:PrincipalArn": settings_roles}},
+        ),
+    ]
 
 
 ARCHIVE_COLD_AFTER = Duration.days(90)
@@ -167,6 +241,11 @@ class PipelineBucket(Construct):
     or delete must stay recoverable until the lifecycle rule expires it. With `expiration`
     None the bucket keeps everything for good (the archive: history is its purpose) and its
     lifecycle only moves objects, current and noncurrent, to a colder storage class.
+
+    With a `guard` (the archive), the bucket policy denies deleting objects or versions to
+    everyone but the break-glass role, and changing versioning, lifecycle or replication, or
+    deleting the bucket, to everyone but that role and the deployment role. A deny rather
+    than S3 Object Lock: docs/security.md says why.
     """
 
     def __init__(
@@ -181,6 +260,7 @@ class PipelineBucket(Construct):
         expiration: Duration | None,
         removal_policy: RemovalPolicy,
         cold_after: Duration = ARCHIVE_COLD_AFTER,
+        guard: HistoryGuard | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.declared = declared
@@ -229,6 +309,9 @@ class PipelineBucket(Construct):
             removal_policy=removal_policy,
         )
         pin(self.pipeline_bucket, stable_id("Bucket", declared.name))
+        if guard is not None:
+            for statement in history_guard_statements(self.pipeline_bucket, guard):
+                self.pipeline_bucket.add_to_resource_policy(statement)
 
 
 class PipelineQueue(Construct):

@@ -32,6 +32,19 @@ QUARANTINE_NAMESPACE = "Cascata"
 QUARANTINE_METRIC = "Quarantined"
 """Emitted by the functions through Powertools Metrics, with dimension `service`."""
 
+MAPPED_NOT_ASYNC = (
+    "Invoked only by its event source mappings, synchronously: a function-level dead-letter "
+    "queue applies to asynchronous invocations and would never receive anything. Records the "
+    "function gives up on go to each mapping's on-failure destination (DestinationConfig), "
+    "with their position in the stream."
+)
+BOUNDED_BY_MAPPINGS = (
+    "Its concurrency is bounded by its event source mappings: Lambda runs at most one batch "
+    "per shard times the parallelization factor (Kinesis), or one per provisioned poller "
+    "(MSK), at a time. A lower reservation would only throttle the mappings and grow their "
+    "lag; the processors that protect a downstream (notify) declare one."
+)
+
 __all__ = [
     "QUARANTINE_METRIC",
     "QUARANTINE_NAMESPACE",
@@ -79,6 +92,7 @@ class StreamProcessor(PipelineFunction):
         thresholds: AlarmThresholds,
         lag_threshold: int,
         placement: VpcPlacement | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -89,6 +103,7 @@ class StreamProcessor(PipelineFunction):
             bindings=bindings,
             runtime=runtime,
             placement=placement,
+            reserved_concurrency=reserved_concurrency,
         )
         if [s.settings for s in sources] != list(processor.sources):
             raise ValueError(f"{processor.name}: sources must be attached in declared order")
@@ -119,6 +134,9 @@ class StreamProcessor(PipelineFunction):
             )
         # The first mapping under its historical attribute name.
         self.processor_mapping = self.processor_mappings[0].mapping
+        self.acknowledge_checks({"CKV_AWS_116": MAPPED_NOT_ASYNC})
+        if self.reserved_concurrency is None:
+            self.acknowledge_checks({"CKV_AWS_115": BOUNDED_BY_MAPPINGS})
 
         self.acknowledge_policy_findings()
         self.processor_alarms = self._alarms(

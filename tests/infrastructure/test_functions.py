@@ -8,6 +8,7 @@ template, in this stage.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -20,7 +21,7 @@ from cascata.pipeline import Function, Processor, ResourceKind, ScheduledFunctio
 from payments.pipeline import PIPELINE
 from payments.settings import SETTINGS_BY_FUNCTION
 
-from .conftest import REGION, Synthesized
+from .conftest import ROOT, Synthesized
 
 POWERTOOLS_VARIABLES = {
     "POWERTOOLS_SERVICE_NAME",
@@ -137,11 +138,19 @@ def test_msk_stream_variables_name_the_topics_the_mappings_read(msk: Synthesized
 def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
     every_stage: Synthesized,
 ) -> None:
-    # The AWS-published Powertools v3 layer for this runtime and architecture, by version.
-    layer = re.compile(
-        rf"^arn:aws:lambda:{REGION}:017000801446:layer:"
-        r"AWSLambdaPowertoolsPythonV3-python311-arm64:\d+$"
-    )
+    # The AWS-published Powertools layer of exactly the installed release, for this runtime
+    # and architecture, read from AWS's public SSM parameter when CloudFormation deploys
+    installed = importlib.metadata.version("aws-lambda-powertools")
+    parameters = {
+        name: p
+        for name, p in every_stage.json["Parameters"].items()
+        if p.get("Default", "").startswith("/aws/service/powertools/")
+    }
+    ((layer_parameter, parameter),) = parameters.items()
+    assert parameter == {
+        "Type": "AWS::SSM::Parameter::Value<String>",
+        "Default": f"/aws/service/powertools/python/arm64/python3.11/{installed}",
+    }
     for fn in every_stage.pipeline.functions:
         _, function = every_stage.function(fn.name)
         props = function["Properties"]
@@ -151,8 +160,9 @@ def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
         assert props["MemorySize"] == fn.memory_mb
         assert props["Timeout"] == fn.timeout_s
         assert props["FunctionName"] == every_stage.physical(fn.name)
-        assert len(props["Layers"]) == 1 and layer.match(props["Layers"][0]), props["Layers"]
-        assert props["Layers"][0].endswith(f":{every_stage.config.powertools_layer_version}")
+        assert props["Layers"] == [{"Ref": layer_parameter}]
+        # Environment encrypted with the stage's key
+        assert props["KmsKeyArn"] == {"Fn::GetAtt": ["PipelineKey", "Arn"]}
         # Structured logs into the function's own log group, traced
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert props["TracingConfig"] == {"Mode": "Active"}
@@ -161,11 +171,38 @@ def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
         assert log_group["LogGroupName"] == f"/aws/lambda/{props['FunctionName']}"
         assert log_group["RetentionInDays"] == every_stage.config.log_retention_days
         assert "KmsKeyId" in log_group
-        # Reserved concurrency exactly as declared (scheduled functions: one at a time)
-        if fn.reserved_concurrency is None:
+        # Reserved concurrency as the stage reserves it, else as declared (scheduled
+        # functions: one at a time)
+        reserved = every_stage.config.reserved_concurrency.get(fn.name, fn.reserved_concurrency)
+        if reserved is None:
             assert "ReservedConcurrentExecutions" not in props, fn.name
         else:
-            assert props["ReservedConcurrentExecutions"] == fn.reserved_concurrency, fn.name
+            assert props["ReservedConcurrentExecutions"] == reserved, fn.name
+
+
+def test_no_partition_is_written_into_the_cdk_rendering() -> None:
+    # ARNs take the partition from the stack (its region's), never a literal `arn:aws:`
+    sources = sorted((ROOT / "cascata" / "cdk").glob("*.py"))
+    offenders = [
+        f"{path.name}:{number}"
+        for path in sources
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"arn:aws[:-]", line)
+    ]
+    assert sources and not offenders, offenders
+
+
+def test_prod_reserves_concurrency_for_the_api_functions_dev_does_not(
+    dev: Synthesized, prod: Synthesized
+) -> None:
+    # Given the stage knob: prod reserves for the HTTP-facing functions, dev (whose account
+    # may not have the concurrency to reserve) does not
+    assert prod.config.reserved_concurrency and not dev.config.reserved_concurrency
+    for name, reserved in prod.config.reserved_concurrency.items():
+        _, function = prod.function(name)
+        assert function["Properties"]["ReservedConcurrentExecutions"] == reserved
+        _, function = dev.function(name)
+        assert "ReservedConcurrentExecutions" not in function["Properties"]
 
 
 def test_declared_reserved_concurrency_is_applied(dev: Synthesized, features: Synthesized) -> None:

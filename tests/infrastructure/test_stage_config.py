@@ -35,6 +35,21 @@ def test_dev_and_prod_defaults_resolve_from_cdk_json() -> None:
     assert dict(prod.shard_counts) == {}
     assert set(dev.shard_counts) == {s.name for s in PIPELINE.streams}
     assert prod.alarms.iterator_age_ms < dev.alarms.iterator_age_ms
+    # Reservations where the account is sized for them; dev's may be a fresh account
+    assert dict(dev.reserved_concurrency) == {}
+    assert set(prod.reserved_concurrency) == {a.name for a in PIPELINE.apis}
+    assert dev.break_glass_role == prod.break_glass_role == "cascata-break-glass"
+
+
+def test_the_powertools_layer_is_no_stage_knob_and_new_knobs_have_defaults() -> None:
+    # Given a stage block from before the archive guard and the reservations (a scaffolded
+    # project's cdk.json), Then it still resolves, with no reservation and the default role
+    stages = {"dev": {k: v for k, v in CDK_CONTEXT["stages"]["dev"].items()
+                      if k not in ("break_glass_role", "reserved_concurrency")}}
+    config = stage_config(_context(stages=stages), environ={})
+    assert dict(config.reserved_concurrency) == {}
+    assert config.break_glass_role == "cascata-break-glass"
+    assert "powertools_layer_version" not in CDK_CONTEXT["stages"]["dev"]
 
 
 def test_cli_strings_are_coerced_and_win_over_stage_defaults() -> None:
@@ -84,6 +99,9 @@ def test_account_and_region_come_from_context_then_cli_environment_then_placehol
         ({"log_retention_days": 45}, "is not one CloudWatch accepts"),
         ({"removal_policy": "snapshot"}, "removal_policy must be"),
         ({"stream_retention_hours": 12}, "outside 24..8760"),
+        ({"reserved_concurrency": '{"ingestion": 5}'}, "not a declared function"),
+        ({"reserved_concurrency": '{"ingest": 0}'}, "reserved_concurrency.ingest 0 is outside"),
+        ({"break_glass_role": "break glass"}, "break_glass_role 'break glass' is not an IAM"),
     ],
 )
 def test_mistakes_are_refused_with_a_message_naming_the_knob(
