@@ -277,8 +277,11 @@ def stage_config(
         )
     defaults = _as_mapping(stages[stage], f"stages.{stage}")
 
+    read: set[str] = {"broker", "alarm_email", "break_glass_role", "reserved_concurrency"}
+
     def knob(name: str) -> Any:
         # A `-c name=value` flag wins over the stage default; CLI values arrive as strings.
+        read.add(name)
         override = context(name)
         if override is not None:
             return override
@@ -353,6 +356,8 @@ def stage_config(
         tags=MappingProxyType({"app": pipeline.app, "stage": stage}),
     )
     problems = validate(config, pipeline=pipeline)
+    problems += [f"stages.{stage}.{name} is not a setting cascata reads (a misspelling, or one "
+                 f"a later release removed)" for name in sorted(set(defaults) - read)]
     if problems:
         raise ConfigError("invalid stage configuration:\n  - " + "\n  - ".join(problems))
     return config

@@ -258,3 +258,13 @@ def test_replay_pipeline_starts_mappings_where_a_rebuild_must() -> None:
                         "AT_TIMESTAMP",
                         since.timestamp(),
                     )
+
+
+def test_a_setting_cascata_does_not_read_is_refused_not_ignored() -> None:
+    stages = {name: dict(values) for name, values in CDK_CONTEXT["stages"].items()}
+    stages["dev"]["powertools_layer_version"] = 38
+    stages["dev"]["log_levle"] = "DEBUG"
+    with pytest.raises(ConfigError) as refused:
+        stage_config(_context(stages=stages), environ={})
+    assert "stages.dev.log_levle is not a setting cascata reads" in str(refused.value)
+    assert "stages.dev.powertools_layer_version is not a setting" in str(refused.value)
