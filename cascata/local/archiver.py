@@ -5,8 +5,11 @@ transformation and writes gzip objects under the partition prefixes. Locally an 
 mapping feeds the same records, batch by batch, through the same `archive_entry`, and each
 batch becomes one object per partition it touches. Object names are derived from the batch's
 shard and first and last sequence numbers, so a retried batch overwrites its own objects rather
-than adding copies; readers still de-duplicate by (stream, shard, sequence number), because a
-bisected retry groups records differently.
+than adding copies; readers still de-duplicate by (stream, shard, sequence number, subsequence
+number), because a bisected retry groups records differently.
+
+Firehose de-aggregates KPL aggregates before its transformation; here `decode_event` does, and
+each user record's line carries its subsequence number, as Firehose's metadata gives it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Archiver:
                 arrival_ms=math.floor(r.arrival_epoch_s * 1000),
                 # A record whose base64 could not be decoded is kept as the error it is.
                 data=r.data,
+                subsequence_number=r.position.subsequence,
             ))
             for r in records
         ]

@@ -18,6 +18,15 @@ Each line keeps what a replay needs to reproduce the stream: the source shard an
 number (order per shard, hence per key), the partition key, the arrival time and the
 producer's exact bytes (`data` as text, or `data_base64` when they are not UTF-8).
 
+KPL aggregates. Firehose de-aggregates a KPL aggregated record before its transformation, and
+the local archiver reads records through `cascata_runtime.records.decode_event`, which does
+the same: the archive holds user records, several at one sequence number. Each such line also
+carries `subsequence_number`, the user record's index in its aggregate, so a record's identity
+and replay order is (shard, sequence number, subsequence number). A line of a record that was
+not aggregated has none, and is byte for byte what it was before lines could carry one;
+readers take a missing subsequence number as 0 (`line_subsequence`): a sequence number holds
+either one plain record or one aggregate, never both.
+
 Only the live origin streams are archived. A version replaying from the archive has replay
 streams instead, whose records are this history again behind a header carrying the original
 arrival time (`cascata_runtime.records.wrap_replayed`); they are not archived (a version
@@ -32,6 +41,7 @@ import base64
 import gzip
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +51,7 @@ from cascata_runtime.envelope import Rejection, decode_json, parse_time
 
 EVENTS = "events"
 ERRORS = "errors"
+_DECIMAL = re.compile(r"[0-9]{1,18}")
 KINDS = (EVENTS, ERRORS)
 
 
@@ -54,6 +65,8 @@ class RawRecord:
     partition_key: str
     arrival_ms: int
     data: bytes
+    subsequence_number: int | None = None
+    """The user record's index in its KPL aggregate; None for a record not aggregated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,8 @@ def archive_entry(record: RawRecord) -> ArchiveEntry:
         "partition_key": record.partition_key,
         "arrival_ms": record.arrival_ms,
     }
+    if record.subsequence_number is not None:
+        line["subsequence_number"] = record.subsequence_number
     try:
         line["data"] = record.data.decode("utf-8")
     except UnicodeDecodeError:
@@ -149,10 +164,19 @@ def object_key(partition: Partition, shard_id: str, first: str, last: str) -> st
     return f"{partition.prefix}{shard_id}-{first}-{last}.jsonl.gz"
 
 
-def sort_key(line: Mapping[str, Any]) -> tuple[str, str, int, str]:
-    """Replay order: per stream and shard, by sequence number (numeric: up to 56 digits)."""
+def line_subsequence(line: Mapping[str, Any]) -> int:
+    """The line's subsequence number, 0 when it has none (a record not aggregated, or a line
+    written before lines carried one)."""
+    value = line.get("subsequence_number")
+    return 0 if value is None else int(value)
+
+
+def sort_key(line: Mapping[str, Any]) -> tuple[str, str, int, str, int]:
+    """Replay order: per stream and shard, by sequence number (numeric: up to 56 digits), then
+    by subsequence number (the user records of one KPL aggregate)."""
     sequence = str(line["sequence_number"])
-    return (str(line["stream"]), str(line["shard_id"]), len(sequence), sequence)
+    return (str(line["stream"]), str(line["shard_id"]), len(sequence), sequence,
+            line_subsequence(line))
 
 
 # --- Amazon Data Firehose record transformation ------------------------------------------------
@@ -171,7 +195,9 @@ def firehose_transform(event: Mapping[str, Any], *, app: str = "cascata", stage:
 
     Each record becomes one archive line, with the partition keys Firehose's dynamic
     partitioning puts in the object prefix. Records are never `ProcessingFailed`: a record that
-    is not an event is archived under `errors/` with the reason, so nothing is lost.
+    is not an event is archived under `errors/` with the reason, so nothing is lost. Firehose
+    has de-aggregated KPL aggregates already: a user record's metadata carries its
+    `subsequenceNumber`, which its line keeps.
     """
     if stream is None:
         physical = str(event.get("sourceKinesisStreamArn", "")).rsplit("/", 1)[-1] or "unknown"
@@ -192,6 +218,7 @@ def firehose_transform(event: Mapping[str, Any], *, app: str = "cascata", stage:
             partition_key=str(meta.get("partitionKey", "")),
             arrival_ms=int(arrival),
             data=data,
+            subsequence_number=_subsequence(meta.get("subsequenceNumber")),
         ))
         out.append({
             "recordId": record["recordId"],
@@ -200,6 +227,16 @@ def firehose_transform(event: Mapping[str, Any], *, app: str = "cascata", stage:
             "metadata": {"partitionKeys": entry.partition.keys()},
         })
     return {"records": out}
+
+
+def _subsequence(value: object) -> int | None:
+    """A user record's subsequence number as Firehose's metadata gives it: a number, or in
+    older events its decimal text, empty when the record was not aggregated."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        return int(value)
+    return None
 
 
 def _records(event: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:

@@ -6,11 +6,11 @@ consume the live streams. This module is that refill, the same code on AWS (a La
 Step Functions state machine invokes until it reports done) and locally (`cascata replay
 --from archive`).
 
-Order. Records of one stream are published in arrival order (ties by source shard and sequence
-number), which keeps each source shard's order and so each key's order. Within one PutRecords
-request Kinesis does not promise order, and a retry of failed entries would overtake later ones,
-so a request never carries two records with the same partition key, and the next request goes
-only after every entry of the previous one is stored.
+Order. Records of one stream are published in arrival order (ties by source shard, sequence
+number and subsequence number), which keeps each source shard's order and so each key's order.
+Within one PutRecords request Kinesis does not promise order, and a retry of failed entries
+would overtake later ones, so a request never carries two records with the same partition key,
+and the next request goes only after every entry of the previous one is stored.
 
 Arrival time. Kinesis stamps each republished record with the time it was republished, but
 history's clock is when it first arrived: event-time bounds, the dedupe horizon and idleness
@@ -19,12 +19,21 @@ archived arrival time (`cascata_runtime.records.wrap_replayed`, the producer's b
 untouched), and the version's functions, told that these streams are replay streams, read
 the record as live read it. Only there: on a live stream the same bytes are not an event.
 
-Resuming. The cursor is the (arrival, shard, sequence) of the last record published, kept in
-the version's registry item after every request. A run that stops, by budget or by a crash,
-continues after it; a crash between a request and its checkpoint republishes at most that one
-request, whose records the processors recognise as duplicates (each event id is applied once).
-Lines are de-duplicated by (stream, shard, sequence): the archiver may have written a record
-twice.
+KPL aggregates. The archive holds the user records of an aggregate as lines at one sequence
+number, each with its subsequence number (`cascata_runtime.archive`). Each is its own record
+here: de-duplicated, ordered and resumed by (shard, sequence, subsequence), and republished as
+a plain record, so the version's processors read it as live read the user record (its own
+partition key and bytes, the event id inside them) at a replay-stream position of its own.
+
+Resuming. The cursor is the (arrival, shard, sequence, subsequence) of the last record
+published, kept in the version's registry item after every request. A run that stops, by
+budget or by a crash, continues after it; a crash between a request and its checkpoint
+republishes at most that one request, whose records the processors recognise as duplicates
+(each event id is applied once). A cursor saved before cursors had a subsequence, (arrival,
+shard, sequence), resumes after the first user record at that position: its siblings, which
+that run would have skipped, are published, and at worst one record again.
+Lines are de-duplicated by (stream, shard, sequence, subsequence): the archiver may have
+written a record twice.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cascata_runtime.archive import ERRORS, EVENTS, decode_object, line_bytes
+from cascata_runtime.archive import ERRORS, EVENTS, decode_object, line_bytes, line_subsequence
 from cascata_runtime.envelope import parse_time
 from cascata_runtime.records import wrap_replayed
 from cascata_runtime.versions import KEY
@@ -50,8 +59,9 @@ MAX_RECORD_BYTES = 1024 * 1024
 _RETRYABLE = frozenset({"ProvisionedThroughputExceededException", "InternalFailure",
                         "KMSThrottlingException"})
 
-Cursor = tuple[int, str, int]
-"""(arrival_ms, shard_id, sequence number): the order records are republished in."""
+Cursor = tuple[int, str, int, int]
+"""(arrival_ms, shard_id, sequence number, subsequence number): the order records are
+republished in (the subsequence is 0 for a record not aggregated)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +80,22 @@ def epoch_ms(value: datetime) -> int:
 
 
 def cursor_of(line: Mapping[str, Any]) -> Cursor:
-    return (int(line["arrival_ms"]), str(line["shard_id"]), int(line["sequence_number"]))
+    return (int(line["arrival_ms"]), str(line["shard_id"]), int(line["sequence_number"]),
+            line_subsequence(line))
+
+
+def parse_cursor(raw: Sequence[Any]) -> Cursor:
+    """A stored cursor: `[arrival, shard, sequence, subsequence]`, or the `[arrival, shard,
+    sequence]` of a run saved before cursors had a subsequence, read as subsequence 0 (what
+    that run published at a position was its first line)."""
+    if len(raw) not in (3, 4):
+        raise ValueError(f"a republish cursor has 3 or 4 parts, got {len(raw)}")
+    return (int(raw[0]), str(raw[1]), int(raw[2]), int(raw[3]) if len(raw) == 4 else 0)
 
 
 def archived_lines(s3: Any, bucket: str, stream: str, bounds: Bounds) -> list[dict[str, Any]]:
     """Every archived record of `stream` within `bounds`, de-duplicated, in replay order."""
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: dict[tuple[str, str, int], dict[str, Any]] = {}
     # No partition pruning: partitions are by event time, and events may be dated any time
     # before or after they arrived; only the arrival time decides.
     for kind in (EVENTS, ERRORS):
@@ -84,7 +104,9 @@ def archived_lines(s3: Any, bucket: str, stream: str, bounds: Bounds) -> list[di
             for line in decode_object(body):
                 if line.get("stream") != stream or not bounds.holds(int(line["arrival_ms"])):
                     continue
-                seen.setdefault((str(line["shard_id"]), str(line["sequence_number"])), line)
+                identity = (str(line["shard_id"]), str(line["sequence_number"]),
+                            line_subsequence(line))
+                seen.setdefault(identity, line)
     return sorted(seen.values(), key=cursor_of)
 
 
@@ -114,8 +136,9 @@ def requests(lines: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, A
             # the header can push a record over (by at most 35 bytes).
             raise ValueError(
                 f"archived record {line.get('stream')}/{line.get('shard_id')}/"
-                f"{line.get('sequence_number')} is {record_size} bytes with its replay "
-                f"header; Kinesis takes {MAX_RECORD_BYTES}: it cannot be republished")
+                f"{line.get('sequence_number')}{_sub_text(line)} is {record_size} bytes "
+                f"with its replay header; Kinesis takes {MAX_RECORD_BYTES}: it cannot be "
+                f"republished")
         if batch and (key in keys or len(batch) == MAX_REQUEST_RECORDS
                       or size + record_size > MAX_REQUEST_BYTES):
             yield batch
@@ -125,6 +148,11 @@ def requests(lines: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, A
         size += record_size
     if batch:
         yield batch
+
+
+def _sub_text(line: Mapping[str, Any]) -> str:
+    sub = line.get("subsequence_number")
+    return "" if sub is None else f":{sub}"
 
 
 def put_in_order(kinesis: Any, stream: str, batch: Sequence[Mapping[str, Any]],
@@ -167,7 +195,7 @@ class RepublishState:
         if not text:
             return cls()
         raw = json.loads(text)
-        return cls(cursors={k: (int(v[0]), str(v[1]), int(v[2])) if v else None
+        return cls(cursors={k: parse_cursor(v) if v else None
                             for k, v in raw.get("cursors", {}).items()},
                    published=int(raw.get("published", 0)), done=bool(raw.get("done")))
 
