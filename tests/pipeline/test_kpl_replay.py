@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from cascata.local.objects import read_stream
-from cascata.replay import ReplayOptions, run_replay
+from cascata.replay import ReplayOptions, ReplayResult, run_replay
 from cascata.testing import LocalPipeline
 from cascata_runtime.archive import decode_object, line_bytes
+from payments.domain.fraud import DEFAULT_RULES
 from payments.pipeline import PIPELINE
+from payments.tooling.audit import BALANCES, run_audit
 from tests.support.events import payment
 from tests.support.kpl import aggregate_events
 
@@ -39,6 +41,14 @@ def local() -> Iterator[LocalPipeline]:
         running.produce("payments-raw", [aggregate_events(PAYMENTS)], key="kplr-aggregate")
         running.drain()
         yield running
+
+
+@pytest.fixture(scope="module")
+def replayed(local: LocalPipeline) -> ReplayResult:
+    """v2, replayed from the archive of what `local` took live."""
+    return run_replay(local.aws, ReplayOptions(version="v2", replay_from="archive",
+                                               stage=STAGE, timeout_s=120),
+                      pipeline=PIPELINE)
 
 
 def archived(local: LocalPipeline) -> list[dict[str, Any]]:
@@ -78,21 +88,34 @@ def test_the_archiver_keeps_every_user_record_with_its_subsequence(local: LocalP
 
 
 def test_a_replay_from_the_archive_applies_every_user_record_as_live(
-    local: LocalPipeline,
+    local: LocalPipeline, replayed: ReplayResult,
 ) -> None:
     # Given live's balances, from the three payments of one aggregate
     live = balances(local, "v1")
     assert live == {"kplr-alice": {"USD": -1000 + 50}, "kplr-bob": {"USD": 1000 - 300},
                     "kplr-carol": {"USD": 300 - 50}}
-    # When a version is replayed from the archive
-    result = run_replay(local.aws, ReplayOptions(version="v2", replay_from="archive",
-                                                 stage=STAGE, timeout_s=120),
-                        pipeline=PIPELINE)
+    # When a version is replayed from the archive (the fixture)
     # Then every user record was republished and applied once: the balances are live's
-    assert result.state == "ready" and result.republished == 3
+    assert replayed.state == "ready" and replayed.republished == 3
     assert balances(local, "v2") == live
     validated = PIPELINE.for_version("v2").physical_name("payments-validated", stage=STAGE)
     ids = sorted(json.loads(data)["event_id"]
                  for data in read_stream(local.aws.reading_client("kinesis"), validated))
     assert ids == ["kplr-1", "kplr-2", "kplr-3"]
     assert local.failures() == []
+
+
+def test_the_audit_recomputes_every_user_record_and_finds_live_and_replay_equal(
+    local: LocalPipeline, replayed: ReplayResult,
+) -> None:
+    bucket = PIPELINE.physical_name(PIPELINE.archives[0].bucket, stage=STAGE,
+                                    account=local.aws.account, region=local.aws.region)
+    for version in ("v1", "v2"):
+        built = PIPELINE if version == "v1" else PIPELINE.for_version(version)
+        report = run_audit(s3=local.aws.client("s3"), dynamodb=local.aws.client("dynamodb"),
+                           archive_bucket=bucket, rules=DEFAULT_RULES, version=version,
+                           tables={BALANCES: built.physical_name(BALANCES, stage=STAGE)})
+        assert replayed.state == "ready"
+        assert report.archive.events == 3, version
+        assert report.views[BALANCES].batch_keys == 3 and report.total_differences == 0, \
+            [d.to_json() for d in report.differences]

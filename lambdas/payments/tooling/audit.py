@@ -225,13 +225,14 @@ def recompute(archive_dir: Path, rules: FraudRules) -> dict[str, list[dict[str, 
 def checked_records(archive_dir: Path) -> list[dict[str, Any]]:
     """Every distinct archived record with the SQL validation's verdict: `source`
     (payments-raw, customers, or None for another stream), `shard_id`, `sequence_number`,
-    `kind` (events/errors), `event_id`, `event_type`, `reject_code` (None when accepted) and
-    `accepted`."""
+    `subsequence` (a KPL user record's index in its aggregate, 0 for a record not
+    aggregated), `kind` (events/errors), `event_id`, `event_type`, `reject_code` (None when
+    accepted) and `accepted`."""
     with _recomputed(archive_dir, FraudRules(), views=False) as conn:
         cursor = conn.execute(
-            "SELECT source, stream, shard_id, sequence_number, kind, event_id, event_type, "
-            "reject_code, accepted FROM checked ORDER BY stream, shard_id, sequence_digits, "
-            "sequence_number"
+            "SELECT source, stream, shard_id, sequence_number, subsequence, kind, event_id, "
+            "event_type, reject_code, accepted FROM checked ORDER BY stream, shard_id, "
+            "sequence_digits, sequence_number, subsequence"
         )
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -239,7 +240,8 @@ def checked_records(archive_dir: Path) -> list[dict[str, Any]]:
 
 def archive_objects(records: Iterable[RawRecord]) -> dict[str, bytes]:
     """Raw records laid out as the archive: object key -> gzip JSON Lines, one object per
-    (partition, shard), named by its first and last sequence numbers like the archiver's."""
+    (partition, shard), named by its first and last sequence numbers like the archiver's (the
+    user records of a KPL aggregate share theirs, told apart by their subsequence numbers)."""
     groups: dict[tuple[Any, str], list[ArchiveEntry]] = {}
     for record in records:
         entry = archive_entry(record)
@@ -333,24 +335,25 @@ def _table(
 
 _INSERT_LINES = """
 INSERT INTO archive_lines
-SELECT filename, $kind, stream, shard_id, sequence_number, partition_key, arrival_ms, data,
-       json_extract_string(error, '$.code')
+SELECT filename, $kind, stream, shard_id, sequence_number, subsequence_number, partition_key,
+       arrival_ms, data, json_extract_string(error, '$.code')
 FROM read_json($pattern, format = 'newline_delimited', compression = 'gzip',
                hive_partitioning = true, filename = true,
                columns = {'stream': 'VARCHAR', 'shard_id': 'VARCHAR',
-                          'sequence_number': 'VARCHAR', 'partition_key': 'VARCHAR',
-                          'arrival_ms': 'BIGINT', 'data': 'VARCHAR', 'data_base64': 'VARCHAR',
-                          'error': 'JSON'})
+                          'sequence_number': 'VARCHAR', 'subsequence_number': 'BIGINT',
+                          'partition_key': 'VARCHAR', 'arrival_ms': 'BIGINT',
+                          'data': 'VARCHAR', 'data_base64': 'VARCHAR', 'error': 'JSON'})
 """
 
 
 def _load_archive(conn: duckdb.DuckDBPyConnection, archive_dir: Path) -> None:
     """Every archive line into `archive_lines`. Hive partitioning, as Athena's tables will
-    have it: `stream` comes from the object's prefix (the partition), `date` and `hour` too."""
+    have it: `stream` comes from the object's prefix (the partition), `date` and `hour` too.
+    `subsequence_number` is NULL on a line that has none (a record not aggregated)."""
     conn.execute(
         "CREATE TABLE archive_lines (object_key VARCHAR, kind VARCHAR, stream VARCHAR, "
-        "shard_id VARCHAR, sequence_number VARCHAR, partition_key VARCHAR, arrival_ms BIGINT, "
-        "data VARCHAR, error_code VARCHAR)"
+        "shard_id VARCHAR, sequence_number VARCHAR, subsequence_number BIGINT, "
+        "partition_key VARCHAR, arrival_ms BIGINT, data VARCHAR, error_code VARCHAR)"
     )
     for kind in KINDS:
         if not any((archive_dir / kind).glob("stream=*/date=*/hour=*/*")):

@@ -200,6 +200,7 @@ SELECT
     shard_id,
     sequence_number,
     sequence_digits,
+    subsequence,
     arrival_ms,
     kind,
     reject_code,

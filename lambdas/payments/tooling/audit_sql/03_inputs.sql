@@ -9,13 +9,13 @@
 CREATE TABLE payments AS
 SELECT
     event_id, payer, payee, amount_minor, currency, occurred_us, arrival_ms, shard_id,
-    sequence_digits, sequence_number
+    sequence_digits, sequence_number, subsequence
 FROM (
     SELECT
         c.*,
         row_number() OVER (
             PARTITION BY event_id
-            ORDER BY arrival_ms, shard_id, sequence_digits, sequence_number
+            ORDER BY arrival_ms, shard_id, sequence_digits, sequence_number, subsequence
         ) AS copy
     FROM checked AS c
     WHERE accepted AND source = 'payments-raw' AND event_type = 'payment.made'
@@ -31,7 +31,7 @@ FROM (
         c.*,
         row_number() OVER (
             PARTITION BY event_id
-            ORDER BY arrival_ms, shard_id, sequence_digits, sequence_number
+            ORDER BY arrival_ms, shard_id, sequence_digits, sequence_number, subsequence
         ) AS copy
     FROM checked AS c
     WHERE accepted AND event_type = 'payment.made'

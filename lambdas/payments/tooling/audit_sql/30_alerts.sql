@@ -3,10 +3,11 @@
 -- / `audit_weights` (the FraudRules of the version audited).
 --
 -- Order. A payer's payments are evaluated in the order its shard of payments-raw holds them
--- (sequence numbers: producers key records by the payer, so one shard holds them all); a payer
--- whose payments came on several shards is put in arrival order. fraud-detect sorts the
--- payments of one payer within one batch by event time, so input whose event times go
--- backwards along the shard can give other results, depending on batching.
+-- (sequence numbers, and the user records of a KPL aggregate by subsequence: producers key
+-- records by the payer, so one shard holds them all); a payer whose payments came on several
+-- shards is put in arrival order. fraud-detect sorts the payments of one payer within one
+-- batch by event time, so input whose event times go backwards along the shard can give other
+-- results, depending on batching.
 --
 -- Amounts are compared in major units of their currency against limits in reference minor
 -- units (fraud.exceeds): amount * 10**REF > limit * weight * 10**exponent, exactly in 128-bit
@@ -39,7 +40,7 @@ ordered AS (
         row_number() OVER (
             PARTITION BY p.payer
             ORDER BY CASE WHEN s.shards = 1 THEN 0 ELSE p.arrival_ms END,
-                     p.shard_id, p.sequence_digits, p.sequence_number
+                     p.shard_id, p.sequence_digits, p.sequence_number, p.subsequence
         ) AS position
     FROM payments AS p
     JOIN payer_shards AS s ON s.payer = p.payer
