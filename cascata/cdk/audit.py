@@ -56,6 +56,8 @@ class Column:
 EVENT_COLUMNS = (
     Column("shard_id", "string", "source shard of the raw stream"),
     Column("sequence_number", "string", "source sequence number (order within the shard)"),
+    Column("subsequence_number", "bigint",
+           "place of a user record in its KPL aggregate; null when not aggregated"),
     Column("partition_key", "string", "Kinesis partition key"),
     Column("arrival_ms", "bigint", "arrival in the raw stream, epoch milliseconds"),
     Column("occurred_at", "string", "event time, RFC 3339 UTC"),
@@ -66,6 +68,8 @@ EVENT_COLUMNS = (
 ERROR_COLUMNS = (
     Column("shard_id", "string", "source shard of the raw stream"),
     Column("sequence_number", "string", "source sequence number (order within the shard)"),
+    Column("subsequence_number", "bigint",
+           "place of a user record in its KPL aggregate; null when not aggregated"),
     Column("partition_key", "string", "Kinesis partition key"),
     Column("arrival_ms", "bigint", "arrival in the raw stream, epoch milliseconds"),
     Column("data", "string", "the record's bytes as text, when they are UTF-8"),

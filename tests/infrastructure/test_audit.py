@@ -14,6 +14,7 @@ from .conftest import Synthesized
 EVENT_COLUMNS = {
     "shard_id": "string",
     "sequence_number": "string",
+    "subsequence_number": "bigint",
     "partition_key": "string",
     "arrival_ms": "bigint",
     "occurred_at": "string",
@@ -96,6 +97,7 @@ def test_glue_tables_read_the_archive_layout_with_partition_projection(
     events = _table(dev, "events")["TableInput"]["StorageDescriptor"]["Columns"]
     assert {c["Name"]: c["Type"] for c in events} == EVENT_COLUMNS
     errors = _table(dev, "errors")["TableInput"]["StorageDescriptor"]["Columns"]
+    assert {c["Name"]: c["Type"] for c in errors}["subsequence_number"] == "bigint"
     assert {c["Name"]: c["Type"] for c in errors}["error"] == (
         "struct<field:string,code:string,reason:string>"
     )
