@@ -24,6 +24,27 @@ os.environ.update(
 )
 
 
+LONGEST_FIRST = (
+    "tests/pipeline/test_versions.py",  # a real quiet period, then five replays
+    "tests/pipeline/test_demo.py",
+    "tests/pipeline/test_bench.py",
+    "tests/pipeline/test_tutorial.py",
+    "tests/infrastructure/test_scanners.py",
+)
+"""Files that take a minute or more, started first: with `--dist loadfile` each file runs on one
+worker, and a long file started last would run alone at the end while the other core idles."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def order(item: pytest.Item) -> int:
+        return rank.get(os.path.relpath(str(item.path), root), len(rank))
+
+    items.sort(key=order)  # stable: every other test keeps its place
+
+
 @pytest.fixture
 def lambda_context() -> object:
     from tests.support.events import LambdaContext

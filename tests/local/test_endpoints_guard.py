@@ -174,7 +174,7 @@ def send_raw(server: LocalHttpServer, data: bytes) -> bytes:
 
 
 CHUNKED = (b"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           b"Transfer-Encoding: chunked\r\n\r\n")
+           b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
 
 
 @pytest.mark.parametrize("size_line", [b"-1", b"+5", b" 5 ", b"0x5", b"5 5", b"fffffffff",
@@ -201,7 +201,7 @@ def test_a_chunk_shorter_than_announced_or_unterminated_is_refused(front: Any) -
 def test_a_content_length_that_is_not_plain_digits_is_a_400(front: Any, length: str) -> None:
     server, echo = front
     head = (f"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
-            f"Content-Type: application/json\r\n\r\n").encode()
+            f"Connection: close\r\nContent-Type: application/json\r\n\r\n").encode()
     assert send_raw(server, head + b"[]").startswith(b"HTTP/1.1 400")
     assert echo.calls == 0
 
