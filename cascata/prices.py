@@ -73,6 +73,9 @@ PRICES = MappingProxyType(
         "dynamodb_storage_gb_month": Price(
             0.25, "GB-month stored (Standard table class; items and index entries, 100 bytes "
             "overhead each)", "dynamodb", note="the first 25 GB a month are free (not applied)"),
+        "dynamodb_pitr_gb_month": Price(
+            0.20, "GB-month of continuous backups (point-in-time recovery), by table size",
+            "dynamodb", note="every view and state table has it on, in every stage"),
         "dynamodb_wcu_hour": Price(0.00065, "provisioned WCU-hour", "dynamodb_provisioned"),
         "dynamodb_rcu_hour": Price(0.00013, "provisioned RCU-hour", "dynamodb_provisioned"),
         # S3 Standard requests (quarantine and on-failure objects).

@@ -154,8 +154,10 @@ def archive_cost(side: Side, mode: str) -> float:
 
 
 def storage_cost(side: Side) -> float:
-    """One month of the state the run left (upper bound: see `ESTIMATED`)."""
-    tables = sum(side.stored_bytes.values()) / GB * prices.usd("dynamodb_storage_gb_month")
+    """One month of the state the run left (upper bound: see `ESTIMATED`), with the tables'
+    point-in-time recovery, which the stacks turn on for every table."""
+    tables = sum(side.stored_bytes.values()) / GB * (
+        prices.usd("dynamodb_storage_gb_month") + prices.usd("dynamodb_pitr_gb_month"))
     archive = side.archive_bytes / GB * prices.usd("s3_storage_gb_month")
     return tables + archive
 
