@@ -332,6 +332,16 @@ def _project_commands(argv: list[str]) -> None:
         register = load_hook(project.commands, project=project, what="commands")
         register(app)
         _REGISTERED.add(project.commands)
+    for command in app.registered_commands:
+        command.epilog = command.epilog or GLOBAL_OPTIONS_HELP
+
+
+GLOBAL_OPTIONS_HELP = (
+    "Global options, before or after the command: --profile NAME, --region REGION, "
+    "--pipeline MODULE:ATTR|DIR (see `cascata --help`)."
+)
+"""Every command's help ends with this: the global options are the callback's, and a
+command's own --help would not list them."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,3 +118,16 @@ def test_a_jsonl_line_without_a_key_is_named(
     path.write_text(json.dumps(payment("a")) + "\n" + json.dumps({"no": "key"}) + "\n")
     assert main(["produce", "--file", str(path)]) == 2
     assert f"{path}:2" in capsys.readouterr().err
+
+
+def test_every_commands_help_names_the_global_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from cascata.cli import app
+
+    assert main(["--help"]) == 0
+    capsys.readouterr()
+    names = [c.name or c.callback.__name__ for c in app.registered_commands if c.callback]
+    assert {"up", "produce", "status", "replay", "plan", "demo"} <= set(names)
+    for name in names:
+        assert main([name, "--help"]) == 0, name
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--profile NAME, --region REGION" in text, name
