@@ -7,7 +7,6 @@ machine."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from cascata.aws_env import use_settings
 from cascata.cli import main
 from cascata.local.emulator import EmbeddedAws, provision
-from cascata.local.serve import UpOptions, up
+from cascata.local.serve import UpOptions
 from cascata.pipeline import LOCAL_ACCOUNT
 from payments.pipeline import PIPELINE
+from tests.support.up import running_up
 
 pytestmark = pytest.mark.pipeline
 STAGE = "regions"
@@ -28,14 +27,8 @@ RAW = PIPELINE.physical_name("payments-raw", stage=STAGE)
 
 
 @pytest.fixture(autouse=True)
-def _clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL",
-                 "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    use_settings(profile=None, region=None)
-    yield
-    use_settings(profile=None, region=None)
+def _settings(no_aws_settings: None) -> None:
+    """No region, profile or endpoint but what each test names (tests/conftest.py)."""
 
 
 @pytest.fixture
@@ -43,29 +36,9 @@ def up_in_eu_west_1(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]
     """`cascata up`, started with AWS_REGION=eu-west-1 (then the variable is unset again:
     each test says what the commands' environment names)."""
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    stop = threading.Event()
-    ready: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            up(UpOptions(port=0, api_port=0, stage=STAGE), ready=ready.append, stop=stop)
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not ready and not errors and time.time() < deadline:
-        time.sleep(0.1)
-    assert ready and not errors, errors
-    monkeypatch.delenv("AWS_REGION")
-    try:
-        yield ready[0]
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-    assert not errors
+    with running_up(UpOptions(port=0, api_port=0, stage=STAGE), timeout_s=60) as ready:
+        monkeypatch.delenv("AWS_REGION")
+        yield ready
 
 
 def records_in(region: str, stream: str) -> int | None:

@@ -8,7 +8,6 @@ import base64
 import contextlib
 import io
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,8 @@ import pytest
 
 from cascata import project
 from cascata.cli import main
-from cascata.local.serve import UpOptions, up
+from cascata.local.serve import UpOptions
+from tests.support.up import running_up
 
 pytestmark = pytest.mark.pipeline
 
@@ -42,28 +42,11 @@ def running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[st
     monkeypatch.chdir(tmp_path)  # anywhere: --pipeline names the project
     project.use_pipeline(str(EXAMPLE))
     pipeline = project.current_pipeline()
-    stop = threading.Event()
-    ready: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            up(UpOptions(port=0, api_port=0, stage="local"), pipeline=pipeline,
-               ready=ready.append, stop=stop)
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not ready and not errors and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ready and not errors, errors
     try:
-        yield ready[0]
+        with running_up(UpOptions(port=0, api_port=0, stage="local"),
+                        pipeline=pipeline) as ready:
+            yield ready
     finally:
-        stop.set()
-        thread.join(timeout=120)
         project.use_pipeline(None)
 
 

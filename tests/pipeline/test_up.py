@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -12,10 +11,11 @@ from typing import Any
 import pytest
 
 from cascata.local.emulator import external
-from cascata.local.serve import UpOptions, status, up
+from cascata.local.serve import UpOptions, status
 from cascata.producer import Outgoing, produce
 from payments.pipeline import PIPELINE
 from tests.support.events import payment
+from tests.support.up import running_up
 
 pytestmark = pytest.mark.pipeline
 
@@ -32,30 +32,14 @@ def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
 
 
 def test_up_serves_the_pipeline_its_apis_and_status_then_stops_cleanly() -> None:
-    stop = threading.Event()
-    ready: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            up(UpOptions(port=0, api_port=0, stage="uptest", tick_s=0.5),
-               ready=ready.append, stop=stop)
-        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertions below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not ready and time.time() < deadline and not errors:
-        time.sleep(0.1)
-    assert not errors and ready
-    endpoints = ready[0]
-    api = endpoints["api_url"]
-    assert endpoints["aws_endpoint_url"].startswith("http://127.0.0.1:")
-    assert api.startswith("http://127.0.0.1:")
-    assert sorted(endpoints["routes"]) == sorted(
-        r.key for a in PIPELINE.apis for r in a.routes)
-    try:
+    with running_up(UpOptions(port=0, api_port=0, stage="uptest", tick_s=0.5),
+                    timeout_s=60) as endpoints:
+        deadline = time.time() + 60
+        api = endpoints["api_url"]
+        assert endpoints["aws_endpoint_url"].startswith("http://127.0.0.1:")
+        assert api.startswith("http://127.0.0.1:")
+        assert sorted(endpoints["routes"]) == sorted(
+            r.key for a in PIPELINE.apis for r in a.routes)
         # When events arrive through the producer and through the ingest API
         aws = external(endpoints["aws_endpoint_url"])
         raw = PIPELINE.physical_name("payments-raw", stage="uptest")
@@ -93,8 +77,3 @@ def test_up_serves_the_pipeline_its_apis_and_status_then_stops_cleanly() -> None
         # Every processor, and the archiver copying the origin streams to S3.
         assert {p["processor"] for p in report["processors"]} == {
             p.name for p in PIPELINE.processors} | {"archive"}
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-    assert not thread.is_alive()
-    assert not errors

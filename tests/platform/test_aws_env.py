@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,8 @@ from cascata.local.emulator import UP_ENDPOINT, external
 
 
 @pytest.fixture(autouse=True)
-def _no_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Nothing names a region or a profile unless the test does; no real config is read."""
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    use_settings(profile=None, region=None)
-    yield
-    use_settings(profile=None, region=None)
+def _settings(no_aws_settings: None) -> None:
+    """No region, profile or endpoint but what each test names (tests/conftest.py)."""
 
 
 def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
