@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from cascata_runtime.policy import parse_json
+from cascata_runtime.rejection import Rejection as Rejection  # re-exported: its home for callers
+
 if TYPE_CHECKING:
     from cascata_runtime.lineage import Lineage
 
@@ -25,18 +28,6 @@ _RFC3339_UTC = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|\+00:00)$"
 )
 _NAMESPACE = uuid.UUID("5f1c8a9e-2b7d-4c3e-9a61-0d4e8b7f3c21")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why an input cannot be accepted: the offending field, a stable code, and a sentence."""
-
-    field: str
-    code: str
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "code": self.code, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +140,6 @@ def parse_time(value: object, field: str) -> datetime | Rejection:
 def decode_json(raw: bytes) -> Mapping[str, Any] | Rejection:
     """Bytes from the wire to a JSON object within the input policy
     (`cascata_runtime.policy`), or why not."""
-    from cascata_runtime.policy import parse_json
-
     value = parse_json(raw)
     if isinstance(value, Rejection):
         return value

@@ -24,7 +24,7 @@ import json
 import re
 from typing import Any
 
-from cascata_runtime.envelope import Rejection
+from cascata_runtime.rejection import Rejection
 
 MAX_RECORD_BYTES = 1_048_576
 """A Kinesis record holds at most 1 MiB; no event larger than this is ever accepted."""
@@ -65,10 +65,11 @@ def parse_json(
         return Rejection("$", "not_json", f"{what} is not JSON: {exc}")
     except RecursionError:  # not reached after the scan; kept so no input can raise
         return _too_deep(what, max_depth)
-    if not values:
+    # The depth is already known to be within bounds (the scan above); only a string escape
+    # of a surrogate can still break the text rule, and only then is the value walked.
+    if not values or _SURROGATE_ESCAPE.search(text) is None:
         return value
-    problem = check_value(value, max_depth=max_depth, what=what,
-                          text=_SURROGATE_ESCAPE.search(text) is not None)
+    problem = check_value(value, max_depth=max_depth, what=what)
     return value if problem is None else problem
 
 
