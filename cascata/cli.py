@@ -187,14 +187,21 @@ def up(
     stage: StageOpt = "local",
     tick: Annotated[float | None, typer.Option(min=0.1, max=3600, help="Run scheduled "
                                                "functions every TICK seconds.")] = None,
+    console_port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the web "
+                                              "console (0: any free port).")] = 0,
+    no_console: Annotated[bool, typer.Option("--no-console", help="Serve no web "
+                                             "console.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the whole pipeline locally until interrupted: AWS endpoint, processors and APIs."""
+    """Run the whole pipeline locally until interrupted: AWS endpoint, processors, APIs and
+    the web console."""
     from cascata.local.serve import UpOptions, print_endpoints
     from cascata.local.serve import up as run_up
 
     if api_port and api_port == port:
         raise CliError("--api-port must differ from --port")
+    if console_port and console_port in (port, api_port):
+        raise CliError("--console-port must differ from --port and --api-port")
 
     def ready(endpoints: dict[str, Any]) -> None:
         if as_json:
@@ -203,7 +210,8 @@ def up(
         else:
             print_endpoints(endpoints)
 
-    run_up(UpOptions(port=port, api_port=api_port, stage=stage, tick_s=tick), ready=ready)
+    run_up(UpOptions(port=port, api_port=api_port, stage=stage, tick_s=tick,
+                     console_port=None if no_console else console_port), ready=ready)
     if not as_json:
         err.print("stopped")
 

@@ -256,6 +256,36 @@ class KinesisBackendSource:
     def commit(self, shard_id: str, checkpoint: int, *, group: str) -> None:
         return None
 
+    def backlog(self, shard_id: str, checkpoint: int | None) -> tuple[int, float | None]:
+        """Records after `checkpoint` (all when None) and the arrival time of the first of
+        them, without reading them: O(1) while the shard's numbers are contiguous."""
+        records, _ = self._records(shard_id)
+        bounds = _bounds(records)
+        if bounds is None:
+            return 0, None
+        first, last = bounds
+        start = first if checkpoint is None else max(checkpoint + 1, first)
+        if start > last:
+            return 0, None
+        if last - first + 1 == len(records):
+            behind = last - start + 1
+        else:
+            behind = sum(1 for key in list(records) if key >= start)
+        record = records.get(start)
+        if record is None:
+            later = [key for key in list(records) if key >= start]
+            record = records.get(min(later)) if later else None
+        return behind, None if record is None else float(record.created_at)
+
+    def tail(self, shard_id: str, count: int) -> list[SourceRecord]:
+        """The last `count` records of a shard, oldest first."""
+        records, _ = self._records(shard_id)
+        bounds = _bounds(records)
+        if bounds is None or count <= 0:
+            return []
+        first, last = bounds
+        return list(self.read(shard_id, max(first, last - count + 1) - 1, count).records)
+
 
 def _bounds(records: Mapping[int, Any]) -> tuple[int, int] | None:
     """First and last sequence number of a moto shard, in O(1) in the usual case.

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from cascata.aws_env import arn
@@ -30,6 +31,7 @@ from cascata.local.esm import (
 )
 from cascata.local.esm_events import LambdaContext
 from cascata.local.functions import Function, build_function
+from cascata.local.metering import FlowMeter, MeteredClient, Resolver, physical_resolver
 from cascata.pipeline import Pipeline, ResourceKind
 
 Observer = Callable[[str, Mapping[str, Any], Any, float], None]
@@ -88,10 +90,14 @@ class LocalRuntime:
     """False: batches take what is there instead of waiting to fill (a replay, where history
     is all there and waiting only slows it)."""
     archivers: dict[str, Archiver] = field(default_factory=dict)
+    flows: FlowMeter = field(default_factory=FlowMeter)
+    """What each function wrote to each declared resource (the edges of the topology)."""
+    _resolve: Resolver = field(init=False, repr=False)
 
     def start(self) -> LocalRuntime:
         self.provisioned = provision(self.pipeline, self.aws, stage=self.stage,
                                      shards=self.shards)
+        self._resolve = physical_resolver(self.provisioned.names)
         faults = None
         if self.chaos is not None:
             faults = Faults(crash_rate=self.chaos.crash_rate,
@@ -129,8 +135,9 @@ class LocalRuntime:
                     timeout_s=proc.timeout_s,
                 )
         for archive in self.pipeline.archives:
-            archiver = Archiver(self.aws.function_client("s3"), self.name(archive.bucket),
-                                archive.stream)
+            archiver = Archiver(self._metered(f"{ARCHIVER}/{archive.stream}", "s3",
+                                              self.aws.function_client("s3")),
+                                self.name(archive.bucket), archive.stream)
             self.archivers[archive.stream] = archiver
             self.mappings[mapping_key(ARCHIVER, archive.stream)] = self.engine.create_mapping(
                 function=archiver,
@@ -143,10 +150,12 @@ class LocalRuntime:
             self.scheduled[sched.name] = build_function(
                 self.pipeline, sched.name, aws=self.aws, stage=self.stage, now=self.clock.now,
                 environment=self.environment.get(sched.name),
+                wrap=partial(self._metered, sched.name),
             )
         for api in self.pipeline.apis:
             self.apis[api.name] = build_function(
-                self.pipeline, api.name, aws=self.aws, stage=self.stage
+                self.pipeline, api.name, aws=self.aws, stage=self.stage,
+                wrap=partial(self._metered, api.name),
             )
         return self
 
@@ -203,26 +212,43 @@ class LocalRuntime:
         return self.scheduled[name](event, context)
 
     def checkpoint_report(self) -> dict[str, Any]:
-        """Every mapping's checkpoints and counters, as `cascata status` reads them."""
-        report: dict[str, Any] = {}
+        """Every mapping's checkpoints and counters, and what each function wrote to each
+        resource, with per-second rates over the last few seconds: what `cascata status` and
+        the console read."""
+        mappings: dict[str, Any] = {}
         consumers = [(proc.name, src.stream) for proc in self.pipeline.processors
                      for src in proc.sources]
         consumers += [(ARCHIVER, archive.stream) for archive in self.pipeline.archives]
+        totals: dict[tuple[str, str], int] = {}
         for name, stream in consumers:
-            mapping = self.mappings[mapping_key(name, stream)]
+            key = mapping_key(name, stream)
+            mapping = self.mappings[key]
             stats = mapping.stats
-            report[mapping_key(name, stream)] = {
+            totals[(stream, key)] = stats.records_in
+            mappings[key] = {
                 "processor": name,
                 "stream": stream,
                 "physical_stream": self.name(stream),
+                "uuid": mapping.uuid,
                 "checkpoints": {k: str(v) for k, v in mapping.checkpoints.items()},
                 "invocations": stats.invocations,
                 "records_in": stats.records_in,
+                "errors": stats.function_errors,
+                "partial_failures": stats.partial_failures,
                 "retries": stats.retries,
+                "throttles": stats.throttles,
                 "on_failure_records": stats.on_failure_records,
                 "updated_at": time.time(),
             }
-        return report
+        written = self.flows.totals()
+        totals.update(written)
+        rates = self.flows.rates(totals)
+        for key, mapping_report in mappings.items():
+            mapping_report["records_in_per_s"] = round(rates[(mapping_report["stream"], key)], 2)
+        flows = [{"function": function, "resource": resource, "records": count,
+                  "per_s": round(rates[(function, resource)], 2)}
+                 for (function, resource), count in sorted(written.items())]
+        return {"mappings": mappings, "flows": flows, "updated_at": time.time()}
 
     def publish_checkpoints(self) -> None:
         """Keep the checkpoint report in the emulator, where `cascata status` can read it."""
@@ -252,10 +278,9 @@ class LocalRuntime:
 
         def wrap(service: str, client: Any) -> Any:
             if chaos is not None and service == "kinesis":
-                wrapped = ChaosKinesis(client, chaos, salt=salt)
-                self.chaos_clients.append(wrapped)
-                return wrapped
-            return client
+                client = ChaosKinesis(client, chaos, salt=salt)
+                self.chaos_clients.append(client)
+            return self._metered(processor, service, client)
 
         function = build_function(self.pipeline, processor, aws=self.aws, stage=self.stage,
                                   wrap=wrap, now=self.clock.now,
@@ -270,6 +295,10 @@ class LocalRuntime:
             return response
 
         return observed
+
+    def _metered(self, function: str, service: str, client: Any) -> Any:
+        return MeteredClient(client, service=service, function=function, meter=self.flows,
+                             resolve=self._resolve)
 
     def run_in_background(self) -> None:
         assert self.engine is not None

@@ -15,7 +15,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,6 +30,7 @@ from cascata.local.emulator import (
     find_pipeline,
 )
 from cascata.local.objects import list_keys
+from cascata.local.observe import build_status
 from cascata.local.runtime import STATUS_KEY, LocalRuntime
 from cascata.pipeline import Pipeline
 from cascata.project import current_pipeline
@@ -45,6 +46,8 @@ class UpOptions:
     region: str | None = None
     """The region of every resource [default: the one the command line and the environment
     name, `cascata.aws_env`]."""
+    console_port: int | None = 0
+    """The web console's port (0: any free port; None: no console)."""
 
 
 def up(options: UpOptions, *, pipeline: Pipeline | None = None,
@@ -60,6 +63,7 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
         raise CliError(str(exc)) from None
     runtime = LocalRuntime(pipeline, aws, stage=options.stage)
     server: Any = None
+    console: Any = None
     threads: list[threading.Thread] = []
     try:
         runtime.start()
@@ -77,14 +81,25 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
         runtime.publish_checkpoints()
         threads.append(_every(1.0, runtime.publish_checkpoints, stop))
         api_url = server.url
-        endpoints = {
+        endpoints: dict[str, Any] = {
             "aws_endpoint_url": aws.endpoint_url,
             "region": aws.region,
             "api_url": api_url,
+            "console_url": None,
             "stage": options.stage,
             "routes": sorted(runtime.routes()),
             "streams": {s.name: runtime.name(s.name) for s in pipeline.streams},
         }
+        if options.console_port is not None:
+            from cascata.local.webconsole import ConsoleData, ConsoleServer
+
+            try:
+                console = ConsoleServer(ConsoleData(runtime, endpoints),
+                                        port=options.console_port).start()
+            except OSError as exc:
+                raise CliError(f"cannot serve the console on 127.0.0.1:{options.console_port}: "
+                               f"{exc.strerror or exc}") from None
+            endpoints["console_url"] = console.url
         if ready:
             ready(endpoints)
         _wait_for_signal(stop)
@@ -92,6 +107,8 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
+        if console is not None:
+            console.shutdown()
         if server is not None:
             server.shutdown()
         runtime.close()
@@ -132,6 +149,8 @@ def print_endpoints(endpoints: dict[str, Any]) -> None:
               f"(export AWS_ENDPOINT_URL={endpoints['aws_endpoint_url']})")
     out.print(f"  region         {endpoints['region']}   "
               f"(export AWS_REGION={endpoints['region']})")
+    if endpoints.get("console_url"):
+        out.print(f"  console        [bold]{endpoints['console_url']}[/]   (open it in a browser)")
     out.print(f"  HTTP APIs      {endpoints['api_url']}")
     for route in endpoints["routes"]:
         out.print(f"    {route}")
@@ -154,32 +173,10 @@ def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline | None = 
              for r in pipeline.resources()}
     declared = pipeline.failures_bucket
     report = _read_report(aws, names[declared]) if declared else {}
-    kinesis = aws.client("kinesis")
-    processors: list[dict[str, Any]] = []
-    total = 0
-    for key, mapping in sorted(report.items()):
-        behind, age_ms = _backlog(kinesis, mapping["physical_stream"], mapping["checkpoints"])
-        total += behind
-        processors.append({
-            "mapping": key,
-            "processor": mapping["processor"],
-            "stream": mapping["stream"],
-            "records_behind": behind,
-            "iterator_age_ms": age_ms,
-            "invocations": mapping["invocations"],
-            "on_failure_records": mapping["on_failure_records"],
-        })
-    ddb = aws.client("dynamodb")
-    views = {}
-    for table in pipeline.tables:
-        count = 0
-        for page in ddb.get_paginator("scan").paginate(TableName=names[table.name],
-                                                       Select="COUNT"):
-            count += page["Count"]
-        views[table.name] = count
-    age = time.time() - max((m["updated_at"] for m in report.values()), default=time.time())
-    return {"lag_records": total, "processors": processors, "views": views,
-            "region": aws.region, "report_age_s": round(age, 1)}
+    return build_status(pipeline, report, names=names,
+                        backlog=partial(_backlog, aws.client("kinesis")),
+                        dynamodb=aws.client("dynamodb"), s3=aws.client("s3"),
+                        region=aws.region, stage=stage)
 
 
 def _read_report(aws: Aws, bucket: str) -> dict[str, Any]:
@@ -197,7 +194,7 @@ def _read_report(aws: Aws, bucket: str) -> dict[str, Any]:
     return report
 
 
-def _backlog(kinesis: Any, stream: str, checkpoints: dict[str, str]) -> tuple[int, int]:
+def _backlog(kinesis: Any, stream: str, checkpoints: Mapping[str, str]) -> tuple[int, int]:
     """Records after each shard's checkpoint, and the age of the oldest of them."""
     behind = 0
     oldest: float | None = None
