@@ -14,7 +14,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup lock demo test test-fast lint typecheck synth bench deploy destroy deploy-version destroy-version clean
+.PHONY: setup lock browser demo test test-fast lint typecheck synth bench deploy destroy deploy-version destroy-version clean
 
 setup: $(STAMP)
 
@@ -52,8 +52,23 @@ node_modules/.installed: package.json package-lock.json
 demo: $(STAMP)
 	$(PY) -m cascata demo $(ARGS)
 
-test: $(STAMP) node_modules/.installed
+test: $(STAMP) node_modules/.installed browser
 	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
+
+# The console's browser tests drive a real headless Chromium: the distribution's, installed
+# here when it is missing and this is a root shell with apt (about 20 s). Anywhere else those
+# tests are skipped, saying why; nothing else needs a browser.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver from the distribution (first run only)"; \
+	  { timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver; } >/dev/null 2>&1 \
+	    || echo "could not install chromium: the console's browser tests will be skipped"; \
+	else \
+	  echo "no chromium, and no root apt to install it: the console's browser tests will be skipped"; \
+	fi
 
 test-fast: $(STAMP) node_modules/.installed
 	$(PY) -m pytest -n 2 --dist loadfile -m "not pipeline" $(ARGS)

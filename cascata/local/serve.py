@@ -225,12 +225,16 @@ def render_status(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="processors", title_justify="left", header_style="bold")
-    for column in ("mapping", "records behind", "iterator age", "invocations", "on-failure"):
+    for column in ("mapping", "in /s", "records behind", "iterator age", "invocations",
+                   "errors", "retries", "on-failure", "quarantined"):
         table.add_column(column, justify="left" if column == "mapping" else "right")
+    quarantined = report.get("quarantined", {})
     for p in report["processors"]:
-        table.add_row(p["mapping"], f"{p['records_behind']:,}",
+        table.add_row(p["mapping"], f"{p['records_in_per_s']:,.1f}", f"{p['records_behind']:,}",
                       f"{p['iterator_age_ms'] / 1000:,.1f} s", f"{p['invocations']:,}",
-                      f"{p['on_failure_records']:,}")
+                      f"{p['errors']:,}", f"{p['retries']:,}", f"{p['on_failure_records']:,}",
+                      f"{quarantined[p['processor']]:,}" if p["processor"] in quarantined
+                      else "")
     out.print(table)
     views = ", ".join(f"{k} {v:,}" for k, v in report["views"].items())
     out.print(f"views: {views}")

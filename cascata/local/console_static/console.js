@@ -147,7 +147,11 @@ function drawTopology() {
     const aux = e.kind === "read" || e.kind === "on_failure" || e.to.startsWith("bucket:quarantine");
     const group = svg("g", { class: `edge ${e.kind}${aux ? " aux" : ""}`, "data-edge": e.id });
     group.append(svg("path", { d: `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}` }));
-    group.append(svg("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", "data-field": "label" }));
+    // The label sits at 70% of the curve, near its target, where fanned-out edges are apart.
+    const t = 0.7, u = 1 - t;
+    const lx = u * u * u * x1 + 3 * u * u * t * (x1 + bend) + 3 * u * t * t * (x2 - bend) + t * t * t * x2;
+    const ly = u * u * u * y1 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t * t * t * y2;
+    group.append(svg("text", { x: lx, y: ly - 4, "text-anchor": "middle", "data-field": "label" }));
     edges.append(group);
   }
   const nodes = svg("g", { class: "nodes" });
