@@ -28,6 +28,7 @@ import base64
 import binascii
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -695,16 +696,22 @@ class ConsoleServer:
 
     def __init__(self, data: ConsoleData, *, port: int = 0) -> None:
         self.guard = LoopbackGuard(ConsoleApp(data), port=port)
-        self._server: BaseWSGIServer = make_server("127.0.0.1", port, self.guard,
-                                                   threaded=True, request_handler=_QuietHandler)
-        self.guard.port = self._server.server_port
+        # Bound here, so a port in use is an OSError for the caller to report (werkzeug would
+        # print and exit); the server takes a duplicate of the socket.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listening:
+            listening.bind(("127.0.0.1", port))
+            listening.listen(64)
+            self._server: BaseWSGIServer = make_server(
+                "127.0.0.1", listening.getsockname()[1], self.guard, threaded=True,
+                request_handler=_QuietHandler, fd=listening.fileno())
+        self.guard.port = self._server.port
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.2}, daemon=True,
                                         name="cascata-console")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def start(self) -> ConsoleServer:
         self._thread.start()

@@ -362,3 +362,31 @@ def test_the_console_answers_this_machine_only_and_refuses_what_it_does_not_serv
     assert call("GET", f"{console}/api/status?x={'y' * 5000}")[0] == 414
     code, _, body = call("GET", f"{console}/api/failures?kind=everything")
     assert code == 400 and "quarantine or on_failure" in body["error"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--port", "4599", "--console-port", "4599"], "--console-port must differ"),
+    (["--api-port", "4598", "--console-port", "4598"], "--console-port must differ"),
+    (["--console-port", "70000"], "--console-port"),
+])
+def test_a_bad_console_port_is_one_line_and_exit_2(args: list[str], words: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from cascata.cli import main
+
+    assert main(["up", *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error") and words in error and "\n" not in error
+
+
+def test_a_console_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from cascata.local.serve import up as run_up
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(Exception) as raised:
+            run_up(UpOptions(port=0, api_port=0, stage="consoleport", console_port=port))
+    assert f"cannot serve the console on 127.0.0.1:{port}" in str(raised.value)
