@@ -76,9 +76,13 @@ class MeteredClient:
         self._resolve = resolve
 
     def __getattr__(self, name: str) -> Any:
+        # Called once per name: what it returns is kept on the instance, so every later call
+        # of a method that is not metered costs what it costs on the client itself.
         attribute = getattr(self._client, name)
         counter = _COUNTERS.get((self._service, name))
         if counter is None or not callable(attribute):
+            if callable(attribute):
+                self.__dict__[name] = attribute
             return attribute
 
         def metered(*args: Any, **kwargs: Any) -> Any:
@@ -92,6 +96,7 @@ class MeteredClient:
                 pass
             return response
 
+        self.__dict__[name] = metered
         return metered
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import socket
@@ -334,8 +335,16 @@ class ConsoleData:
             body = s3.get_object(Bucket=physical, Key=key)["Body"].read()
         except s3.exceptions.NoSuchKey:
             raise ApiError(404, f"no entry {entry_id[:200]!r}") from None
-        document = json.loads(body)
         resent = self._resent(physical, key)
+        kind = "quarantine" if key.startswith(QUARANTINE_PREFIX) else "on_failure"
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            return {"id": entry_id, "kind": kind, "processor": None, "source": {}, "at": None,
+                    "reason": {"code": "unreadable", "reason": "the entry is not a JSON object"},
+                    "records": [], "resent": resent}
         if key.startswith(QUARANTINE_PREFIX):
             source = dict(document.get("source", {}))
             source["stream"] = self._stream_name(source.get("stream", ""))
@@ -352,8 +361,15 @@ class ConsoleData:
         info = document.get("KinesisBatchInfo") or document.get("KafkaBatchInfo") or {}
         esm = key[len(ON_FAILURE_PREFIX):].split("/", 1)[0]
         mapping = self._mapping_names().get(esm, "")
+        payload = document.get("payload")
+        if isinstance(payload, str):  # the MSK shape: the event as an escaped JSON string
+            with contextlib.suppress(ValueError):
+                payload = json.loads(payload)
+        batch = payload.get("Records") if isinstance(payload, dict) else None
         records = []
-        for record in (document.get("payload") or {}).get("Records", []) or []:
+        for record in batch if isinstance(batch, list) else []:
+            if not isinstance(record, dict):
+                continue
             kinesis = record.get("kinesis", {})
             stream = self._stream_name(str(record.get("eventSourceARN", "")).rsplit("/", 1)[-1])
             try:

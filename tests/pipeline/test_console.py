@@ -364,29 +364,16 @@ def test_the_console_answers_this_machine_only_and_refuses_what_it_does_not_serv
     assert code == 400 and "quarantine or on_failure" in body["error"]
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--port", "4599", "--console-port", "4599"], "--console-port must differ"),
-    (["--api-port", "4598", "--console-port", "4598"], "--console-port must differ"),
-    (["--console-port", "70000"], "--console-port"),
-])
-def test_a_bad_console_port_is_one_line_and_exit_2(args: list[str], words: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from cascata.cli import main
-
-    assert main(["up", *args]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error") and words in error and "\n" not in error
-
-
-def test_a_console_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
-
-    from cascata.local.serve import up as run_up
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(Exception) as raised:
-            run_up(UpOptions(port=0, api_port=0, stage="consoleport", console_port=port))
-    assert f"cannot serve the console on 127.0.0.1:{port}" in str(raised.value)
+def test_an_unreadable_failure_entry_is_listed_not_a_server_error(up: dict[str, Any]) -> None:
+    console = up["console_url"]
+    aws = external(up["aws_endpoint_url"])
+    bucket = PIPELINE.physical_name("quarantine", stage=STAGE)
+    key = "quarantine/postings/2026/12/04/x/shardId-000000000000/00000000000000000009.json"
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=b"\xff not json")
+    listing = get(f"{console}/api/failures?kind=quarantine&processor=postings")
+    assert listing["total"] == 1
+    assert listing["entries"][0]["reason"]["code"] == "unreadable"
+    code, answer = post(f"{console}/api/failures/resend",
+                        {"id": f"quarantine/{key}", "data": "{}"})
+    assert code == 400 and "0 record" in answer["error"]
+    aws.client("s3").delete_object(Bucket=bucket, Key=key)
