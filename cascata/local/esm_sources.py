@@ -14,7 +14,8 @@ resolved (`AtTimestamp`), or a shard iterator held for an API source (`IteratorT
   scan of the shard (moto's own `get_records` walks the whole shard on every call).
 - `KinesisApiSource` reads through a boto3 Kinesis client, so the engine also runs against any
   AWS-compatible endpoint.
-- `KafkaSource` reads a `KafkaLog` topic; each partition is one "shard" named `<topic>-<partition>`.
+- `KafkaSource` reads a topic of a `KafkaCluster` (the in-memory `KafkaLog` or the loopback
+  `KafkaBroker`); each partition is one "shard" named `<topic>-<partition>`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from cascata.aws_env import arn
-from cascata.local.kafka_log import KafkaLog, KafkaMessage
+from cascata.local.kafka_log import KafkaCluster, KafkaMessage
 
 __all__ = [
     "AtTimestamp",
@@ -504,13 +505,15 @@ def _error_code(exc: Exception) -> str:
 
 
 class KafkaSource:
-    """One topic of a `KafkaLog`, as an MSK event source; each partition is a shard.
+    """One topic of a Kafka cluster (`KafkaCluster`), as an MSK event source; each partition
+    is a shard.
 
     A consumer group with committed offsets resumes from them (the starting position only
     applies to a group with none), as Lambda's Kafka pollers do.
     """
 
-    def __init__(self, log: KafkaLog, topic: str, *, consumer_group_id: str | None = None) -> None:
+    def __init__(self, log: KafkaCluster, topic: str, *,
+                 consumer_group_id: str | None = None) -> None:
         self._log = log
         self._topic = topic
         self.consumer_group_id = consumer_group_id

@@ -19,11 +19,12 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cascata.aws_env import arn
 from cascata.local.clock import Clock, SystemClock
 
-__all__ = ["KafkaLog", "KafkaMessage", "murmur2", "partition_for_key"]
+__all__ = ["KafkaCluster", "KafkaLog", "KafkaMessage", "murmur2", "partition_for_key"]
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _MASK32 = 0xFFFFFFFF
@@ -75,6 +76,35 @@ class KafkaMessage:
     timestamp_ms: int
     timestamp_type: str = "CREATE_TIME"
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class KafkaCluster(Protocol):
+    """What the event source mapping needs of a Kafka cluster: `KafkaLog` (in memory) and
+    `cascata.local.kafka_broker.KafkaBroker` (a Kafka protocol broker on loopback)."""
+
+    cluster_arn: str
+    bootstrap_servers: str
+
+    def create_topic(self, name: str, partitions: int = 1) -> None: ...
+
+    def partition_count(self, topic: str) -> int: ...
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None,
+                headers: HeadersArg = None, *, partition: int | None = None,
+                timestamp_ms: int | None = None) -> tuple[int, int]: ...
+
+    def read(self, topic: str, partition: int, offset: int, limit: int
+             ) -> list[KafkaMessage]: ...
+
+    def start_offset(self, topic: str, partition: int) -> int: ...
+
+    def end_offset(self, topic: str, partition: int) -> int: ...
+
+    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int: ...
+
+    def commit(self, group: str, topic: str, partition: int, offset: int) -> None: ...
+
+    def committed(self, group: str, topic: str, partition: int) -> int | None: ...
 
 
 @dataclass(slots=True)

@@ -1,9 +1,14 @@
-"""The Kafka (MSK) event source mapping on the in-memory log: reference sections 5, 6.4, 7.5, 10."""
+"""The Kafka (MSK) event source mapping: reference sections 5, 6.4, 7.5, 10.
+
+Every test runs twice: on the in-memory log, and on a Kafka protocol broker on loopback
+(librdkafka's mock cluster, `KafkaBroker`) that the mapping reads with real Kafka clients:
+batches per partition, retries, on-failure records and committed offsets alike."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,16 +21,23 @@ from cascata.local.esm import (
     MappingConfig,
     Outcome,
 )
-from cascata.local.kafka_log import KafkaLog
+from cascata.local.kafka_broker import KafkaBroker
+from cascata.local.kafka_log import KafkaCluster, KafkaLog
 
 DLQ = "arn:aws:sqs:us-east-1:123456789012:dlq"
 
 
-@pytest.fixture
-def log(clock: ManualClock) -> KafkaLog:
-    kafka = KafkaLog(clock=clock, cluster_name="ledger")
+@pytest.fixture(params=["in-memory", "broker"])
+def log(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[KafkaCluster]:
+    kafka: KafkaCluster
+    if request.param == "broker":
+        broker = KafkaBroker(clock=clock, cluster_name="ledger")
+        request.addfinalizer(broker.close)
+        kafka = broker
+    else:
+        kafka = KafkaLog(clock=clock, cluster_name="ledger")
     kafka.create_topic("payments", partitions=2)
-    return kafka
+    yield kafka
 
 
 def values(event: dict[str, Any]) -> list[Any]:
@@ -36,7 +48,7 @@ def values(event: dict[str, Any]) -> list[Any]:
     ]
 
 
-def test_events_have_the_msk_shape(log: KafkaLog, clock: ManualClock) -> None:
+def test_events_have_the_msk_shape(log: KafkaCluster, clock: ManualClock) -> None:
     """Given a keyed message with a header, when delivered, then the event is an MSK event:
     records grouped under "<topic>-<partition>", base64 key and value, a millisecond
     timestamp and headers as byte arrays; Powertools' MSK model accepts it."""
@@ -76,7 +88,7 @@ def test_events_have_the_msk_shape(log: KafkaLog, clock: ManualClock) -> None:
 
 
 def test_default_window_is_half_a_second_from_the_first_record(
-    log: KafkaLog, clock: ManualClock
+    log: KafkaCluster, clock: ManualClock
 ) -> None:
     """Given a Kafka mapping with no batching window set, when one message is buffered, then
     it is not invoked 0.4 s later but is at 0.5 s."""
@@ -100,7 +112,7 @@ def test_default_window_is_half_a_second_from_the_first_record(
 
 
 def test_partial_failure_identifiers_name_partition_and_offset(
-    log: KafkaLog, clock: ManualClock
+    log: KafkaCluster, clock: ManualClock
 ) -> None:
     """Given ReportBatchItemFailures, when the handler reports {"partition", "offset"} for
     the second of three messages, then the retry starts at that offset; an identifier for
@@ -138,7 +150,7 @@ def test_partial_failure_identifiers_name_partition_and_offset(
 
 
 def test_infinite_retries_with_a_destination_are_capped_at_ten(
-    log: KafkaLog, clock: ManualClock
+    log: KafkaCluster, clock: ManualClock
 ) -> None:
     """Given a Kafka mapping with MaximumRetryAttempts -1 and an on-failure destination, when
     the handler always fails, then it is invoked 11 times and the batch is reported with a
@@ -171,7 +183,9 @@ def test_infinite_retries_with_a_destination_are_capped_at_ten(
     assert info["recordsInfo"]["payments-1"]["lastRecordOffset"] == "0"
 
 
-def test_s3_payload_is_the_failed_event_as_a_json_string(log: KafkaLog, clock: ManualClock) -> None:
+def test_s3_payload_is_the_failed_event_as_a_json_string(
+    log: KafkaCluster, clock: ManualClock
+) -> None:
     """Given an S3 destination on a Kafka mapping (no writer: kept in memory), when a batch is
     discarded, then `payload` is the failed event serialized as a string."""
     log.produce("payments", b"k", b'{"n": 1}', partition=0)
@@ -193,7 +207,7 @@ def test_s3_payload_is_the_failed_event_as_a_json_string(log: KafkaLog, clock: M
 
 
 def test_offsets_are_committed_for_the_consumer_group_and_resumed(
-    log: KafkaLog, clock: ManualClock
+    log: KafkaCluster, clock: ManualClock
 ) -> None:
     """Given a mapping with a consumer group id, when it processes two messages, then the
     group's committed offset is the next one; a new mapping with that group resumes there
@@ -227,7 +241,7 @@ def test_offsets_are_committed_for_the_consumer_group_and_resumed(
 
 
 def test_filters_decode_values_and_skip_values_that_are_not_utf8(
-    log: KafkaLog, clock: ManualClock
+    log: KafkaCluster, clock: ManualClock
 ) -> None:
     """Given a filter on value.currency, when EUR, USD and non-UTF-8 messages arrive, then
     EUR passes, USD is filtered, and the non-UTF-8 one passes because only metadata filters
@@ -251,7 +265,7 @@ def test_filters_decode_values_and_skip_values_that_are_not_utf8(
     assert log.committed(mapping.uuid, "payments", 0) == 3
 
 
-def test_latest_and_at_timestamp_positions(log: KafkaLog, clock: ManualClock) -> None:
+def test_latest_and_at_timestamp_positions(log: KafkaCluster, clock: ManualClock) -> None:
     """Given messages before a moment, when LATEST and AT_TIMESTAMP mappings start at it,
     then both see only the later messages."""
     log.produce("payments", None, b'{"n": 1}', partition=0)
@@ -278,7 +292,7 @@ def test_latest_and_at_timestamp_positions(log: KafkaLog, clock: ManualClock) ->
     assert [values(inv.event) for inv in at_time.invocations] == [[{"n": 2}]]
 
 
-def test_kafka_rejects_stream_only_settings(log: KafkaLog, clock: ManualClock) -> None:
+def test_kafka_rejects_stream_only_settings(log: KafkaCluster, clock: ManualClock) -> None:
     engine = EventSourceMappingEngine(clock=clock)
     for config in (MappingConfig(parallelization_factor=2),
                    MappingConfig(tumbling_window_in_seconds=60)):
@@ -291,7 +305,7 @@ def test_kafka_rejects_stream_only_settings(log: KafkaLog, clock: ManualClock) -
             )
 
 
-def test_a_missing_topic_is_refused(log: KafkaLog, clock: ManualClock) -> None:
+def test_a_missing_topic_is_refused(log: KafkaCluster, clock: ManualClock) -> None:
     engine = EventSourceMappingEngine(clock=clock)
     with pytest.raises(ValueError, match="Topic not found: nope"):
         engine.create_mapping(
