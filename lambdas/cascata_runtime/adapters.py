@@ -18,7 +18,15 @@ from cascata_runtime.ports import ObjectStore
 
 @functools.cache
 def client(service: str) -> Any:
-    """One client per service per execution environment, created on first use, not at import."""
+    """One client per service per execution environment, created on first use, not at import.
+    `client(KAFKA_PRODUCER)` is the Kafka producer the environment describes, or None on
+    Kinesis (`cascata_runtime.sinks`)."""
+    import os
+
+    from cascata_runtime.sinks import KAFKA_PRODUCER, kafka_producer
+
+    if service == KAFKA_PRODUCER:
+        return kafka_producer(os.environ)
     import boto3
     from botocore.config import Config
 

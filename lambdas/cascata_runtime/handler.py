@@ -93,12 +93,12 @@ def transform_dependencies(
 ) -> TransformDependencies:
     """What a stream-to-stream processor needs, over boto3 clients from `client`."""
     from cascata_runtime.adapters import S3ObjectStore
-    from cascata_runtime.emitter import KinesisSink
+    from cascata_runtime.sinks import stream_sink
 
     return TransformDependencies(
         output_stream=output_stream,
         quarantine_bucket=quarantine_bucket,
-        sink=KinesisSink(client("kinesis")),
+        sink=stream_sink(client),
         objects=S3ObjectStore(client("s3")),
         origins=origins or Origins(),
     )

@@ -23,12 +23,12 @@ from typing import Any
 
 from cascata_runtime import adapters
 from cascata_runtime.effects import Effects
-from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import BatchFunction, ClientFactory, Handler, lambda_handler, lazy
 from cascata_runtime.ports import ObjectStore, Sink
 from cascata_runtime.quarantine import QuarantineWriter
 from cascata_runtime.records import decode_event
 from cascata_runtime.shell import BatchReport, apply_effects, read_batch
+from cascata_runtime.sinks import stream_sink
 from cascata_runtime.state import KeyedStore, StateEngine
 from payments.adapters import (
     AlertsView,
@@ -76,7 +76,7 @@ def dependencies(
         state=adapters.DynamoItemStore(dynamodb, settings.fraud_state_table, key=STATE_KEY),
         tiers=DynamoProfileTiers(dynamodb, settings.profiles_table),
         view=DynamoAlertsView(dynamodb, settings.alerts_table),
-        sink=KinesisSink(client("kinesis")),
+        sink=stream_sink(client),
         objects=adapters.S3ObjectStore(client("s3")),
         rules=rules_from_json(settings.fraud_rules),
     )

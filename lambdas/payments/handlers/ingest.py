@@ -1,10 +1,11 @@
 """Lambda handler of `ingest`: `POST /events` -> the raw stream, with a status per event.
 
 The pure core (`payments.domain.ingest`) checks the route, the content type, the body and the
-shape of every envelope; this shell writes the accepted ones with PutRecords through
-`KinesisSink` (chunked, failed entries retried with backoff) and answers with what was
-written. An event that still could not be written is reported `rejected` with reason
-"not written, retry" and the answer is a 503, so the client resends exactly those.
+shape of every envelope; this shell writes the accepted ones to the raw stream through its
+sink (`stream_sink`: PutRecords chunked, failed entries retried with backoff; or Kafka) and
+answers with what was written. An event that still could not be written is reported
+`rejected` with reason "not written, retry" and the answer is a 503, so the client resends
+exactly those.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from aws_lambda_powertools import Logger
 
 from cascata_runtime import adapters
-from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import ClientFactory, Handler, lazy
 from cascata_runtime.http import HttpRequest, Response, api_handler
 from cascata_runtime.ports import OutRecord, Sink
+from cascata_runtime.sinks import stream_sink
 from payments.domain.ingest import Accepted, outcome, plan
 from payments.settings import IngestSettings
 
@@ -31,7 +32,7 @@ class Dependencies:
 
 
 def dependencies(settings: IngestSettings, client: ClientFactory = adapters.client) -> Dependencies:
-    return Dependencies(raw_stream=settings.raw_stream, sink=KinesisSink(client("kinesis")))
+    return Dependencies(raw_stream=settings.raw_stream, sink=stream_sink(client))
 
 
 def answer(deps: Dependencies, request: HttpRequest, logger: Logger) -> Response:

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 
 from cascata_runtime import adapters
-from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import ClientFactory, Handler, lambda_handler, lazy
+from cascata_runtime.sinks import stream_sink
 from payments.adapters import DynamoWindowStore, KinesisShardLister
 from payments.settings import WindowsSettings
 from payments.windowing import WindowsDependencies, windows_batch
@@ -58,7 +58,7 @@ def dependencies(
         late_stream=settings.late_stream,
         quarantine_bucket=settings.quarantine_bucket,
         store=DynamoWindowStore(client("dynamodb"), settings.activity_table),
-        sink=KinesisSink(kinesis),
+        sink=stream_sink(client),
         objects=adapters.S3ObjectStore(client("s3")),
         now=now,
         shard_lister=KinesisShardLister(kinesis),

@@ -29,8 +29,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from cascata_runtime import adapters
-from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import ClientFactory, Handler, lazy
+from cascata_runtime.sinks import stream_sink
 from payments.adapters import DynamoWindowStore, KinesisShardTip
 from payments.settings import WindowsCloseSettings
 from payments.windowing import (
@@ -52,7 +52,7 @@ def dependencies(
     return CloseDependencies(
         activity_stream=settings.activity_stream,
         store=DynamoWindowStore(client("dynamodb"), settings.activity_table),
-        sink=KinesisSink(kinesis),
+        sink=stream_sink(client),
         tip=KinesisShardTip(kinesis),
         now=now,
     )
