@@ -111,13 +111,30 @@ def count_quarantined(s3: Any, pipeline: Pipeline, names: Mapping[str, str]) -> 
             for proc, bucket in quarantine_buckets(pipeline).items()}
 
 
+def live_tables(pipeline: Pipeline, dynamodb: Any, names: Mapping[str, str], *, stage: str,
+                account: str, region: str) -> tuple[str, dict[str, str]]:
+    """The version readers use (the registry's live pointer; v1 without a registry) and each
+    declared table's physical table in it (the registry itself is not versioned)."""
+    from cascata.versions import Registry, table_name
+
+    control = pipeline.control_table
+    tables = dict(names)
+    if control is None:
+        return "v1", tables
+    live = Registry(dynamodb, names[control.name]).live()
+    if live != "v1":
+        for table in pipeline.versioned_tables:
+            tables[table.name] = table_name(pipeline, table.name, live, stage=stage,
+                                            account=account, region=region)
+    return live, tables
+
+
 def build_status(pipeline: Pipeline, report: Mapping[str, Any], *, names: Mapping[str, str],
                  backlog: Backlog, dynamodb: Any, s3: Any, region: str, stage: str,
-                 view_tables: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 account: str) -> dict[str, Any]:
     """The status document: per mapping its backlog and counters, per processor its
-    quarantined records, per view its size, per topology edge its total and rate.
-    `view_tables`: declared table -> the physical table to count (the live version's);
-    default `names`."""
+    quarantined records, per table its size in the live version, per topology edge its
+    total and rate."""
     mappings: Mapping[str, Any] = report.get("mappings", {})
     processors: list[dict[str, Any]] = []
     total = 0
@@ -139,13 +156,17 @@ def build_status(pipeline: Pipeline, report: Mapping[str, Any], *, names: Mappin
             "throttles": mapping["throttles"],
             "on_failure_records": mapping["on_failure_records"],
         })
-    tables = view_tables or names
-    views = {}
+    live, tables = live_tables(pipeline, dynamodb, names, stage=stage, account=account,
+                               region=region)
+    views: dict[str, int | None] = {}
     for table in pipeline.tables:
-        count = 0
-        for page in dynamodb.get_paginator("scan").paginate(TableName=tables[table.name],
-                                                            Select="COUNT"):
-            count += page["Count"]
+        count: int | None = 0
+        try:
+            for page in dynamodb.get_paginator("scan").paginate(TableName=tables[table.name],
+                                                                Select="COUNT"):
+                count = (count or 0) + page["Count"]
+        except dynamodb.exceptions.ResourceNotFoundException:
+            count = None  # the live version lacks this table: reported, not a failure
         views[table.name] = count
     updated = report.get("updated_at")
     age = 0.0 if updated is None else max(0.0, time.time() - float(updated))
@@ -158,6 +179,7 @@ def build_status(pipeline: Pipeline, report: Mapping[str, Any], *, names: Mappin
         "processors": processors,
         "quarantined": count_quarantined(s3, pipeline, names),
         "views": views,
+        "views_version": live,
         "edges": edge_flows(pipeline, report),
     }
 

@@ -176,7 +176,7 @@ def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline | None = 
     return build_status(pipeline, report, names=names,
                         backlog=partial(_backlog, aws.client("kinesis")),
                         dynamodb=aws.client("dynamodb"), s3=aws.client("s3"),
-                        region=aws.region, stage=stage)
+                        region=aws.region, stage=stage, account=aws.account)
 
 
 def _read_report(aws: Aws, bucket: str) -> dict[str, Any]:
@@ -236,7 +236,8 @@ def render_status(report: dict[str, Any]) -> None:
                       f"{quarantined[p['processor']]:,}" if p["processor"] in quarantined
                       else "")
     out.print(table)
-    views = ", ".join(f"{k} {v:,}" for k, v in report["views"].items())
-    out.print(f"views: {views}")
+    views = ", ".join(f"{k} {'missing' if v is None else f'{v:,}'}"
+                      for k, v in report["views"].items())
+    out.print(f"views ({report.get('views_version', 'v1')}): {views}")
     out.print(f"total lag: [bold]{report['lag_records']:,}[/] records "
               f"(runtime report {report['report_age_s']} s old)")

@@ -132,7 +132,7 @@ class ConsoleData:
         return build_status(self.pipeline, self.runtime.checkpoint_report(),
                             names=self.names(), backlog=self._backlog,
                             dynamodb=self.client("dynamodb"), s3=self.client("s3"),
-                            region=aws.region, stage=self.runtime.stage)
+                            region=aws.region, stage=self.runtime.stage, account=aws.account)
 
     def _source(self, physical: str) -> KinesisBackendSource:
         aws = self.runtime.aws

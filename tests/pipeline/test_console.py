@@ -377,3 +377,35 @@ def test_an_unreadable_failure_entry_is_listed_not_a_server_error(up: dict[str, 
                         {"id": f"quarantine/{key}", "data": "{}"})
     assert code == 400 and "0 record" in answer["error"]
     aws.client("s3").delete_object(Bucket=bucket, Key=key)
+
+
+def test_table_sizes_follow_the_version_readers_use(up: dict[str, Any]) -> None:
+    """After a promote, the sizes on the status (and the console) are the live version's."""
+    from cascata.local.observe import live_tables
+
+    aws = external(up["aws_endpoint_url"])
+    ddb = aws.client("dynamodb")
+    names = {r: PIPELINE.physical_name(r, stage=STAGE) for r in PIPELINE.resources()}
+    assert live_tables(PIPELINE, ddb, names, stage=STAGE, account=aws.account,
+                       region=aws.region) == ("v1", names)
+    v2 = PIPELINE.for_version("v2")
+    copy = v2.physical_name("balances", stage=STAGE)
+    ddb.create_table(TableName=copy, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "account_id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "account_id",
+                                            "AttributeType": "S"}])
+    ddb.put_item(TableName=copy, Item={"account_id": {"S": "only-in-v2"}})
+    registry = names["versions"]
+    ddb.put_item(TableName=registry, Item={"version": {"S": "@live"}, "live": {"S": "v2"}})
+    try:
+        live, tables = live_tables(PIPELINE, ddb, names, stage=STAGE, account=aws.account,
+                                   region=aws.region)
+        assert live == "v2" and tables["balances"] == copy
+        assert tables["versions"] == registry  # the registry is not versioned
+        report = get(f"{up['console_url']}/api/status")
+        assert report["views_version"] == "v2" and report["views"]["balances"] == 1
+        # Only balances was made for v2 here: the others are reported missing, not an error.
+        assert report["views"]["profiles"] is None
+        assert status(up["aws_endpoint_url"], stage=STAGE)["views"] == report["views"]
+    finally:
+        ddb.delete_item(TableName=registry, Key={"version": {"S": "@live"}})

@@ -225,6 +225,7 @@ function renderStatus(status) {
   const sizes = document.querySelector("#view-sizes tbody");
   sizes.replaceChildren(...Object.entries(status.views).map(([name, size]) =>
     el("tr", {}, el("td", { text: name }), el("td", { class: "num", "data-view": name, text: count(size) }))));
+  setText(document, "#views-version", `(version ${status.views_version || "v1"}, the one readers use)`);
   setText(document, "#lag", count(status.lag_records));
   const quarantined = Object.values(status.quarantined || {}).reduce((a, b) => a + b, 0);
   const onFailure = status.processors.reduce((a, m) => a + m.on_failure_records, 0);
