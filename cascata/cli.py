@@ -91,9 +91,19 @@ def produce(
         "origin stream].")] = None,
     stage: StageOpt = "local",
     endpoint_url: ProduceEndpointOpt = None,
+    broker: Annotated[str, typer.Option(
+        help="kinesis, or msk: write the stream's Kafka topic at --bootstrap-servers.")]
+    = "kinesis",
+    bootstrap_servers: Annotated[str | None, typer.Option(
+        "--bootstrap-servers", help="host:port[,host:port...] of the Kafka brokers "
+        "(--broker msk).")] = None,
+    kafka_auth: Annotated[str, typer.Option(
+        help="iam (MSK: TLS and IAM, signed with the AWS configuration) or none (a plaintext "
+        "broker, such as a local one).")] = "iam",
     as_json: JsonOpt = False,
 ) -> None:
-    """Send events to a stream, from a JSON Lines file or the project's sample workload."""
+    """Send events to a stream (or its Kafka topic), from a JSON Lines file or the project's
+    sample workload."""
     from cascata.local.emulator import EndpointError, external, find_pipeline
     from cascata.pipeline import ResourceKind
     from cascata.producer import InputFileError, Outgoing, read_jsonl
@@ -131,6 +141,15 @@ def produce(
     declared = {s.name for s in pipeline.streams}
     if stream not in declared or pipeline.resource(stream).kind is not ResourceKind.STREAM:
         raise CliError(f"unknown stream {stream!r}; declared: {', '.join(sorted(declared))}")
+    if broker == "msk":
+        _produce_to_kafka(pipeline.physical_name(stream, stage=stage), batch,
+                          bootstrap_servers=bootstrap_servers, auth=kafka_auth,
+                          as_json=as_json)
+        return
+    if broker != "kinesis":
+        raise CliError(f"--broker must be kinesis or msk, not {broker!r}")
+    if bootstrap_servers is not None:
+        raise CliError("--bootstrap-servers goes with --broker msk")
     try:
         aws = external(endpoint_url)
         aws.check_reachable()
@@ -153,6 +172,56 @@ def produce(
             f"({report.events_per_second:,.0f}/s, {report.requests} PutRecords requests); "
             f"failed: {report.failed}"
         )
+        for failure in report.failures[:5]:
+            out.print(f"  {failure}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _produce_to_kafka(topic: str, batch: list[Any], *, bootstrap_servers: str | None,
+                      auth: str, as_json: bool) -> None:
+    """`produce --broker msk`: the events to `topic` with the functions' Kafka sink
+    (idempotent producer, acks=all, keys kept)."""
+    from cascata.aws_env import resolve
+    from cascata.producer import produce as send
+    from cascata_runtime.kafka_sink import KafkaSink, producer_config
+
+    if not bootstrap_servers:
+        raise CliError("--broker msk needs --bootstrap-servers host:port[,host:port...]")
+    servers = [s.strip() for s in bootstrap_servers.split(",")]
+    if len(bootstrap_servers) > 4096 or not all(
+            s.rpartition(":")[0] and s.rpartition(":")[2].isdigit() for s in servers):
+        raise CliError(f"--bootstrap-servers must be host:port[,host:port...], got "
+                       f"{bootstrap_servers[:200]!r}")
+    if auth not in ("iam", "none"):
+        raise CliError(f"--kafka-auth must be iam or none, not {auth!r}")
+    region = resolve(default_region=None).region if auth == "iam" else ""
+    from confluent_kafka import KafkaException, Producer
+
+    try:
+        producer = Producer(producer_config(",".join(servers), region=region,
+                                            iam=auth == "iam"))
+    except KafkaException as exc:
+        raise CliError(f"cannot make a Kafka producer: {exc}") from None
+    try:  # reach the brokers and find the topic before sending anything
+        metadata = producer.list_topics(topic, timeout=10)
+    except KafkaException as exc:
+        raise CliError(f"cannot reach the Kafka brokers at {','.join(servers)}: "
+                       f"{exc.args[0].str() if exc.args else exc}") from None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        why = found.error.str() if found is not None and found.error is not None else "absent"
+        raise CliError(f"no topic {topic} at {','.join(servers)} ({why}): create it first")
+    with progress(not as_json) as bar:
+        task = bar.add_task(f"produce → {topic}", total=len(batch))
+        report = send(None, topic, batch, sink=KafkaSink(producer, timeout_s=30.0),
+                      on_progress=lambda n: bar.advance(task, n))
+    if as_json:
+        print_json({**report.to_json(), "broker": "msk", "topic": topic})
+    else:
+        out.print(f"sent [bold]{report.sent}[/] events to topic {topic} in "
+                  f"{report.duration_s:.1f} s ({report.events_per_second:,.0f}/s); failed: "
+                  f"{report.failed}")
         for failure in report.failures[:5]:
             out.print(f"  {failure}")
     if report.failed:

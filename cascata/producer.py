@@ -15,7 +15,7 @@ from typing import Any
 from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.envelope import Rejection
 from cascata_runtime.policy import parse_json
-from cascata_runtime.ports import OutRecord
+from cascata_runtime.ports import OutRecord, Sink
 
 MAX_KEY_CHARS = 256
 MAX_LINE_BYTES = 1024 * 1024
@@ -95,14 +95,17 @@ def produce(
     sleep: Callable[[float], None] = time.sleep,
     rate: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sink: Sink | None = None,
 ) -> ProduceReport:
     """`rate`: offer the events at this many a second (ten requests a second), not at once,
-    on `clock` (seconds), waiting with `sleep`."""
+    on `clock` (seconds), waiting with `sleep`. `sink`: where the events go (a `KafkaSink` to
+    write a topic); by default the Kinesis stream `stream` through `kinesis`."""
     if rate is not None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         batch_size = max(1, min(batch_size, round(rate / 10)))
-    sink = KinesisSink(kinesis, sleep=sleep, max_attempts=8)
+    if sink is None:
+        sink = KinesisSink(kinesis, sleep=sleep, max_attempts=8)
     report = ProduceReport(stream=stream)
     started = time.perf_counter()
     paced_from = clock()
@@ -124,7 +127,7 @@ def produce(
         report.sent += len(records) - len(failures)
         if on_progress:
             on_progress(len(records))
-    report.requests = sink.requests
+    report.requests = int(getattr(sink, "requests", 0))
     report.duration_s = time.perf_counter() - started
     return report
 
