@@ -294,7 +294,7 @@ function dataCell(record) {
     return el("td", {}, el("div", { class: "muted", text: `KPL aggregate of ${record.aggregated.length} records` }),
       ...record.aggregated.map((r) => el("pre", { text: `${r.partition_key}: ${r.data_text ?? "(binary) " + r.data_base64}` })));
   }
-  const text = record.json !== undefined ? JSON.stringify(record.json, null, 1)
+  const text = record.json !== undefined ? JSON.stringify(record.json)
     : record.data_text !== undefined ? record.data_text : `(binary, base64) ${record.data_base64}`;
   return el("td", {}, el("pre", { text: text + (record.truncated ? " …(cut)" : "") }));
 }
