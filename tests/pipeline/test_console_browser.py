@@ -209,3 +209,29 @@ def test_a_quarantined_record_is_listed_with_its_reason(up: dict[str, Any],
     assert json.loads(editor.get_attribute("value")) == {"type": "payment.made"}
     assert "missing" in chrome.find_element(By.ID, "failure-entry").text
     shoot(chrome, "failures")
+
+
+def test_the_versions_tab_diffs_two_versions(up: dict[str, Any], chrome: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    chrome.get(f"{up['console_url']}/#versions")
+    wait(chrome, lambda c: c.find_elements(By.CSS_SELECTOR, '#version-list tr[data-version="v1"]'),
+         what="the versions")
+    assert "live" in chrome.find_element(By.CSS_SELECTOR,
+                                         '#version-list tr[data-version="v1"]').text
+    chrome.find_element(By.CSS_SELECTOR, "#diff-form button").click()
+    report = wait(chrome, lambda c: c.find_elements(By.ID, "diff-report"), what="the diff")
+    text = report[0].text
+    assert text.startswith("0 difference(s) between v1 and v1") and "balances" in text
+    assert "null" not in chrome.find_element(By.ID, "diff-result").text
+
+
+def test_the_stream_browser_shows_the_newest_records(up: dict[str, Any], chrome: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    chrome.get(f"{up['console_url']}/#streams")
+    rows = wait(chrome, lambda c: c.find_elements(By.CSS_SELECTOR, "#record-table tbody tr"),
+                what="the records")
+    first = rows[0].find_elements(By.TAG_NAME, "td")
+    assert int(first[0].text) >= int(rows[-1].find_elements(By.TAG_NAME, "td")[0].text)
+    assert json.loads(first[4].text)["type"] == "payment.made"  # decoded from the record

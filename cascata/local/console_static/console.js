@@ -509,11 +509,12 @@ async function runDiff(event) {
       el("td", { class: "num", text: count(c.rows_a) }), el("td", { class: "num", text: count(c.rows_b) })));
     const examples = report.differences.map((d) => el("li", { text:
       `${d.view} ${JSON.stringify(d.key)}: ${d.kind === "changed" ? `${d.fields.join(", ")} ${JSON.stringify(d.a)} → ${JSON.stringify(d.b)}` : d.kind.replaceAll("_", " ")}` }));
-    target.replaceChildren(
+    // Wrapped in one element: `el` skips a missing child, replaceChildren would print "null".
+    target.replaceChildren(el("div", { id: "diff-report" },
       el("p", {}, el("b", { text: count(report.total_differences) }), ` difference(s) between ${a} and ${b}`),
-      el("table", { class: "grid" }, el("thead", {}, el("tr", {}, ...["view", "differences", `rows ${a}`, `rows ${b}`].map((h) => el("th", { text: h })))),
+      el("table", { class: "grid" }, el("thead", {}, el("tr", {}, ...["view", "differences", `rows in ${a}`, `rows in ${b}`].map((h) => el("th", { text: h })))),
         el("tbody", {}, ...rows)),
-      examples.length ? el("ul", {}, ...examples) : null);
+      examples.length ? el("ul", {}, ...examples) : null));
   } catch (error) {
     target.replaceChildren(el("p", { class: "err", text: error.message }));
   }
