@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import ctypes
 import glob
-import hashlib
 import os
 import threading
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cascata.aws_env import arn
 from cascata.local.clock import Clock, SystemClock
-from cascata.local.kafka_log import KafkaMessage
+from cascata.local.kafka_log import (
+    HeadersArg,
+    KafkaMessage,
+    check_message,
+    check_topic,
+    cluster_arn,
+)
 
 __all__ = ["BrokerUnavailableError", "KafkaBroker"]
 
-HeadersArg = Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None
 _TIMEOUT_S = 10.0
 _TIMESTAMP_TYPES = {1: "CREATE_TIME", 2: "LOG_APPEND_TIME"}
 
@@ -99,12 +101,7 @@ class KafkaBroker:
         self.bootstrap_servers = self._c.rd_kafka_mock_cluster_bootstraps(
             self._cluster).decode()
         self.cluster_name = cluster_name
-        digest = hashlib.sha256(f"{account}:{region}:{cluster_name}".encode()).hexdigest()
-        cluster_id = (
-            f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}-1"
-        )
-        self.cluster_arn = arn("kafka", f"cluster/{cluster_name}/{cluster_id}", region=region,
-                               account=account)
+        self.cluster_arn = cluster_arn(cluster_name, region=region, account=account)
         self._lock = threading.RLock()
         self._partitions: dict[str, int] = {}
         self._producer = Producer({
@@ -158,12 +155,7 @@ class KafkaBroker:
     def create_topic(self, name: str, partitions: int = 1) -> None:
         """Create a topic with `partitions` partitions (replication: the broker count, at most
         3); creating an existing topic with the same count is a no-op."""
-        from cascata.local.kafka_log import _TOPIC
-
-        if not _TOPIC.match(name):
-            raise ValueError(f"topic name {name!r} must be 1-249 characters of A-Za-z0-9._-")
-        if partitions < 1:
-            raise ValueError(f"topic {name!r}: partitions must be at least 1, got {partitions}")
+        check_topic(name, partitions)
         with self._lock:
             existing = self._partitions.get(name)
             if existing is not None:
@@ -208,14 +200,7 @@ class KafkaBroker:
         """Produce one message (idempotent producer, acks=all) and wait for its acknowledgement;
         returns its `(partition, offset)`. Unkeyed messages without a partition go to the
         partitioner's choice."""
-        if key is not None and not isinstance(key, bytes):
-            raise TypeError(f"key must be bytes or None, got {type(key).__name__}")
-        if value is not None and not isinstance(value, bytes):
-            raise TypeError(f"value must be bytes or None, got {type(value).__name__}")
-        header_items = list((headers.items() if isinstance(headers, Mapping) else headers) or ())
-        for name, raw in header_items:
-            if not isinstance(name, str) or not isinstance(raw, bytes):
-                raise TypeError(f"header {name!r}: names are str and values are bytes")
+        header_items = list(check_message(key, value, headers))
         count = self.partition_count(topic)
         if partition is not None and not 0 <= partition < count:
             raise KeyError(f"topic {topic!r} has no partition {partition} (0..{count - 1})")

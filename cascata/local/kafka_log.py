@@ -24,7 +24,8 @@ from typing import Protocol
 from cascata.aws_env import arn
 from cascata.local.clock import Clock, SystemClock
 
-__all__ = ["KafkaCluster", "KafkaLog", "KafkaMessage", "murmur2", "partition_for_key"]
+__all__ = ["KafkaCluster", "KafkaLog", "KafkaMessage", "check_message", "check_topic",
+           "cluster_arn", "murmur2", "partition_for_key"]
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _MASK32 = 0xFFFFFFFF
@@ -76,6 +77,37 @@ class KafkaMessage:
     timestamp_ms: int
     timestamp_type: str = "CREATE_TIME"
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def cluster_arn(cluster_name: str, *, region: str, account: str) -> str:
+    """The ARN of a local cluster: a stable id shaped like MSK's "<uuid>-<n>" suffix, derived
+    from the name, so ARNs in events and on-failure records are the same from run to run."""
+    digest = hashlib.sha256(f"{account}:{region}:{cluster_name}".encode()).hexdigest()
+    cluster_id = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}-1"
+    return arn("kafka", f"cluster/{cluster_name}/{cluster_id}", region=region, account=account)
+
+
+def check_topic(name: str, partitions: int) -> None:
+    """ValueError unless `name` is a Kafka topic name and `partitions` at least 1."""
+    if not _TOPIC.match(name):
+        raise ValueError(f"topic name {name!r} must be 1-249 characters of A-Za-z0-9._-")
+    if partitions < 1:
+        raise ValueError(f"topic {name!r}: partitions must be at least 1, got {partitions}")
+
+
+def check_message(key: bytes | None, value: bytes | None,
+                  headers: HeadersArg) -> tuple[tuple[str, bytes], ...]:
+    """The headers as pairs; TypeError unless key and value are bytes (or None) and every
+    header is a str name with a bytes value."""
+    if key is not None and not isinstance(key, bytes):
+        raise TypeError(f"key must be bytes or None, got {type(key).__name__}")
+    if value is not None and not isinstance(value, bytes):
+        raise TypeError(f"value must be bytes or None, got {type(value).__name__}")
+    items = tuple((headers.items() if isinstance(headers, Mapping) else headers) or ())
+    for name, raw in items:
+        if not isinstance(name, str) or not isinstance(raw, bytes):
+            raise TypeError(f"header {name!r}: names are str and values are bytes")
+    return items
 
 
 class KafkaCluster(Protocol):
@@ -143,14 +175,7 @@ class KafkaLog:
         self._auto_create = auto_create_topics
         self._default_partitions = default_partitions
         self.cluster_name = cluster_name
-        # A stable cluster id, shaped like MSK's "<uuid>-<n>" suffix, derived from the name so
-        # that ARNs in events and on-failure records are the same from run to run.
-        digest = hashlib.sha256(f"{account}:{region}:{cluster_name}".encode()).hexdigest()
-        cluster_id = (
-            f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}-1"
-        )
-        self.cluster_arn = arn("kafka", f"cluster/{cluster_name}/{cluster_id}", region=region,
-                               account=account)
+        self.cluster_arn = cluster_arn(cluster_name, region=region, account=account)
         self.bootstrap_servers = ",".join(
             f"b-{n}.{cluster_name}.local.kafka.{region}.amazonaws.com:9098" for n in (1, 2)
         )
@@ -159,10 +184,7 @@ class KafkaLog:
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         """Create a topic; creating an existing topic with the same partition count is a no-op."""
-        if not _TOPIC.match(name):
-            raise ValueError(f"topic name {name!r} must be 1-249 characters of A-Za-z0-9._-")
-        if partitions < 1:
-            raise ValueError(f"topic {name!r}: partitions must be at least 1, got {partitions}")
+        check_topic(name, partitions)
         with self._lock:
             existing = self._topics.get(name)
             if existing is not None:
@@ -208,14 +230,7 @@ class KafkaLog:
         timestamp_ms: int | None = None,
     ) -> tuple[int, int]:
         """Append one message and return its `(partition, offset)`."""
-        if key is not None and not isinstance(key, bytes):
-            raise TypeError(f"key must be bytes or None, got {type(key).__name__}")
-        if value is not None and not isinstance(value, bytes):
-            raise TypeError(f"value must be bytes or None, got {type(value).__name__}")
-        header_items = tuple((headers.items() if isinstance(headers, Mapping) else headers) or ())
-        for name, raw in header_items:
-            if not isinstance(name, str) or not isinstance(raw, bytes):
-                raise TypeError(f"header {name!r}: names are str and values are bytes")
+        header_items = check_message(key, value, headers)
         ts = int(self._clock.now() * 1000) if timestamp_ms is None else int(timestamp_ms)
         with self._lock:
             if topic not in self._topics and self._auto_create:
