@@ -46,6 +46,7 @@ from werkzeug.wrappers import Request, Response
 
 from cascata.local.esm_sources import KinesisBackendSource
 from cascata.local.guard import LoopbackGuard
+from cascata.local.objects import list_keys
 from cascata.local.observe import (
     QUARANTINE_PREFIX,
     build_status,
@@ -324,10 +325,18 @@ class ConsoleData:
                             continue
                     found.append((obj["LastModified"], bucket, obj["Key"]))
         found.sort(reverse=True)
-        entries = [self.entry(f"{bucket}/{key}", full=False) for _, bucket, key in found[:limit]]
+        # One listing of the "sent back" notes per bucket, not one request per entry.
+        noted = {bucket: set(list_keys(s3, self.names()[bucket], RESENT_PREFIX))
+                 for bucket in {b for _, b, _ in found[:limit]}}
+        entries = [self.entry(f"{bucket}/{key}", full=False,
+                              maybe_resent=RESENT_PREFIX + key in noted[bucket])
+                   for _, bucket, key in found[:limit]]
         return {"kind": kind, "total": len(found), "shown": len(entries), "entries": entries}
 
-    def entry(self, entry_id: str, *, full: bool = True) -> dict[str, Any]:
+    def entry(self, entry_id: str, *, full: bool = True,
+              maybe_resent: bool = True) -> dict[str, Any]:
+        """One entry; `maybe_resent=False` (the caller listed the notes) skips looking for a
+        "sent back" note."""
         bucket, key = self._entry_id(entry_id)
         s3 = self.client("s3")
         physical = self.names()[bucket]
@@ -335,7 +344,7 @@ class ConsoleData:
             body = s3.get_object(Bucket=physical, Key=key)["Body"].read()
         except s3.exceptions.NoSuchKey:
             raise ApiError(404, f"no entry {entry_id[:200]!r}") from None
-        resent = self._resent(physical, key)
+        resent = self._resent(physical, key) if maybe_resent else None
         kind = "quarantine" if key.startswith(QUARANTINE_PREFIX) else "on_failure"
         try:
             document = json.loads(body)

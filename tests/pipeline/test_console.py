@@ -245,6 +245,8 @@ def test_the_inspector_lists_a_quarantined_record_and_sends_a_fix_back(
     # Sent once: the entry says so, and a second send needs "again".
     assert get(f"{console}/api/failures/entry?id={entry['id']}")["resent"]["sequence"] == (
         sent["sequence"])
+    [listed] = get(f"{console}/api/failures?kind=quarantine")["entries"]
+    assert listed["resent"]["sequence"] == sent["sequence"]
     code, answer = post(f"{console}/api/failures/resend",
                         {"id": entry["id"], "data": json.dumps(fixed)})
     assert code == 409 and "again" in answer["error"]
