@@ -198,9 +198,12 @@ def _produce_to_kafka(topic: str, batch: list[Any], *, bootstrap_servers: str | 
     region = resolve(default_region=None).region if auth == "iam" else ""
     from confluent_kafka import KafkaException, Producer
 
+    config = producer_config(",".join(servers), region=region, iam=auth == "iam")
+    # The client's own log lines (one per failed connection attempt) would flood the
+    # terminal; this command reports what went wrong itself, in one line.
+    config["log_level"] = 0
     try:
-        producer = Producer(producer_config(",".join(servers), region=region,
-                                            iam=auth == "iam"))
+        producer = Producer(config)
     except KafkaException as exc:
         raise CliError(f"cannot make a Kafka producer: {exc}") from None
     try:  # reach the brokers and find the topic before sending anything

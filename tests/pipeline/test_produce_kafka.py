@@ -68,3 +68,17 @@ def test_bad_kafka_arguments_are_one_line(args: list[str], words: str,
     error = capsys.readouterr().err.strip()
     assert error.startswith("error") and words in error and "\n" not in error
 
+
+
+def test_unreachable_brokers_are_one_line_without_the_clients_log(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    code = main(["produce", "--events", "1", "--stage", STAGE, "--broker", "msk",
+                 "--bootstrap-servers", f"127.0.0.1:{port}", "--kafka-auth", "none"])
+    err = capfd.readouterr().err.strip()  # file-descriptor level: librdkafka writes there
+    assert code == 2 and err.startswith("error: cannot reach the Kafka brokers")
+    assert "\n" not in err
