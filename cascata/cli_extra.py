@@ -29,14 +29,26 @@ def plan(
     = None,
     hot_key_share: Annotated[float | None, typer.Option(
         help="Share of events involving the busiest key [default: 0.01].")] = None,
+    broker: Annotated[str | None, typer.Option(
+        help="Also cost the pipeline term by term on kinesis, msk-serverless, "
+             "msk-provisioned or all, with the floor at zero traffic and where they cross.")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Shards, Lambda concurrency, DynamoDB capacity and monthly cost of the declared pipeline
-    at a given rate, with every AWS limit it would hit."""
+    at a given rate, with every AWS limit it would hit (and with --broker, its cost on Kinesis
+    and MSK)."""
     import dataclasses
 
-    from cascata.plan import ASSUMPTIONS, PlanError, render
+    from cascata.plan import ASSUMPTIONS, BROKERS, PlanError, compare, render, render_comparison
     from cascata.plan import plan as make_plan
+
+    brokers: tuple[str, ...] = ()
+    if broker is not None:
+        brokers = BROKERS if broker == "all" else (broker,)
+        if not set(brokers) <= set(BROKERS):
+            raise CliError(f"--broker must be one of {', '.join(BROKERS)} or all, "
+                           f"got {broker!r}")
 
     changes: dict[str, float | int] = {}
     if keys is not None:
@@ -50,9 +62,13 @@ def plan(
     assumptions = dataclasses.replace(ASSUMPTIONS, **changes)  # type: ignore[arg-type]
     try:
         result = make_plan(rate, record_bytes, assumptions=assumptions)
+        comparison = compare(result, brokers) if brokers else None
     except PlanError as exc:
         raise CliError(str(exc)) from None
     if as_json:
-        print_json(result.to_json())
+        print_json({**result.to_json(),
+                    **({"brokers": comparison.to_json()} if comparison else {})})
     else:
         render(result)
+        if comparison:
+            render_comparison(comparison)

@@ -13,14 +13,19 @@ true of any pipeline (utilisation targets, Lambda's CPU share, request latencies
 
 The AWS limits checked are in `LIMITS` (documented defaults; several can be raised by a quota
 request). Prices come from `cascata.prices`.
+
+`compare` prices the same plan on each broker (`BROKERS`) term by term, in Decimal, with its
+floor (the same deployment at zero traffic) and the rates at which two brokers' totals cross.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -123,6 +128,18 @@ class Assumptions:
     sequential, which overstates functions that overlap them (balances and profiles write from
     8 threads)."""
     default_latency_ms: float = 10.0
+    retention_hours: int = 24
+    """How long a broker keeps records: Kinesis includes 24 hours in its shard price, MSK bills
+    the bytes it keeps."""
+    kafka_zones: int = 3
+    """Zones of the MSK variant's VPC (`kafka.zone_count`: 3 in the prod stage, 2 in dev).
+    Interface endpoints are billed per zone; provisioned brokers are placed one per zone."""
+    kafka_min_pollers: int = 1
+    """`kafka.min_pollers`: the provisioned pollers each Kafka mapping keeps (the stacks'
+    default)."""
+    broker_min_volume_gb: int = 100
+    """The smallest storage volume a provisioned broker is given (assumed; MSK accepts 1 GB
+    and up)."""
 
     def request_ms(self, operation: str) -> float:
         return float(self.latency_ms.get(operation, self.default_latency_ms))
@@ -322,6 +339,8 @@ class Plan:
     notes: list[str]
     origins: tuple[str, ...] = ()
     """The origin streams, fed at their share of the rate."""
+    pipeline: Pipeline | None = field(default=None, repr=False)
+    """The declaration planned (the broker comparison reads its mappings and archives)."""
 
     @property
     def hits(self) -> list[Check]:
@@ -380,7 +399,11 @@ def plan(
 ) -> Plan:
     pipeline = pipeline or current_pipeline()
     check_arguments(rate, record_bytes)
-    a = assumptions
+    return _build(rate, record_bytes, pipeline, assumptions)
+
+
+def _build(rate: float, record_bytes: int, pipeline: Pipeline, a: Assumptions) -> Plan:
+    """The plan at `rate`, which may be zero here (the floor of the broker comparison)."""
     if a.keys <= 0:
         raise PlanError("--keys must be positive")
     if not 0 <= a.hot_key_share <= 1:
@@ -438,7 +461,8 @@ def plan(
     kinesis_usd = _kinesis_cost(streams)
     mode = min(kinesis_usd, key=lambda k: kinesis_usd[k])
     monthly = _monthly(functions, tables, kinesis_usd[mode], streams, models, pipeline, a)
-    monthly["per_million_events"] = monthly["total"] / (rate * SECONDS_PER_MONTH) * 1e6
+    monthly["per_million_events"] = (monthly["total"] / (rate * SECONDS_PER_MONTH) * 1e6
+                                     if rate else 0.0)
     if pipeline.apis or pipeline.scheduled:
         names = ", ".join([f.name for f in pipeline.apis] + [f.name for f in pipeline.scheduled])
         notes.append(f"not planned (their load does not follow the event rate): {names}")
@@ -456,7 +480,7 @@ def plan(
     return Plan(rate=rate, record_bytes=record_bytes, assumptions=a, streams=streams,
                 functions=functions, tables=tables, monthly_usd=monthly,
                 kinesis_usd=kinesis_usd, kinesis_mode=mode, checks=checks, notes=notes,
-                origins=tuple(s.name for s in pipeline.streams if s.origin))
+                origins=tuple(s.name for s in pipeline.streams if s.origin), pipeline=pipeline)
 
 
 def _add(stream: StreamPlan, records_per_s: float, record_bytes: float) -> None:
@@ -685,6 +709,441 @@ def _r(value: float) -> float:
     return round(value, digits)
 
 
+# The broker comparison ------------------------------------------------------------------
+
+BROKERS = ("kinesis", "msk-serverless", "msk-provisioned")
+"""The brokers a declared pipeline can run on: Kinesis (the default stacks) and MSK (the
+`broker=msk` variant renders MSK Serverless; provisioned brokers are the other MSK cluster type
+a user could point it at)."""
+BROKER_NAMES = MappingProxyType({"kinesis": "Kinesis", "msk-serverless": "MSK Serverless",
+                                 "msk-provisioned": "MSK provisioned"})
+GIB = 1024 ** 3
+CENT = Decimal("0.01")
+KAFKA_POLLER_BYTES = 5_000_000
+KAFKA_POLLER_INVOCATIONS = 5
+"""One provisioned Kafka poller handles up to 5 MB/s or 5 concurrent invocations."""
+EPU_POLLERS = 10
+EPU_BYTES = 20_000_000
+"""One Event Poller Unit holds up to 10 pollers and 20 MB/s; a mapping outside a poller group
+(the stacks name none) holds its own (Lambda developer guide, Kafka scaling modes)."""
+INTERFACE_ENDPOINTS = ("Lambda", "STS", "X-Ray")
+"""The MSK variant's interface endpoints, one per zone each (`cascata.cdk.kafka`)."""
+FIREHOSE_RECORD_ROUNDING = 5 * 1024
+PROVISIONED_BROKER = "kafka.m7g.large"
+BROKER_STORAGE_MIB_S = 78.75
+BROKER_NETWORK_MIB_S = 117.0
+STORAGE_IO_FACTOR = 6.5
+NETWORK_IO_BASE = 5.7
+BROKER_PARTITIONS = 1000
+STORAGE_HEADROOM = 2.0
+"""Sizing of provisioned brokers, as AWS's MSK sizing tool does it: a kafka.m7g.large broker
+writes 78.75 MiB/s to storage and sends 117 MiB/s; each MiB/s produced costs 6.5 MiB/s of
+storage writes (replicas, lagging readers, rebalancing, one zone down) and 5.7 MiB/s plus the
+consumers' share (scaled up for one zone down) of network; 1,000 partition replicas a broker
+are recommended; volumes are given twice the data they keep."""
+MSK_REPLICATION = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One line of a bill: `quantity` of `unit` a month at `unit_price` each. A quantity of
+    None was not estimated and a unit price of None is not confirmed: either way the term has
+    no monthly figure and is left out of the totals (never counted as zero)."""
+
+    name: str
+    quantity: Decimal | None
+    unit: str
+    unit_price: Decimal | None
+    source: str
+    note: str = ""
+    shared: bool = False
+    """The same on every broker (Lambda, tables, S3, SNS)."""
+
+    @property
+    def monthly(self) -> Decimal | None:
+        if self.quantity is None or self.unit_price is None:
+            return None
+        return self.quantity * self.unit_price
+
+    @property
+    def status(self) -> str:
+        if self.unit_price is None:
+            return "not priced"
+        if self.quantity is None:
+            return "not estimated"
+        return "priced"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name, "quantity": _text(self.quantity), "unit": self.unit,
+            "unit_price_usd": _text(self.unit_price),
+            "monthly_usd": _text(_cents(self.monthly)), "source": self.source,
+            "status": self.status, "shared": self.shared}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCost:
+    """What the declared pipeline costs a month on one broker at the plan's rate, and at zero
+    traffic (the floor: what it costs to exist)."""
+
+    broker: str
+    sizing: str
+    terms: tuple[Term, ...]
+    floor_terms: tuple[Term, ...]
+    mode: str = ""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> Decimal:
+        return _sum(self.terms)
+
+    @property
+    def floor(self) -> Decimal:
+        return _sum(self.floor_terms)
+
+    @property
+    def rate_dependent(self) -> Decimal:
+        return self.total - self.floor
+
+    @property
+    def unpriced(self) -> list[Term]:
+        return [t for t in self.terms if t.monthly is None]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": BROKER_NAMES[self.broker], "sizing": self.sizing,
+            "total_usd": _text(_round(self.total)),
+            "floor_usd": _text(_round(self.floor)),
+            "rate_dependent_usd": _text(_round(self.total) - _round(self.floor)),
+            "terms": [t.to_json() for t in self.terms],
+            "floor_terms": [t.to_json() for t in self.floor_terms],
+            "not_priced": [t.name for t in self.unpriced if t.status == "not priced"],
+            "not_estimated": [t.name for t in self.unpriced if t.status == "not estimated"],
+            "notes": list(self.notes)}
+        if self.mode:
+            out["mode"] = self.mode
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Crossover:
+    """Where two brokers' monthly totals cross: `cheaper_below` is the cheaper one below
+    `rate` events per second, `cheaper_above` above it."""
+
+    cheaper_below: str
+    cheaper_above: str
+    rate: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"between": sorted([self.cheaper_below, self.cheaper_above]),
+                "rate_eps": _r(self.rate), "cheaper_below": self.cheaper_below,
+                "cheaper_above": self.cheaper_above}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    rate: float
+    record_bytes: int
+    options: Mapping[str, BrokerCost]
+    crossovers: tuple[Crossover, ...]
+    searched_up_to: float
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        pairs = [sorted(p) for p in itertools.combinations(self.options, 2)]
+        crossed = {tuple(c.to_json()["between"]) for c in self.crossovers}
+        return {
+            "rate_eps": self.rate, "record_bytes": self.record_bytes,
+            "money": "USD a month, as decimal strings; a term without a price or a quantity "
+                     "has monthly_usd null and is not in the totals",
+            "options": {b: o.to_json() for b, o in self.options.items()},
+            "crossovers": [c.to_json() for c in self.crossovers],
+            "no_crossover": [p for p in pairs if tuple(p) not in crossed],
+            "searched_up_to_eps": self.searched_up_to,
+            "notes": list(self.notes),
+        }
+
+
+def compare(result: Plan, brokers: Sequence[str] = BROKERS) -> Comparison:
+    """The plan's pipeline at the plan's rate on each of `brokers`: every term, the floor (the
+    same deployment at zero traffic) and the rates at which two brokers' totals cross."""
+    unknown = [b for b in brokers if b not in BROKERS]
+    if unknown or not brokers:
+        raise PlanError(f"--broker must be one of {', '.join(BROKERS)} or all, got "
+                        f"{', '.join(unknown) or 'nothing'}")
+    if result.pipeline is None:
+        raise PlanError("this plan does not carry its pipeline")
+    pipeline, a = result.pipeline, result.assumptions
+    zero = _build(0.0, result.record_bytes, pipeline, a)
+    options: dict[str, BrokerCost] = {}
+    for broker in dict.fromkeys(brokers):
+        options[broker] = _broker_cost(result, zero, broker)
+    crossovers: list[Crossover] = []
+    totals: dict[float, dict[str, Decimal]] = {}
+
+    def total(rate: float) -> Mapping[str, Decimal]:
+        if rate not in totals:
+            at = _build(rate, result.record_bytes, pipeline, a) if rate else zero
+            totals[rate] = {b: _broker_cost(at, zero, b).total for b in options}
+        return totals[rate]
+
+    grid = [0.0] + [10 ** (k / 8) for k in range(-16, 8 * 7 + 1)]
+    for first, second in itertools.combinations(options, 2):
+        for low, high in itertools.pairwise(grid):
+            before = total(low)[first] - total(low)[second]
+            after = total(high)[first] - total(high)[second]
+            if before == 0 or after == 0 or (before < 0) == (after < 0):
+                continue
+            lo, hi = max(low, grid[1] / 10), high
+            for _ in range(20):
+                mid = math.sqrt(lo * hi)
+                diff = total(mid)[first] - total(mid)[second]
+                lo, hi = (mid, hi) if (diff < 0) == (before < 0) else (lo, mid)
+            below, above = (first, second) if before < 0 else (second, first)
+            crossovers.append(Crossover(below, above, hi))
+    notes = [
+        "Lambda, the tables, S3 and SNS are taken to cost the same on every broker (same "
+        "batches); the KMS key, log storage, table storage and the scheduled and API functions "
+        "are not planned on any",
+        f"MSK keeps records {a.retention_hours} h and has as many partitions per topic as the "
+        f"Kinesis plan has ordered lanes (shards x parallelization factor)",
+    ]
+    if pipeline.archives:
+        notes.append("the archive's transformation function is not counted; MSK variants "
+                     "have no archive (Firehose reads Kinesis streams)")
+    return Comparison(rate=result.rate, record_bytes=result.record_bytes, options=options,
+                      crossovers=tuple(crossovers), searched_up_to=grid[-1],
+                      notes=tuple(notes))
+
+
+def _broker_cost(result: Plan, zero: Plan, broker: str) -> BrokerCost:
+    shared = _shared_terms(result)
+    shared_floor = _shared_terms(zero)
+    if broker == "kinesis":
+        modes = {m: _kinesis_terms(result, m) for m in ("provisioned", "on_demand")}
+        mode = min(modes, key=lambda m: (_sum(modes[m][1]), m))
+        sizing, terms, notes = modes[mode]
+        floor = _kinesis_terms(zero, mode)[1]
+        return BrokerCost(broker, sizing, (*terms, *shared), (*floor, *shared_floor),
+                          mode=mode, notes=notes)
+    build = _msk_serverless_terms if broker == "msk-serverless" else _msk_provisioned_terms
+    sizing, terms, notes = build(result)
+    floor = build(zero)[1]
+    return BrokerCost(broker, sizing, (*terms, *shared), (*floor, *shared_floor), notes=notes)
+
+
+_Terms = tuple[str, tuple[Term, ...], tuple[str, ...]]
+
+
+def _term(name: str, quantity: float | None, price: str, *, note: str = "",
+          shared: bool = False, unit: str = "") -> Term:
+    p = prices.PRICES[price]
+    return Term(name, None if quantity is None else _dec(quantity), unit or p.per,
+                prices.amount(price), prices.SOURCES[p.source], note, shared)
+
+
+def _shared_terms(result: Plan) -> tuple[Term, ...]:
+    fns = result.functions.values()
+    invocations = sum(f.invocations_per_s for f in fns) * SECONDS_PER_MONTH
+    gb_seconds = sum(f.invocations_per_s * f.duration_ms / 1000 * f.memory_mb / 1024
+                     for f in fns) * SECONDS_PER_MONTH
+    wcu = sum(t.wcu_per_s for t in result.tables.values()) * SECONDS_PER_MONTH
+    rcu = sum(t.rcu_per_s for t in result.tables.values()) * SECONDS_PER_MONTH
+    puts = sum(f.requests_per_s.get("s3.PutObject", 0.0) for f in fns) * SECONDS_PER_MONTH
+    publishes = sum(f.requests_per_s.get("sns.Publish", 0.0) for f in fns) * SECONDS_PER_MONTH
+    return (
+        _term("Lambda requests", invocations, "lambda_request", shared=True),
+        _term("Lambda duration", gb_seconds, "lambda_gb_second_arm", shared=True),
+        _term("DynamoDB writes", wcu, "dynamodb_write_request_unit", shared=True),
+        _term("DynamoDB reads", rcu, "dynamodb_read_request_unit", shared=True),
+        _term("S3 PUT (quarantine)", puts, "s3_put", shared=True),
+        _term("SNS publishes", publishes, "sns_publish", shared=True),
+    )
+
+
+def _kinesis_terms(result: Plan, mode: str) -> _Terms:
+    """Every declared stream exists whether or not traffic reaches it, so each is billed."""
+    streams = list(result.streams.values())
+    hours = prices.HOURS_PER_MONTH
+    if mode == "provisioned":
+        shards = sum(s.shards for s in streams)
+        terms = [
+            _term("Kinesis shard-hours", shards * hours, "kinesis_shard_hour"),
+            _term("Kinesis PUT payload units",
+                  sum(s.put_payload_units_per_s for s in streams) * SECONDS_PER_MONTH,
+                  "kinesis_put_payload_unit", unit="PUT payload unit (25 KB)"),
+        ]
+        sizing = f"{len(streams)} streams, {shards} shards (provisioned)"
+    else:
+        terms = [
+            _term("Kinesis on-demand stream-hours", len(streams) * hours,
+                  "kinesis_on_demand_stream_hour"),
+            _term("Kinesis on-demand data in",
+                  sum(s.ingest_kb_per_s for s in streams) * SECONDS_PER_MONTH / MIB,
+                  "kinesis_on_demand_ingest_gb", unit="GB (records rounded up to 1 KB)"),
+            _term("Kinesis on-demand data out",
+                  sum(s.ingest_kb_per_s * max(1, s.consumers) for s in streams)
+                  * SECONDS_PER_MONTH / MIB, "kinesis_on_demand_retrieval_gb",
+                  unit="GB read (records rounded up to 1 KB)"),
+        ]
+        sizing = f"{len(streams)} streams (on-demand)"
+    archives = result.pipeline.archives if result.pipeline else ()
+    if archives:
+        billed = stored = objects = 0.0
+        for archive in archives:
+            s = result.streams[archive.stream]
+            if s.records_per_s <= 0:
+                continue
+            per_record = math.ceil(s.record_bytes / FIREHOSE_RECORD_ROUNDING)
+            billed += s.records_per_s * per_record * FIREHOSE_RECORD_ROUNDING
+            stored += s.bytes_per_s
+            objects += max(SECONDS_PER_MONTH / archive.buffer_interval_s,
+                           s.bytes_per_s * SECONDS_PER_MONTH / (archive.buffer_size_mib * MIB))
+        names = ", ".join(a.stream for a in archives)
+        terms += [
+            _term(f"Firehose archive ingest ({names})", billed * SECONDS_PER_MONTH / GIB,
+                  "firehose_ingest_gb", unit="GB (records rounded up to 5 KB)"),
+            _term("Firehose dynamic partitioning", stored * SECONDS_PER_MONTH / GIB,
+                  "firehose_dynamic_partitioning_gb", unit="GB"),
+            _term("Firehose objects delivered", objects,
+                  "firehose_dynamic_partitioning_objects", unit="S3 object",
+                  note="at least one a buffer interval while records arrive"),
+        ]
+    return sizing, tuple(terms), ()
+
+
+def _partitions(result: Plan) -> dict[str, int]:
+    """Partitions per topic: as many as the Kinesis plan has ordered lanes (Kafka has no
+    parallelization factor: one poller per partition keeps per-key order)."""
+    factor = dict.fromkeys(result.streams, 1)
+    for proc in (result.pipeline.processors if result.pipeline else ()):
+        for src in proc.sources:
+            factor[src.stream] = max(factor[src.stream], src.parallelization_factor)
+    return {n: s.shards * factor[n] for n, s in result.streams.items()}
+
+
+def _kafka_terms(result: Plan) -> tuple[Term, ...]:
+    """What any MSK cluster adds on the Lambda and network side: each Kafka mapping's Event
+    Poller Units, and the VPC's interface endpoints."""
+    a = result.assumptions
+    epus = 0
+    for proc in (result.pipeline.processors if result.pipeline else ()):
+        fn = result.functions[proc.name]
+        for src in proc.sources:
+            s = result.streams[src.stream]
+            share = s.records_per_s / fn.records_per_s if fn.records_per_s else 0.0
+            pollers = max(a.kafka_min_pollers,
+                          math.ceil(s.bytes_per_s / KAFKA_POLLER_BYTES),
+                          math.ceil(fn.busy_concurrency * share / KAFKA_POLLER_INVOCATIONS))
+            epus += max(1, math.ceil(pollers / EPU_POLLERS),
+                        math.ceil(s.bytes_per_s / EPU_BYTES))
+    endpoints = len(INTERFACE_ENDPOINTS) * a.kafka_zones
+    return (
+        _term("Lambda Event Poller Unit-hours", epus * prices.HOURS_PER_MONTH,
+              "lambda_event_poller_unit_hour",
+              note=f"{epus} EPU: each Kafka mapping holds its own (no poller group), "
+                   f"min_pollers {a.kafka_min_pollers}"),
+        _term(f"VPC interface endpoint-hours ({', '.join(INTERFACE_ENDPOINTS)})",
+              endpoints * prices.HOURS_PER_MONTH, "vpc_interface_endpoint_az_hour",
+              note=f"{len(INTERFACE_ENDPOINTS)} endpoints x {a.kafka_zones} zones"),
+        _term("VPC interface endpoint data processed", None, "vpc_interface_endpoint_gb",
+              note="traces and credentials only; not estimated"),
+    )
+
+
+def _kafka_traffic(result: Plan) -> tuple[float, float]:
+    """Bytes a second produced to and fetched from the topics."""
+    streams = result.streams.values()
+    return (sum(s.bytes_per_s for s in streams),
+            sum(s.bytes_per_s * s.consumers for s in streams))
+
+
+def _msk_serverless_terms(result: Plan) -> _Terms:
+    hours = prices.HOURS_PER_MONTH
+    partitions = sum(_partitions(result).values())
+    produced, fetched = _kafka_traffic(result)
+    kept = produced * result.assumptions.retention_hours * 3600 / GIB
+    terms = (
+        _term("MSK Serverless cluster-hours", hours, "msk_serverless_cluster_hour"),
+        _term("MSK Serverless partition-hours", partitions * hours,
+              "msk_serverless_partition_hour"),
+        _term("MSK Serverless storage", kept, "msk_serverless_storage_gib_month",
+              unit="GiB-month"),
+        _term("MSK Serverless data in", produced * SECONDS_PER_MONTH / GIB,
+              "msk_serverless_data_in_gib", unit="GiB"),
+        _term("MSK Serverless data out", fetched * SECONDS_PER_MONTH / GIB,
+              "msk_serverless_data_out_gib", unit="GiB"),
+        *_kafka_terms(result),
+    )
+    notes = ("MSK Serverless throughput quotas per partition and per cluster are not "
+             "checked here",)
+    return f"1 cluster, {partitions} partitions", terms, notes
+
+
+def provisioned_brokers(result: Plan) -> int:
+    """kafka.m7g.large brokers for the plan's traffic: one per zone at least, a multiple of the
+    zones, enough for the produced bytes at the target utilisation and for the replicas."""
+    a = result.assumptions
+    zones = a.kafka_zones
+    produced, fetched = _kafka_traffic(result)
+    fan_out = fetched / produced if produced else 1.0
+    per_broker = min(BROKER_STORAGE_MIB_S / STORAGE_IO_FACTOR,
+                     BROKER_NETWORK_MIB_S / (fan_out * zones / (zones - 1) + NETWORK_IO_BASE))
+    replicas = sum(_partitions(result).values()) * min(MSK_REPLICATION, zones)
+    need = max(zones, math.ceil(produced / MIB / (per_broker * a.target_utilisation)),
+               math.ceil(replicas / BROKER_PARTITIONS))
+    return math.ceil(need / zones) * zones
+
+
+def _msk_provisioned_terms(result: Plan) -> _Terms:
+    a = result.assumptions
+    brokers = provisioned_brokers(result)
+    replication = min(MSK_REPLICATION, a.kafka_zones)
+    produced, fetched = _kafka_traffic(result)
+    kept = produced * a.retention_hours * 3600 * replication * STORAGE_HEADROOM / GIB
+    volume = max(a.broker_min_volume_gb, math.ceil(kept / brokers))
+    crossing = (produced + fetched) * (a.kafka_zones - 1) / a.kafka_zones
+    terms = (
+        _term(f"MSK broker-hours ({PROVISIONED_BROKER})", brokers * prices.HOURS_PER_MONTH,
+              "msk_broker_hour_m7g_large"),
+        _term("MSK broker storage", brokers * volume, "msk_broker_storage_gb_month",
+              note=f"{volume} GB a broker, replication factor {replication}"),
+        Term("Data between zones (clients and brokers)",
+             _dec(crossing * SECONDS_PER_MONTH / 1e9), "GB", None,
+             "https://aws.amazon.com/ec2/pricing/on-demand/",
+             "not priced: whether Lambda's pollers and functions pay regional transfer to "
+             "brokers in other zones is not confirmed"),
+        *_kafka_terms(result),
+    )
+    notes = ("the stacks render MSK Serverless only: this is the cost of pointing the same "
+             "functions at a provisioned cluster",)
+    return f"{brokers} x {PROVISIONED_BROKER}, {a.kafka_zones} zones", terms, notes
+
+
+def _dec(value: float) -> Decimal:
+    value = float(value)
+    return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
+
+
+def _sum(terms: Sequence[Term]) -> Decimal:
+    return sum((m for t in terms if (m := t.monthly) is not None), Decimal(0))
+
+
+def _round(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _cents(value: Decimal | None) -> Decimal | None:
+    return None if value is None else _round(value)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
 # Rendering ---------------------------------------------------------------------------------
 
 
@@ -741,3 +1200,69 @@ def render(result: Plan) -> None:
 def _fmt(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
 
+
+def render_comparison(comparison: Comparison) -> None:
+    from rich.table import Table
+
+    from cascata.console import out
+
+    options = comparison.options
+    out.print(f"[bold]by broker[/] at {comparison.rate:,.6g} events/s, USD a month "
+              f"(floor: the same deployment at zero traffic)")
+    summary = Table(title="brokers", title_justify="left", header_style="bold")
+    for col in ("broker", "sizing", "floor", "with traffic", "total", "not in the total"):
+        summary.add_column(col, justify="right" if col in ("floor", "with traffic", "total")
+                           else "left")
+    for o in options.values():
+        summary.add_row(BROKER_NAMES[o.broker], o.sizing, _usd(o.floor),
+                        _usd(o.total - o.floor), f"[bold]{_usd(o.total)}[/]",
+                        ", ".join(f"{t.name} ({t.status})" for t in o.unpriced) or "-")
+    out.print(summary)
+    first = next(iter(options.values()))
+    for o in options.values():
+        _terms_table(BROKER_NAMES[o.broker], [t for t in o.terms if not t.shared],
+                     o.floor_terms)
+    _terms_table("the same on every broker", [t for t in first.terms if t.shared],
+                 first.floor_terms)
+    partial = " (priced terms only)" if any(o.unpriced for o in options.values()) else ""
+    for c in comparison.crossovers:
+        out.print(f"crossover{partial}: {BROKER_NAMES[c.cheaper_below]} is cheaper below about "
+                  f"{_fmt(c.rate)} events/s, {BROKER_NAMES[c.cheaper_above]} above")
+    crossed = {frozenset((c.cheaper_below, c.cheaper_above)) for c in comparison.crossovers}
+    for x, y in itertools.combinations(options, 2):
+        if frozenset((x, y)) not in crossed:
+            cheaper = x if options[x].total <= options[y].total else y
+            out.print(f"no crossover{partial}: {BROKER_NAMES[cheaper]} is cheaper than "
+                      f"{BROKER_NAMES[y if cheaper == x else x]} at every rate up to "
+                      f"{_fmt(comparison.searched_up_to)} events/s")
+    for o in options.values():
+        for note in o.notes:
+            out.print(f"note ({BROKER_NAMES[o.broker]}): {note}")
+    for note in comparison.notes:
+        out.print(f"note: {note}")
+
+
+def _terms_table(title: str, terms: Sequence[Term], floor: Sequence[Term]) -> None:
+    from rich.table import Table
+
+    from cascata.console import out
+
+    at_zero = {t.name: t for t in floor}
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for col in ("term", "quantity", "unit", "unit price", "monthly", "at zero traffic"):
+        table.add_column(col, justify="left" if col in ("term", "unit") else "right")
+    for t in terms:
+        zero = at_zero.get(t.name)
+        table.add_row(t.name, "-" if t.quantity is None else _fmt(float(t.quantity)), t.unit,
+                      "not priced" if t.unit_price is None else _unit_price(t.unit_price),
+                      _usd(t.monthly) if t.monthly is not None else t.status,
+                      "-" if zero is None or zero.monthly is None else _usd(zero.monthly))
+    out.print(table)
+
+
+def _unit_price(value: Decimal) -> str:
+    return f"${value:.2f}" if value == _round(value) else f"${value:f}"
+
+
+def _usd(value: Decimal | None) -> str:
+    return "-" if value is None else f"${_round(value):,}"

@@ -10,6 +10,7 @@ when AWS changes them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from types import MappingProxyType
 
 AS_OF = "2026-11-25"
@@ -29,6 +30,10 @@ SOURCES = MappingProxyType(
         "kms": "https://aws.amazon.com/kms/pricing/",
         "firehose": "https://aws.amazon.com/firehose/pricing/",
         "cloudwatch": "https://aws.amazon.com/cloudwatch/pricing/",
+        "msk": "https://aws.amazon.com/msk/pricing/",
+        "lambda_kafka_pollers": "https://docs.aws.amazon.com/lambda/latest/dg/"
+                                "kafka-scaling-modes.html",
+        "privatelink": "https://aws.amazon.com/privatelink/pricing/",
     }
 )
 
@@ -101,12 +106,41 @@ PRICES = MappingProxyType(
         # KMS: streams and tables use a customer-managed key.
         "kms_key_month": Price(1.0, "customer-managed key per month", "kms"),
         "kms_request": Price(0.03 / 10_000, "request", "kms"),
+        # MSK Serverless (compiled 2026-12-04; the same table is reproduced by several
+        # independent pages, and the figures below agree with all of them).
+        "msk_serverless_cluster_hour": Price(0.75, "cluster-hour", "msk"),
+        "msk_serverless_partition_hour": Price(0.0015, "partition-hour", "msk"),
+        "msk_serverless_storage_gib_month": Price(0.10, "GiB-month stored", "msk"),
+        "msk_serverless_data_in_gib": Price(0.10, "GiB written by producers", "msk"),
+        "msk_serverless_data_out_gib": Price(0.05, "GiB read by consumers", "msk"),
+        # MSK provisioned, Standard brokers (compiled 2026-12-04 from AWS's own MSK sizing
+        # tool, whose us-east-1 constants cite the pricing page, and matching published
+        # reproductions). Only the Graviton broker is listed: the kafka.t3.small price could
+        # not be confirmed, and that size cannot run in KRaft mode anyway.
+        "msk_broker_hour_m7g_large": Price(0.204, "kafka.m7g.large broker-hour", "msk"),
+        "msk_broker_storage_gb_month": Price(0.10, "GB-month of broker storage (EBS)", "msk"),
+        # Lambda provisioned Kafka pollers: each event source mapping outside a poller group
+        # holds at least one Event Poller Unit (the developer guide's worked example).
+        "lambda_event_poller_unit_hour": Price(
+            0.185, "Event Poller Unit-hour (provisioned Kafka pollers)", "lambda_kafka_pollers"),
+        # Interface VPC endpoints (AWS PrivateLink).
+        "vpc_interface_endpoint_az_hour": Price(
+            0.01, "interface endpoint-hour in one Availability Zone", "privatelink"),
+        "vpc_interface_endpoint_gb": Price(
+            0.01, "GB processed by interface endpoints (first 1 PB)", "privatelink"),
     }
 )
 
 
 def usd(name: str) -> float:
     return PRICES[name].usd
+
+
+def amount(name: str) -> Decimal:
+    """The price as written in the table, for money arithmetic: twelve significant digits
+    undo the binary error of the table's floats and divisions, so 0.204 is Decimal('0.204')
+    and 0.20 / 1e6 is Decimal('2E-7'), not their binary neighbours."""
+    return Decimal(format(PRICES[name].usd, ".12g"))
 
 
 REQUEST_PRICES = MappingProxyType(
