@@ -527,8 +527,11 @@ def provision(
     stage: str,
     shards: int = 2,
     timeout_s: float = 60.0,
+    kinesis_streams: bool = True,
 ) -> Provisioned:
     """Create every declared stream, table, bucket, queue and topic; wait until ACTIVE.
+    `kinesis_streams` False: the streams are Kafka topics, created elsewhere (only their
+    names are given).
 
     Idempotent: what exists already is kept. Names follow the declaration.
     """
@@ -539,7 +542,8 @@ def provision(
         name = pipeline.physical_name(stream.name, stage=stage, account=aws.account,
                                       region=aws.region)
         names[stream.name] = name
-        if _create(kinesis.create_stream, StreamName=name, ShardCount=shards):
+        if kinesis_streams and _create(kinesis.create_stream, StreamName=name,
+                                       ShardCount=shards):
             created.append(name)
     ddb = aws.client("dynamodb")
     for table in pipeline.tables:
@@ -569,7 +573,9 @@ def provision(
         name = pipeline.physical_name(topic.name, stage=stage)
         names[topic.name] = name
         sns.create_topic(Name=name)
-    _wait_active(pipeline, aws, names, timeout_s=timeout_s)
+    _wait_active(pipeline, aws, names if kinesis_streams else {
+        k: v for k, v in names.items() if pipeline.resource(k).kind is not ResourceKind.STREAM
+    }, timeout_s=timeout_s)
     return Provisioned(names=names, created=tuple(created))
 
 

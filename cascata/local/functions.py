@@ -17,7 +17,7 @@ from typing import Any
 
 from cascata.local.emulator import Aws
 from cascata.pipeline import Pipeline
-from cascata_runtime.sinks import KAFKA_PRODUCER
+from cascata_runtime.sinks import KAFKA_ADMIN, KAFKA_PRODUCER
 
 Function = Callable[[Mapping[str, Any], Any], Any]
 ClientWrapper = Callable[[str, Any], Any]
@@ -46,12 +46,14 @@ def build_function(
     now: Callable[[], float] | None = None,
     environment: Mapping[str, str] | None = None,
     kafka_producer: Any = None,
+    kafka_admin: Any = None,
 ) -> Function:
     """`now`: the wall clock handed to functions that take one (time-driven logic such as
     closing event-time windows), so the local runtime can move time for them.
     `environment`: variables on top of the declared ones (a version's configuration).
     `kafka_producer`: the producer the function's outputs go to when the pipeline runs on
-    Kafka (`cascata_runtime.sinks`); None: Kinesis."""
+    Kafka (`cascata_runtime.sinks`), and `kafka_admin` the admin client it asks about topics;
+    None: Kinesis."""
     quiet_powertools()
     module = importlib.import_module(pipeline.function(name).module)
     env = pipeline.environment(name, stage=stage, account=aws.account, region=aws.region)
@@ -62,6 +64,8 @@ def build_function(
     def client(service: str) -> Any:
         if service == KAFKA_PRODUCER:
             return kafka_producer
+        if service == KAFKA_ADMIN:
+            return kafka_admin
         if service not in clients:
             real = aws.function_client(service)
             clients[service] = wrap(service, real) if wrap else real

@@ -22,6 +22,7 @@ import threading
 from typing import Any
 
 from cascata.local.clock import Clock, SystemClock
+from cascata.local.esm_model import WriteSignal
 from cascata.local.kafka_log import (
     HeadersArg,
     KafkaMessage,
@@ -83,10 +84,14 @@ class KafkaBroker:
         account: str = "123456789012",
         clock: Clock | None = None,
         brokers: int = 1,
+        signal: WriteSignal | None = None,
     ) -> None:
+        """`signal`: notified after every message this object produces (the local runtime's
+        idle lanes wake on it)."""
         from confluent_kafka import Producer
 
         self._clock: Clock = clock or SystemClock()
+        self._signal = signal
         self._c = _Librdkafka().lib
         errstr = ctypes.create_string_buffer(512)
         conf = self._c.rd_kafka_conf_new()
@@ -214,6 +219,8 @@ class KafkaBroker:
         with self._lock:
             self._producer.produce(topic, **kwargs)
             self._producer.flush(_TIMEOUT_S)
+        if self._signal is not None:
+            self._signal.notify()
         if not outcome:
             raise TimeoutError(f"no acknowledgement from the broker for {topic!r} within "
                                f"{_TIMEOUT_S} s")

@@ -25,11 +25,13 @@ from cascata.local.esm import (
     EventSourceMapping,
     EventSourceMappingEngine,
     Faults,
+    KafkaSource,
     KinesisApiSource,
     KinesisBackendSource,
     MappingConfig,
 )
 from cascata.local.esm_events import LambdaContext
+from cascata.local.esm_model import WriteSignal
 from cascata.local.functions import Function, build_function
 from cascata.local.metering import FlowMeter, MeteredClient, Resolver, physical_resolver
 from cascata.pipeline import Pipeline, ResourceKind
@@ -40,10 +42,22 @@ SourceWrapper = Callable[[str, str, Any], Any]
 """(processor, declared stream, source) -> the source its mapping reads (a replay bounds it)."""
 ARCHIVER = "archive"
 """Mappings of the local archiver are named `archive/<stream>`."""
+BROKERS = ("kinesis", "msk")
+"""What carries the streams locally: the emulator's Kinesis, or a Kafka broker on loopback."""
 
 
 STATUS_KEY = "cascata/local-runtime/status.json"
 """Where a running local runtime keeps its mappings' checkpoints (in the failures bucket)."""
+
+
+def _on_kafka(processor: str, config: MappingConfig) -> MappingConfig:
+    """A declared source as the stacks render it on MSK: Kafka scales with partitions, so a
+    parallelization factor is dropped; a tumbling window would change what the handler
+    computes, so it is refused."""
+    if config.tumbling_window_in_seconds:
+        raise ValueError(f"{processor}: Kafka mappings have no tumbling windows; aggregate "
+                         "windows in the processor or keep this processor on Kinesis")
+    return replace(config, parallelization_factor=1)
 
 
 def mapping_key(processor: str, stream: str) -> str:
@@ -81,7 +95,8 @@ class LocalRuntime:
     mappings: dict[str, EventSourceMapping] = field(default_factory=dict)
     scheduled: dict[str, Function] = field(default_factory=dict)
     apis: dict[str, Function] = field(default_factory=dict)
-    chaos_clients: list[ChaosKinesis] = field(default_factory=list)
+    chaos_clients: list[Any] = field(default_factory=list)
+    """`ChaosKinesis` clients, or on Kafka `ChaosProducer`s: their `counters`."""
     clock: WallClock = field(default_factory=WallClock)
     environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Function name -> variables on top of the declared environment (a version's settings)."""
@@ -92,12 +107,29 @@ class LocalRuntime:
     archivers: dict[str, Archiver] = field(default_factory=dict)
     flows: FlowMeter = field(default_factory=FlowMeter)
     """What each function wrote to each declared resource (the edges of the topology)."""
+    broker: str = "kinesis"
+    """`msk`: every declared stream is a topic (`shards` partitions) on `kafka`, a Kafka
+    protocol broker on loopback; the functions produce to it and the mappings read it as
+    Lambda's Kafka pollers do. The declared archives are not run (Firehose reads Kinesis)."""
+    kafka: Any = None
+    """The `KafkaBroker` of an MSK run (started by `start()`)."""
     _resolve: Resolver = field(init=False, repr=False)
+    _producers: Any = field(default=None, init=False, repr=False)
+    _admin: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def on_kafka(self) -> bool:
+        return self.broker == "msk"
 
     def start(self) -> LocalRuntime:
+        if self.broker not in BROKERS:
+            raise ValueError(f"broker must be one of {', '.join(BROKERS)}, not {self.broker!r}")
         self.provisioned = provision(self.pipeline, self.aws, stage=self.stage,
-                                     shards=self.shards)
+                                     shards=self.shards, kinesis_streams=not self.on_kafka)
         self._resolve = physical_resolver(self.provisioned.names)
+        wake: WriteSignal | None = STREAM_WRITES if self.aws.embedded else None
+        if self.on_kafka:
+            wake = self._start_kafka()
         faults = None
         if self.chaos is not None:
             faults = Faults(crash_rate=self.chaos.crash_rate,
@@ -112,13 +144,17 @@ class LocalRuntime:
             # Throttled invocations are retried after this pause (Lambda backs off too).
             throttle_backoff_s=0.05,
             keep_invocations=False,
-            # Idle lanes wake on every write to the embedded emulator's streams.
-            wake=STREAM_WRITES if self.aws.embedded else None,
+            # Idle lanes wake on every write to the embedded emulator's streams (or, on
+            # Kafka, on every flush of the functions' and the producers' messages).
+            wake=wake,
         )
         for salt, proc in enumerate(self.pipeline.processors):
             function = self._function(proc.name, salt)
-            for src in proc.sources:
-                source = self._source(src.stream)
+            physical = self.pipeline.physical_name(proc.name, stage=self.stage)
+            for position, src in enumerate(proc.sources):
+                # One consumer group per Kafka mapping, as the stacks declare them.
+                source = self._source(src.stream, group=physical if position == 0
+                                      else f"{physical}-{src.stream}")
                 if self.source_wrapper is not None:
                     source = self.source_wrapper(proc.name, src.stream, source)
                 config = MappingConfig.from_event_source(
@@ -126,6 +162,8 @@ class LocalRuntime:
                 )
                 if not self.batching_windows:
                     config = replace(config, maximum_batching_window_in_seconds=None)
+                if self.kafka is not None:
+                    config = _on_kafka(proc.name, config)
                 self.mappings[mapping_key(proc.name, src.stream)] = self.engine.create_mapping(
                     function=function,
                     function_name=self.pipeline.physical_name(proc.name, stage=self.stage),
@@ -134,7 +172,7 @@ class LocalRuntime:
                     memory_mb=proc.memory_mb,
                     timeout_s=proc.timeout_s,
                 )
-        for archive in self.pipeline.archives:
+        for archive in self.pipeline.archives if not self.on_kafka else ():
             archiver = Archiver(self._metered(f"{ARCHIVER}/{archive.stream}", "s3",
                                               self.aws.function_client("s3")),
                                 self.name(archive.bucket), archive.stream)
@@ -151,16 +189,69 @@ class LocalRuntime:
                 self.pipeline, sched.name, aws=self.aws, stage=self.stage, now=self.clock.now,
                 environment=self.environment.get(sched.name),
                 wrap=partial(self._metered, sched.name),
+                kafka_producer=self._producers, kafka_admin=self._admin,
             )
         for api in self.pipeline.apis:
             self.apis[api.name] = build_function(
                 self.pipeline, api.name, aws=self.aws, stage=self.stage,
                 wrap=partial(self._metered, api.name),
+                kafka_producer=self._producers, kafka_admin=self._admin,
             )
         return self
 
-    def _source(self, stream: str) -> Any:
+    def _start_kafka(self) -> WriteSignal:
+        """Start the loopback broker, create a topic per declared stream, and the clients the
+        functions get: producers (one per thread) and an admin client."""
+        from confluent_kafka.admin import AdminClient
+
+        from cascata.local.kafka_broker import KafkaBroker
+        from cascata.local.kafka_runtime import ThreadProducers
+        from cascata_runtime.kafka_sink import connection_config, producer_settings
+
+        signal = WriteSignal()
+        self.kafka = KafkaBroker(
+            cluster_name=f"{self.pipeline.app}-{self.stage}",
+            region=self.aws.region, account=self.aws.account, signal=signal)
+        for stream in self.pipeline.streams:
+            self.kafka.create_topic(self.name(stream.name), self.shards)
+        connection = connection_config(self.kafka.bootstrap_servers, region=self.aws.region,
+                                       iam=False)
+        connection["log_level"] = 0
+        self._producers = ThreadProducers({**connection, **producer_settings()},
+                                          signal=signal)
+        self._admin = AdminClient(connection)
+        return signal
+
+    def kafka_sink(self) -> Any:
+        """On Kafka, a sink that writes topics by their physical names on this runtime's broker
+        (what a producer outside the functions uses); None on Kinesis."""
+        from cascata_runtime.kafka_sink import KafkaSink
+
+        return None if self._producers is None else KafkaSink(self._producers)
+
+    def stream_records(self, name: str) -> list[bytes]:
+        """Every record's data so far on a stream (by physical name), partition by partition
+        (or shard by shard)."""
+        from cascata.local.objects import read_stream
+
+        if self.kafka is None:
+            return list(read_stream(self.aws.reading_client("kinesis"), name))
+        out: list[bytes] = []
+        for partition in range(self.kafka.partition_count(name)):
+            offset = self.kafka.start_offset(name, partition)
+            end = self.kafka.end_offset(name, partition)
+            while offset < end:
+                batch = self.kafka.read(name, partition, offset, 5000)
+                if not batch:
+                    break
+                out.extend(m.value or b"" for m in batch)
+                offset = batch[-1].offset + 1
+        return out
+
+    def _source(self, stream: str, *, group: str | None = None) -> Any:
         name = self.name(stream)
+        if self.kafka is not None:
+            return KafkaSource(self.kafka, name, consumer_group_id=group)
         if self.aws.embedded:
             return KinesisBackendSource(name, account=self.aws.account, region=self.aws.region)
         return KinesisApiSource(self.aws.client("kinesis"), stream_name=name)
@@ -282,9 +373,16 @@ class LocalRuntime:
                 self.chaos_clients.append(client)
             return self._metered(processor, service, client)
 
+        producer = self._producers
+        if chaos is not None and producer is not None:
+            from cascata.local.kafka_runtime import ChaosProducer
+
+            producer = ChaosProducer(producer, chaos, salt=salt)
+            self.chaos_clients.append(producer)
         function = build_function(self.pipeline, processor, aws=self.aws, stage=self.stage,
                                   wrap=wrap, now=self.clock.now,
-                                  environment=self.environment.get(processor))
+                                  environment=self.environment.get(processor),
+                                  kafka_producer=producer, kafka_admin=self._admin)
         observer = self.observer
         if observer is None:
             return function
@@ -322,3 +420,7 @@ class LocalRuntime:
         if self.engine is not None:
             self.engine.stop()
             self.engine.close()
+        if self._producers is not None:
+            self._producers.close()
+        if self.kafka is not None:
+            self.kafka.close()

@@ -19,14 +19,16 @@ from cascata_runtime.ports import ObjectStore
 @functools.cache
 def client(service: str) -> Any:
     """One client per service per execution environment, created on first use, not at import.
-    `client(KAFKA_PRODUCER)` is the Kafka producer the environment describes, or None on
-    Kinesis (`cascata_runtime.sinks`)."""
+    `client(KAFKA_PRODUCER)` and `client(KAFKA_ADMIN)` are the Kafka producer and admin
+    client the environment describes, or None on Kinesis (`cascata_runtime.sinks`)."""
     import os
 
-    from cascata_runtime.sinks import KAFKA_PRODUCER, kafka_producer
+    from cascata_runtime.sinks import KAFKA_ADMIN, KAFKA_PRODUCER, kafka_admin, kafka_producer
 
     if service == KAFKA_PRODUCER:
         return kafka_producer(os.environ)
+    if service == KAFKA_ADMIN:
+        return kafka_admin(os.environ)
     import boto3
     from botocore.config import Config
 

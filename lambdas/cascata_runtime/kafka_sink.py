@@ -41,8 +41,14 @@ def producer_config(bootstrap_servers: str, *, region: str, iam: bool = True,
                     token_provider: TokenProvider = msk_iam_token) -> dict[str, Any]:
     """Producer settings for MSK (`iam=True`: TLS and IAM over SASL/OAUTHBEARER on port
     9098) or for a plaintext broker such as the local one (`iam=False`)."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
+    return {**connection_config(bootstrap_servers, region=region, iam=iam,
+                                token_provider=token_provider), **producer_settings()}
+
+
+def producer_settings() -> dict[str, Any]:
+    """What makes a producer safe here: idempotent, acks from every in-sync replica, the
+    Java clients' partitioner, a bounded delivery time."""
+    return {
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": "murmur2_random",
@@ -50,6 +56,13 @@ def producer_config(bootstrap_servers: str, *, region: str, iam: bool = True,
         "message.max.bytes": MAX_MESSAGE_BYTES + 64 * 1024,
         "delivery.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000),
     }
+
+
+def connection_config(bootstrap_servers: str, *, region: str, iam: bool = True,
+                      token_provider: TokenProvider = msk_iam_token) -> dict[str, Any]:
+    """How any client (producer, admin) reaches the brokers: TLS and IAM on MSK, plaintext on
+    a local broker."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "log_level": 3}
     if iam:
         config.update({
             "security.protocol": "SASL_SSL",
@@ -60,56 +73,93 @@ def producer_config(bootstrap_servers: str, *, region: str, iam: bool = True,
     return config
 
 
+def _retriable(error: Any) -> bool:
+    """Whether a delivery error may go away if the record is sent again: the client says so
+    (`KafkaError.retriable()`); an error that does not tell is taken as transient."""
+    check = getattr(error, "retriable", None)
+    if callable(check):
+        return bool(check())
+    return not (hasattr(error, "fatal") and callable(error.fatal) and error.fatal())
+
+
 def _oauth(provider: TokenProvider, region: str) -> tuple[str, float]:
     token, expiry_ms = provider(region)
     return token, expiry_ms / 1000.0
 
 
 class KafkaSink:
-    """`Sink` over a Kafka producer: `emit(topic, records)`."""
+    """`Sink` over a Kafka producer: `emit(topic, records)`.
+
+    The client retries transient errors itself until `delivery.timeout.ms`; a record whose
+    delivery still failed with a retriable error (or that the producer refused to queue) is
+    sent again, up to `max_attempts` sends in all, as the Kinesis sink retries the entries
+    PutRecords failed. What fails for good, or every time, is that record's failure."""
 
     def __init__(self, producer: Any, *, timeout_s: float = DELIVERY_TIMEOUT_S,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_attempts: int = 4) -> None:
         self._producer = producer
         self._timeout_s = timeout_s
         self._max_bytes = max_message_bytes
+        self._max_attempts = max(1, max_attempts)
         self.requests = 0
 
     def emit(self, stream: str, records: Sequence[OutRecord]) -> list[EmitFailure]:
         failures: list[EmitFailure] = []
-        outcome: dict[int, str | None] = {}
-        sent: set[int] = set()
+        pending: list[tuple[int, OutRecord]] = []
         for index, record in enumerate(records):
             problem = self._check(record)
             if problem:
                 failures.append(EmitFailure(record.tag, problem))
-                continue
+            else:
+                pending.append((index, record))
+        why: dict[int, str] = {}
+        for attempt in range(1, self._max_attempts + 1):
+            if not pending:
+                break
+            retry, final, why = self._attempt(stream, pending, attempt)
+            failures.extend(EmitFailure(record.tag, why[index]) for index, record in final)
+            pending = retry
+        failures.extend(EmitFailure(record.tag, why[index]) for index, record in pending)
+        return failures
+
+    def _attempt(self, stream: str, pending: Sequence[tuple[int, OutRecord]], attempt: int,
+                 ) -> tuple[list[tuple[int, OutRecord]], list[tuple[int, OutRecord]],
+                            dict[int, str]]:
+        """One send of `pending`: (to send again, failed for good, why each failed)."""
+        why: dict[int, str] = {}
+        outcome: dict[int, Any] = {}
+        sent: list[tuple[int, OutRecord]] = []
+        retry: list[tuple[int, OutRecord]] = []
+        final: list[tuple[int, OutRecord]] = []
+        tries = f" (send {attempt} of {self._max_attempts})"
+        for index, record in pending:
             try:
                 self._produce(stream, record, index, outcome)
             except Exception as exc:  # noqa: BLE001 - a refused send is that record's failure
-                failures.append(EmitFailure(record.tag, f"not sent to {stream}: {exc}"))
+                why[index] = f"not sent to {stream}: {exc}{tries}"
+                retry.append((index, record))
                 continue
-            sent.add(index)
+            sent.append((index, record))
         if sent:
             self.requests += 1
             left = self._producer.flush(self._timeout_s)
             if left:
                 self._producer.poll(0)
-        for index, record in enumerate(records):
-            if index not in sent:
-                continue
+        for index, record in sent:
             if index not in outcome:
-                failures.append(EmitFailure(record.tag, f"no acknowledgement from {stream} "
-                                                        f"within {self._timeout_s:g} s"))
+                why[index] = (f"no acknowledgement from {stream} within "
+                                     f"{self._timeout_s:g} s{tries}")
+                retry.append((index, record))
             elif outcome[index] is not None:
-                failures.append(EmitFailure(record.tag, f"not written to {stream}: "
-                                                        f"{outcome[index]}"))
-        return failures
+                error = outcome[index]
+                why[index] = f"not written to {stream}: {error}{tries}"
+                (retry if _retriable(error) else final).append((index, record))
+        return retry, final, why
 
     def _produce(self, topic: str, record: OutRecord, index: int,
-                 outcome: dict[int, str | None]) -> None:
+                 outcome: dict[int, Any]) -> None:
         def delivered(error: Any, _message: Any) -> None:
-            outcome[index] = None if error is None else str(error)
+            outcome[index] = error
 
         for _ in range(3):
             try:

@@ -19,25 +19,33 @@ from cascata_runtime.ports import Sink
 
 KAFKA_PRODUCER = "kafka-producer"
 """The client name under which a factory gives a Kafka producer (or None: no Kafka)."""
+KAFKA_ADMIN = "kafka-admin"
+"""The client name under which a factory gives a Kafka admin client (or None: no Kafka)."""
 BROKER_VARIABLE = "CASCATA_BROKER"
 BOOTSTRAP_VARIABLE = "KAFKA_BOOTSTRAP_SERVERS"
 AUTH_VARIABLE = "KAFKA_AUTH"
 """`iam` (MSK: TLS and IAM, the default) or `none` (a plaintext broker, such as the local one)."""
 
 
-def stream_sink(client: Callable[[str], Any]) -> Sink:
-    """A `KafkaSink` when the factory has a Kafka producer, else a `KinesisSink`. A factory
-    that knows no such client (a mapping of test clients, a boto3-only factory) means Kinesis;
-    a misconfigured Kafka environment raises `ConfigurationError`."""
+def kafka_client(client: Callable[[str], Any], name: str, *methods: str) -> Any:
+    """The factory's Kafka client `name` if it has one with `methods`, else None (the
+    pipeline is on Kinesis). A factory that knows no such client (a mapping of test clients,
+    a boto3-only factory) means Kinesis; a misconfigured Kafka environment raises
+    `ConfigurationError`."""
     try:
-        producer = client(KAFKA_PRODUCER)
+        found = client(name)
     except ConfigurationError:
         raise
     except Exception:  # noqa: BLE001 - any factory without Kafka: the pipeline is on Kinesis
-        producer = None
-    if not (callable(getattr(producer, "produce", None))
-            and callable(getattr(producer, "flush", None))):
-        producer = None
+        return None
+    if found is None or not all(callable(getattr(found, m, None)) for m in methods):
+        return None
+    return found
+
+
+def stream_sink(client: Callable[[str], Any]) -> Sink:
+    """A `KafkaSink` when the factory has a Kafka producer, else a `KinesisSink`."""
+    producer = kafka_client(client, KAFKA_PRODUCER, "produce", "flush")
     if producer is not None:
         from cascata_runtime.kafka_sink import KafkaSink
 
@@ -49,6 +57,29 @@ def stream_sink(client: Callable[[str], Any]) -> Sink:
 
 def kafka_producer(environ: Mapping[str, str]) -> Any:
     """The function's Kafka producer as its environment describes it, or None on Kinesis."""
+    config = _kafka_config(environ)
+    if config is None:
+        return None
+    from confluent_kafka import Producer
+
+    from cascata_runtime.kafka_sink import producer_settings
+
+    return Producer({**config, **producer_settings()})
+
+
+def kafka_admin(environ: Mapping[str, str]) -> Any:
+    """A Kafka admin client (topic metadata, offsets) as the environment describes the
+    brokers, or None on Kinesis."""
+    config = _kafka_config(environ)
+    if config is None:
+        return None
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(config)
+
+
+def _kafka_config(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The connection settings (brokers, TLS, IAM) of the environment's Kafka cluster."""
     broker = environ.get(BROKER_VARIABLE) or "kinesis"
     if broker == "kinesis":
         return None
@@ -64,10 +95,10 @@ def kafka_producer(environ: Mapping[str, str]) -> Any:
     if auth == "iam" and not region:
         raise ConfigurationError("IAM authentication to MSK needs AWS_REGION")
     try:
-        from confluent_kafka import Producer
+        import confluent_kafka  # noqa: F401
     except ImportError:
         raise ConfigurationError("the pipeline runs on Kafka but confluent-kafka is not in "
                                  "the function's package") from None
-    from cascata_runtime.kafka_sink import producer_config
+    from cascata_runtime.kafka_sink import connection_config
 
-    return Producer(producer_config(servers, region=region or "", iam=auth == "iam"))
+    return connection_config(servers, region=region or "", iam=auth == "iam")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from cascata_runtime import adapters
 from cascata_runtime.effects import Emission
+from cascata_runtime.kafka_topics import KafkaTopics
 from cascata_runtime.lineage import Stamper
 from cascata_runtime.ports import Sink
 from cascata_runtime.state import Publish, emitter
@@ -121,6 +122,19 @@ class KinesisShardTip:
             if not iterator or int(page.get("MillisBehindLatest", 0)) == 0:
                 return True
         return None
+
+
+class KafkaPartitionTip:
+    """`ShardTip` over Kafka: a partition is at its tip when its high watermark is right after
+    the fence (one ListOffsets request per check)."""
+
+    def __init__(self, topics: KafkaTopics) -> None:
+        self._topics = topics
+
+    def at_tip(self, stream: str, shard: str, fence: int) -> bool | None:
+        if not shard.isdigit():
+            return None  # a Kinesis shard
+        return self._topics.end_offset(stream, int(shard)) <= fence + 1
 
 
 # notify: the topic and the alerts view's delivery marks
@@ -392,7 +406,7 @@ class ListedShard:
 
 
 class ShardLister(Protocol):
-    """The shards of a source stream."""
+    """The shards of a source stream (a Kinesis stream's ARN, or a Kafka topic's name)."""
 
     def list_shards(self, stream_arn: str) -> Sequence[ListedShard]: ...
 
@@ -432,6 +446,32 @@ class KinesisShardLister:
         listed = tuple(shards)
         with self._lock:
             self._cache[stream_arn] = (now, listed)
+        return listed
+
+
+class KafkaPartitionLister:
+    """`ShardLister` over a Kafka topic's partitions (`stream` is the topic), each topic's
+    count cached for `ttl_s`. Kafka partitions never close: a topic only gains partitions."""
+
+    def __init__(self, topics: KafkaTopics, *, ttl_s: float = SHARD_LIST_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._topics = topics
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, tuple[ListedShard, ...]]] = {}
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def list_shards(self, stream: str) -> Sequence[ListedShard]:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(stream)
+            if cached is not None and now - cached[0] < self._ttl_s:
+                return cached[1]
+        self.calls += 1
+        listed = tuple(ListedShard(str(p), True) for p in range(self._topics.partitions(stream)))
+        with self._lock:
+            self._cache[stream] = (now, listed)
         return listed
 
 

@@ -188,15 +188,25 @@ class WindowsDependencies:
     config: WindowConfig = field(default_factory=WindowConfig)
     writers: int = 8
     shard_lister: ShardLister | None = None
-    """Lists a Kinesis source's shards, so closing waits for them; None: it does not wait."""
+    """Lists a source's shards (Kinesis) or partitions (Kafka), so closing waits for them;
+    None: it does not wait."""
 
 
-def _kinesis_sources(event: Mapping[str, Any]) -> dict[str, str]:
-    """Stream name (as in source positions) -> ARN, for the Kinesis records of an event."""
+def _sources(event: Mapping[str, Any]) -> dict[str, str]:
+    """Stream name (as in source positions) -> what the shard lister takes: a Kinesis
+    stream's ARN, or a Kafka topic's name (an MSK event's `records` are keyed by
+    topic-partition)."""
     out: dict[str, str] = {}
     records = event.get("Records")
     if not isinstance(records, list):
-        return out  # MSK events carry `records` keyed by topic-partition
+        groups = event.get("records")
+        if isinstance(groups, Mapping):
+            for group in groups.values():
+                for record in group if isinstance(group, list) else ():
+                    topic = record.get("topic") if isinstance(record, Mapping) else None
+                    if isinstance(topic, str) and topic:
+                        out[topic] = topic
+        return out
     for record in records:
         if isinstance(record, Mapping) and record.get("eventSource") == "aws:kinesis":
             arn = str(record.get("eventSourceARN", ""))
@@ -219,7 +229,7 @@ def windows_batch(processor: str, deps: WindowsDependencies) -> BatchFunction:
         if lister is None:
             return {}
         out: dict[str, tuple[str, ...]] = {}
-        for stream, arn in sorted(_kinesis_sources(event).items()):
+        for stream, arn in sorted(_sources(event).items()):
             try:
                 listed = lister.list_shards(arn)
             except Exception:  # closing then waits only for the registered shards

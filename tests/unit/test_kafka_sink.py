@@ -120,3 +120,66 @@ def test_msk_settings_are_tls_and_iam_with_signed_tokens() -> None:
     assert msk_iam_token("eu-west-1")[1] > 1_000_000_000_000  # the signer's milliseconds
     plain = producer_config("127.0.0.1:9092", region="us-east-1", iam=False)
     assert "security.protocol" not in plain and "oauth_cb" not in plain
+
+
+class _Flaky:
+    """A producer whose deliveries fail with given errors, one per send, for some keys."""
+
+    def __init__(self, errors: dict[bytes, list[Any]]) -> None:
+        self.errors = errors
+        self.sends: dict[bytes, int] = {}
+        self.pending: list[tuple[bytes, Any]] = []
+
+    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: Any) -> None:
+        self.sends[key] = self.sends.get(key, 0) + 1
+        self.pending.append((key, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        for key, callback in self.pending:
+            queue = self.errors.get(key, [])
+            callback(queue.pop(0) if queue else None, None)
+        self.pending = []
+        return 0
+
+
+class _Error:
+    def __init__(self, text: str, *, retriable: bool) -> None:
+        self.text, self._retriable = text, retriable
+
+    def retriable(self) -> bool:
+        return self._retriable
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def test_a_transient_delivery_failure_is_sent_again_and_a_lasting_one_is_not() -> None:
+    timeout = _Error("Broker: Request timed out", retriable=True)
+    denied = _Error("Broker: Topic authorization failed", retriable=False)
+    producer = _Flaky({b"a": [timeout, timeout], b"b": [denied], b"c": [timeout] * 9})
+    failures = KafkaSink(producer, timeout_s=1, max_attempts=4).emit("t", [
+        OutRecord("a", b"1", tag=1), OutRecord("b", b"2", tag=2), OutRecord("c", b"3", tag=3),
+        OutRecord("d", b"4", tag=4)])
+    reasons = {f.tag: f.reason for f in failures}
+    assert set(reasons) == {2, 3}  # a made it on its third send, d on its first
+    assert producer.sends == {b"a": 3, b"b": 1, b"c": 4, b"d": 1}
+    assert "authorization" in reasons[2] and "send 1 of 4" in reasons[2]
+    assert "timed out" in reasons[3] and "send 4 of 4" in reasons[3]
+
+
+def test_a_refused_send_is_tried_again() -> None:
+    class Refusing(_Flaky):
+        refusals = 2
+
+        def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: Any) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                raise RuntimeError("Local: Queue full")
+            super().produce(topic, key=key, value=value, on_delivery=on_delivery)
+
+    producer = Refusing({})
+    assert KafkaSink(producer, timeout_s=1).emit("t", [OutRecord("k", b"v", tag=1)]) == []
+    assert producer.sends == {b"k": 1}

@@ -137,15 +137,20 @@ def parse_seconds(value: str) -> int:
 
 
 def shard_tag(shard: str) -> str:
-    """`shardId-000000000003` -> `3`; Kafka partitions are numbers already."""
+    """`shardId-000000000003` -> `3`; a Kafka partition (a number already) -> `p3`."""
     if shard.startswith("shardId-"):
         return shard[len("shardId-") :].lstrip("0") or "0"
+    if shard.isdigit():
+        return f"p{shard}"
     return shard
 
 
 def _untag(value: str) -> tuple[str, ...]:
-    """The inverse of the `peers` encoding: Kinesis shard ids have 12 digits."""
-    return tuple(f"shardId-{int(t):012d}" if t.isdigit() else t for t in value.split(",") if t)
+    """The inverse of the `peers` encoding: Kinesis shard ids have 12 digits, Kafka
+    partitions are numbers."""
+    return tuple(f"shardId-{int(t):012d}" if t.isdigit()
+                 else t[1:] if t[:1] == "p" and t[1:].isdigit() else t
+                 for t in value.split(",") if t)
 
 
 # -- configuration ---------------------------------------------------------------------------

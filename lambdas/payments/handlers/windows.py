@@ -32,8 +32,14 @@ from collections.abc import Callable
 
 from cascata_runtime import adapters
 from cascata_runtime.handler import ClientFactory, Handler, lambda_handler, lazy
-from cascata_runtime.sinks import stream_sink
-from payments.adapters import DynamoWindowStore, KinesisShardLister
+from cascata_runtime.kafka_topics import AdminTopics
+from cascata_runtime.sinks import KAFKA_ADMIN, kafka_client, stream_sink
+from payments.adapters import (
+    DynamoWindowStore,
+    KafkaPartitionLister,
+    KinesisShardLister,
+    ShardLister,
+)
 from payments.settings import WindowsSettings
 from payments.windowing import WindowsDependencies, windows_batch
 
@@ -52,7 +58,9 @@ def dependencies(
     client: ClientFactory = adapters.client,
     now: Callable[[], float] = time.time,
 ) -> WindowsDependencies:
-    kinesis = client("kinesis")
+    topics = kafka_client(client, KAFKA_ADMIN, "list_topics", "list_offsets")
+    lister: ShardLister = (KinesisShardLister(client("kinesis")) if topics is None
+                           else KafkaPartitionLister(AdminTopics(topics)))
     return WindowsDependencies(
         activity_stream=settings.activity_stream,
         late_stream=settings.late_stream,
@@ -61,7 +69,7 @@ def dependencies(
         sink=stream_sink(client),
         objects=adapters.S3ObjectStore(client("s3")),
         now=now,
-        shard_lister=KinesisShardLister(kinesis),
+        shard_lister=lister,
     )
 
 

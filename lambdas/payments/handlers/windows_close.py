@@ -30,8 +30,9 @@ from aws_lambda_powertools import Logger
 
 from cascata_runtime import adapters
 from cascata_runtime.handler import ClientFactory, Handler, lazy
-from cascata_runtime.sinks import stream_sink
-from payments.adapters import DynamoWindowStore, KinesisShardTip
+from cascata_runtime.kafka_topics import AdminTopics
+from cascata_runtime.sinks import KAFKA_ADMIN, kafka_client, stream_sink
+from payments.adapters import DynamoWindowStore, KafkaPartitionTip, KinesisShardTip, ShardTip
 from payments.settings import WindowsCloseSettings
 from payments.windowing import (
     CloseDependencies,
@@ -48,12 +49,14 @@ def dependencies(
     client: ClientFactory = adapters.client,
     now: Callable[[], float] = time.time,
 ) -> CloseDependencies:
-    kinesis = client("kinesis")
+    topics = kafka_client(client, KAFKA_ADMIN, "list_topics", "list_offsets")
+    tip: ShardTip = (KinesisShardTip(client("kinesis")) if topics is None
+                     else KafkaPartitionTip(AdminTopics(topics)))
     return CloseDependencies(
         activity_stream=settings.activity_stream,
         store=DynamoWindowStore(client("dynamodb"), settings.activity_table),
         sink=stream_sink(client),
-        tip=KinesisShardTip(kinesis),
+        tip=tip,
         now=now,
     )
 

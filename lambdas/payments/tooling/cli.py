@@ -38,6 +38,9 @@ def demo(
     rate: Annotated[float | None, typer.Option(
         min=1, max=100_000, help="Offer the payments at this many a second (latency at a "
         "steady rate) instead of all at once.")] = None,
+    broker: Annotated[str, typer.Option(
+        help="kinesis (the emulator's streams), or msk: every stream a topic on a Kafka "
+        "protocol broker on loopback.")] = "kinesis",
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -46,6 +49,8 @@ def demo(
     from payments.tooling.demo import DemoOptions, render, run_demo
     from payments.tooling.workload import WorkloadSpec
 
+    if broker not in ("kinesis", "msk"):
+        raise CliError(f"--broker must be kinesis or msk, not {broker!r}")
     rates = {k: v for k, v in {"crash_rate": crash_rate, "put_failure_rate": put_failure_rate,
                                "throttle_rate": throttle_rate,
                                "duplicate_rate": duplicate_rate}.items() if v is not None}
@@ -58,7 +63,7 @@ def demo(
                         duplicate_share=duplicate_share)
     result = run_demo(DemoOptions(workload=spec, chaos=chaos_settings, timeout_s=timeout,
                                   endpoint_url=endpoint_arg(endpoint_url), show_progress=True,
-                                  rate=rate))
+                                  rate=rate, broker=broker))
     if as_json:
         print_json(result.to_json())
     else:

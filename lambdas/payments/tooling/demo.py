@@ -25,7 +25,6 @@ from cascata.console import CliError, out, progress
 from cascata.local.chaos import ChaosSettings
 from cascata.local.emulator import Aws, EmbeddedAws, EndpointError, external
 from cascata.local.esm import DrainTimeout
-from cascata.local.objects import read_stream
 from cascata.local.runtime import LocalRuntime, mapping_key
 from cascata.pipeline import Pipeline
 from cascata.producer import Outgoing, produce
@@ -55,6 +54,8 @@ class DemoOptions:
     show_progress: bool = True
     rate: float | None = None
     """Offer the payments at this many events a second (None: as fast as they go)."""
+    broker: str = "kinesis"
+    """`msk`: the streams are topics on a Kafka protocol broker on loopback."""
 
 
 @dataclass
@@ -125,14 +126,14 @@ class _Latency:
                 finished_at: float) -> None:
         if processor != "balances":
             return
-        failed = {f.get("itemIdentifier") for f in (response or {}).get("batchItemFailures", [])}
+        failed = [f.get("itemIdentifier") for f in
+                  (response or {}).get("batchItemFailures", [])]
         with self._lock:
-            for record in event.get("Records", []):
-                kin = record["kinesis"]
-                if kin["sequenceNumber"] in failed:
+            for position, data in _positions_and_data(event):
+                if position in failed:
                     continue
                 try:
-                    posting = json.loads(base64.b64decode(kin["data"]))
+                    posting = json.loads(base64.b64decode(data))
                     payment = str(posting["data"]["payment_event_id"])
                     direction = str(posting["data"]["direction"])
                 except (ValueError, KeyError, TypeError):
@@ -152,6 +153,16 @@ class _Latency:
     def per_payment(self) -> dict[str, float]:
         with self._lock:
             return dict(self._done)
+
+
+def _positions_and_data(event: Mapping[str, Any]) -> list[tuple[Any, str]]:
+    """(item identifier, base64 data) of each record of a Kinesis or an MSK event."""
+    if "records" in event:  # MSK: records grouped by topic-partition
+        return [({"partition": f"{r['topic']}-{r['partition']}", "offset": r["offset"]},
+                 r.get("value") or "")
+                for group in event["records"].values() for r in group]
+    return [(r["kinesis"]["sequenceNumber"], r["kinesis"]["data"])
+            for r in event.get("Records", [])]
 
 
 class _Reader:
@@ -201,7 +212,7 @@ def run_demo(options: DemoOptions, pipeline: Pipeline | None = None) -> DemoResu
         raise CliError(str(exc)) from None
     latency = _Latency()
     runtime = LocalRuntime(pipeline, aws, stage=options.stage, chaos=options.chaos,
-                           observer=latency.observe)
+                           observer=latency.observe, broker=options.broker)
     try:
         return _run(options, runtime, latency)
     finally:
@@ -231,11 +242,13 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         crm_thread = threading.Thread(target=lambda: crm_reports.append(produce(
             aws.client("kinesis"), runtime.name("customers"),
             [Outgoing(c.key, c.data) for c in customers],
-            on_progress=lambda n: bar.advance(crm, n))), daemon=True)
+            on_progress=lambda n: bar.advance(crm, n), sink=runtime.kafka_sink())),
+            daemon=True)
         crm_thread.start()
         report = produce(aws.client("kinesis"), runtime.name("payments-raw"),
                          [Outgoing(e.key, e.data) for e in events],
-                         on_progress=lambda n: bar.advance(task, n), rate=options.rate)
+                         on_progress=lambda n: bar.advance(task, n), rate=options.rate,
+                         sink=runtime.kafka_sink())
         crm_thread.join()
         failed = report.failed + sum(r.failed for r in crm_reports)
         if failed or not crm_reports:
@@ -269,7 +282,8 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         bar.update(wait, completed=latency.completed)
         check_task = bar.add_task("check invariants", total=1)
         names = runtime.provisioned.names if runtime.provisioned else {}
-        seen = observe(_Reader(aws), names, read_tap(aws, tap))
+        seen = observe(_Reader(aws), names, read_tap(aws, tap),
+                       streams=runtime.stream_records)
         invariants = check(reference, seen, _window_specs())
         bar.advance(check_task)
     applied = latency.per_payment()
@@ -290,7 +304,8 @@ def _run(options: DemoOptions, runtime: LocalRuntime, latency: _Latency) -> Demo
         throughput_eps=len(applied) / duration,
         latency_ms=_percentiles(lat),
         chaos=_chaos_summary(runtime, options.chaos, producer_dups),
-        endpoint=aws.where(),
+        endpoint=aws.where() if runtime.kafka is None
+        else f"{aws.where()}, Kafka at {runtime.kafka.bootstrap_servers}",
         region=aws.region,
         offered_eps=options.rate,
         applied=len(applied),
@@ -327,12 +342,9 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def _stages(runtime: LocalRuntime, seen: Observed, names: Mapping[str, str]) -> list[StageSummary]:
     """Per processor: records read, records emitted (or, for view writers, items in the views
     they keep), quarantined, and what its mappings went through."""
-    kinesis = runtime.aws.reading_client("kinesis")
     ddb = runtime.aws.reading_client("dynamodb")
-    counts = {
-        s.name: sum(1 for _ in read_stream(kinesis, names[s.name]))
-        for s in runtime.pipeline.streams
-    }
+    counts = {s.name: len(runtime.stream_records(names[s.name]))
+              for s in runtime.pipeline.streams}
     items: dict[str, int] = {}
     for table in runtime.pipeline.tables:
         items[table.name] = sum(
@@ -374,6 +386,7 @@ def _chaos_summary(
         "injected": {
             "handler_crashes": sum(s.function_errors for s in stats),
             "invocations_throttled": sum(s.throttles for s in stats),
+            # On Kafka: messages reported undelivered, and sends refused.
             "put_records_entries_failed": sum(
                 c.counters.put_entries_failed for c in runtime.chaos_clients),
             "put_records_requests_throttled": sum(

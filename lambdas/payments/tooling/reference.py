@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -363,10 +363,18 @@ def _magnitude(balances: Mapping[str, int]) -> int:
 
 
 def observe(
-    aws: Any, names: Mapping[str, str], notifications: Counter[str] | None = None
+    aws: Any, names: Mapping[str, str], notifications: Counter[str] | None = None,
+    *, streams: Callable[[str], Iterable[bytes]] | None = None,
 ) -> Observed:
-    """Read the views, the validated stream and the quarantine through the AWS APIs."""
+    """Read the views, the validated stream and the quarantine through the AWS APIs.
+    `streams`: every record's data on a stream by its physical name (default: read over the
+    Kinesis API; a pipeline on Kafka reads its topics)."""
     from boto3.dynamodb.types import TypeDeserializer
+
+    def stream(physical: str) -> Iterable[bytes]:
+        if streams is not None:
+            return streams(physical)
+        return read_stream(aws.client("kinesis"), physical)
 
     des = TypeDeserializer()
     ddb = aws.client("dynamodb")
@@ -377,7 +385,7 @@ def observe(
             item = {k: des.deserialize(v) for k, v in raw.items()}
             items[str(item["account_id"])] = item
     validated: Counter[str] = Counter()
-    for data in read_stream(aws.client("kinesis"), names["payments-validated"]):
+    for data in stream(names["payments-validated"]):
         validated[json.loads(data)["event_id"]] += 1
     s3 = aws.client("s3")
     quarantined = [json.loads(body) for body in read_objects(s3, names["quarantine"])]
@@ -390,8 +398,7 @@ def observe(
                 item = {k: des.deserialize(v) for k, v in raw.items()}
                 profiles[str(item["customer_id"])] = item
     alert_ids = frozenset(
-        json.loads(data)["event_id"] for data in read_stream(aws.client("kinesis"),
-                                                             names["alerts"])
+        json.loads(data)["event_id"] for data in stream(names["alerts"])
     ) if "alerts" in names else frozenset()
     alerts: dict[str, Mapping[str, Any]] = {}
     if "alerts-view" in names:
@@ -400,14 +407,13 @@ def observe(
             for raw in page["Items"]:
                 item = {k: des.deserialize(v) for k, v in raw.items()}
                 alerts[str(item["alert_id"])] = item
-    kinesis = aws.client("kinesis")
     results = {}
     late = {}
     if "activity" in names:
-        for data in read_stream(kinesis, names["activity"]):
+        for data in stream(names["activity"]):
             event = json.loads(data)
             results[event["event_id"]] = event["data"]
-        for data in read_stream(kinesis, names["activity-late"]):
+        for data in stream(names["activity-late"]):
             event = json.loads(data)
             late[event["event_id"]] = event["data"]
     still_open = 0
