@@ -263,6 +263,9 @@ def up(
                                               "console (0: any free port).")] = 0,
     no_console: Annotated[bool, typer.Option("--no-console", help="Serve no web "
                                              "console.")] = False,
+    broker: Annotated[str, typer.Option(
+        help="kinesis (the emulator's streams), or msk: every stream a topic on a Kafka "
+        "protocol broker on loopback, at the address printed.")] = "kinesis",
     as_json: JsonOpt = False,
 ) -> None:
     """Run the whole pipeline locally until interrupted: AWS endpoint, processors, APIs and
@@ -274,6 +277,8 @@ def up(
         raise CliError("--api-port must differ from --port")
     if console_port and console_port in (port, api_port):
         raise CliError("--console-port must differ from --port and --api-port")
+    if broker not in ("kinesis", "msk"):
+        raise CliError(f"--broker must be kinesis or msk, not {broker!r}")
 
     def ready(endpoints: dict[str, Any]) -> None:
         if as_json:
@@ -283,7 +288,8 @@ def up(
             print_endpoints(endpoints)
 
     run_up(UpOptions(port=port, api_port=api_port, stage=stage, tick_s=tick,
-                     console_port=None if no_console else console_port), ready=ready)
+                     console_port=None if no_console else console_port, broker=broker),
+           ready=ready)
     if not as_json:
         err.print("stopped")
 

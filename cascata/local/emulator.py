@@ -483,28 +483,38 @@ def find_pipeline(aws: Aws, pipeline: Pipeline, *, stage: str) -> Aws:
     configured region does not, the other regions are looked at: the one holding it is used
     when nothing named a region (the local default is no one's choice), and is an error
     naming both regions when something did. Anywhere else (AWS) `aws` is returned as it is."""
+    # A table marks the pipeline whichever broker carries its streams (on Kafka there is no
+    # Kinesis stream to find); a pipeline without tables is found by its origin stream.
     origins = [s for s in pipeline.streams if s.origin] or list(pipeline.streams)
-    if not origins or not aws.is_local():
+    marker = pipeline.tables[0] if pipeline.tables else (origins[0] if origins else None)
+    if marker is None or not aws.is_local():
         return aws
-    stream = pipeline.physical_name(origins[0].name, stage=stage, account=aws.account,
-                                    region=aws.region)
-    if _stream_exists(aws, stream):
+    table = marker in pipeline.tables
+    what = "table" if table else "stream"
+    service = "dynamodb" if table else "kinesis"
+    name = pipeline.physical_name(marker.name, stage=stage, account=aws.account,
+                                  region=aws.region)
+    if _exists(aws, service, name):
         return aws
     where = aws.where()
-    found = next((r for r in regions("kinesis")
-                  if r != aws.region and _stream_exists(aws.in_region(r), stream)), None)
+    found = next((r for r in regions(service)
+                  if r != aws.region and _exists(aws.in_region(r), service, name)), None)
     if found is None:
-        raise EndpointError(f"no stream {stream} at {where} in {aws.region} or any other "
-                            f"region: is `cascata up` running there, with --stage {stage}?")
+        raise EndpointError(f"no pipeline at {where} in {aws.region} or any other region "
+                            f"(no {what} {name}): is `cascata up` running there, with "
+                            f"--stage {stage}?")
     if aws.region_source:
         raise EndpointError(f"the pipeline at {where} runs in {found}, not in {aws.region} "
                             f"(from {aws.region_source}): give --region {found}")
     return aws.in_region(found, source=f"the pipeline at {where}")
 
 
-def _stream_exists(aws: Aws, stream: str) -> bool:
+def _exists(aws: Aws, service: str, name: str) -> bool:
     try:
-        aws.client("kinesis").describe_stream_summary(StreamName=stream)
+        if service == "dynamodb":
+            aws.client("dynamodb").describe_table(TableName=name)
+        else:
+            aws.client("kinesis").describe_stream_summary(StreamName=name)
     except Exception as exc:
         if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
             return False

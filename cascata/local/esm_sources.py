@@ -589,6 +589,27 @@ class KafkaSource:
         next_cursor: Cursor = out[-1].position if out else cursor
         return ReadResult(out, next_cursor, caught_up=len(out) < limit)
 
+    def backlog(self, shard_id: str, checkpoint: int | None) -> tuple[int, float | None]:
+        """Messages after `checkpoint` (all when None) and the timestamp of the first of them:
+        the partition's end offset less the next one to read (offsets are contiguous)."""
+        partition = self._partition(shard_id)
+        start = self._log.start_offset(self._topic, partition)
+        end = self._log.end_offset(self._topic, partition)
+        first = start if checkpoint is None else max(checkpoint + 1, start)
+        if first >= end:
+            return 0, None
+        head = self._log.read(self._topic, partition, first, 1)
+        return end - first, head[0].timestamp_ms / 1000.0 if head else None
+
+    def tail(self, shard_id: str, count: int) -> list[SourceRecord]:
+        """The last `count` messages of a partition, oldest first."""
+        partition = self._partition(shard_id)
+        end = self._log.end_offset(self._topic, partition)
+        first = max(self._log.start_offset(self._topic, partition), end - max(count, 0))
+        if count <= 0 or first >= end:
+            return []
+        return [_kafka_record(m) for m in self._log.read(self._topic, partition, first, count)]
+
     def commit(self, shard_id: str, checkpoint: int, *, group: str) -> None:
         # Kafka's committed offset is the next one to read.
         self._log.commit(

@@ -139,7 +139,10 @@ def build_status(pipeline: Pipeline, report: Mapping[str, Any], *, names: Mappin
     processors: list[dict[str, Any]] = []
     total = 0
     for key, mapping in sorted(mappings.items()):
-        behind, age_ms = backlog(mapping["physical_stream"], mapping["checkpoints"])
+        reported = mapping.get("backlog")  # a pipeline on Kafka reports its own
+        behind, age_ms = ((int(reported["records"]), int(reported["age_ms"]))
+                          if isinstance(reported, Mapping)
+                          else backlog(mapping["physical_stream"], mapping["checkpoints"]))
         total += behind
         processors.append({
             "mapping": key,

@@ -309,7 +309,8 @@ class LocalRuntime:
         mappings: dict[str, Any] = {}
         consumers = [(proc.name, src.stream) for proc in self.pipeline.processors
                      for src in proc.sources]
-        consumers += [(ARCHIVER, archive.stream) for archive in self.pipeline.archives]
+        consumers += [(ARCHIVER, archive.stream) for archive in self.pipeline.archives
+                      if mapping_key(ARCHIVER, archive.stream) in self.mappings]
         totals: dict[tuple[str, str], int] = {}
         for name, stream in consumers:
             key = mapping_key(name, stream)
@@ -331,6 +332,11 @@ class LocalRuntime:
                 "on_failure_records": stats.on_failure_records,
                 "updated_at": time.time(),
             }
+            if self.kafka is not None:
+                # Another process cannot read the loopback broker's partitions as it reads
+                # the emulator's shards: the backlog is reported with the counters.
+                mappings[key]["backlog"] = self._kafka_backlog(self.name(stream),
+                                                               mapping.checkpoints)
         written = self.flows.totals()
         totals.update(written)
         rates = self.flows.rates(totals)
@@ -340,6 +346,20 @@ class LocalRuntime:
                   "per_s": round(rates[(function, resource)], 2)}
                  for (function, resource), count in sorted(written.items())]
         return {"mappings": mappings, "flows": flows, "updated_at": time.time()}
+
+    def _kafka_backlog(self, topic: str, checkpoints: Mapping[str, Any]) -> dict[str, int]:
+        """Messages after each partition's checkpoint, and the age of the oldest of them."""
+        source = KafkaSource(self.kafka, topic)
+        behind = 0
+        oldest: float | None = None
+        for shard in source.list_shards():
+            done = checkpoints.get(shard.shard_id)
+            count, first = source.backlog(shard.shard_id, None if done is None else int(done))
+            behind += count
+            if first is not None:
+                oldest = first if oldest is None else min(oldest, first)
+        age_ms = 0 if oldest is None else max(0, int((time.time() - oldest) * 1000))
+        return {"records": behind, "age_ms": age_ms}
 
     def publish_checkpoints(self) -> None:
         """Keep the checkpoint report in the emulator, where `cascata status` can read it."""

@@ -48,6 +48,9 @@ class UpOptions:
     name, `cascata.aws_env`]."""
     console_port: int | None = 0
     """The web console's port (0: any free port; None: no console)."""
+    broker: str = "kinesis"
+    """`msk`: the streams are topics on a Kafka protocol broker on loopback, which any Kafka
+    client can reach at the address `up` prints."""
 
 
 def up(options: UpOptions, *, pipeline: Pipeline | None = None,
@@ -61,7 +64,7 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
         aws = EmbeddedAws(port=options.port, region=options.region).start()
     except EndpointError as exc:
         raise CliError(str(exc)) from None
-    runtime = LocalRuntime(pipeline, aws, stage=options.stage)
+    runtime = LocalRuntime(pipeline, aws, stage=options.stage, broker=options.broker)
     server: Any = None
     console: Any = None
     threads: list[threading.Thread] = []
@@ -89,6 +92,9 @@ def up(options: UpOptions, *, pipeline: Pipeline | None = None,
             "stage": options.stage,
             "routes": sorted(runtime.routes()),
             "streams": {s.name: runtime.name(s.name) for s in pipeline.streams},
+            "broker": options.broker,
+            "kafka_bootstrap_servers": (runtime.kafka.bootstrap_servers
+                                        if runtime.kafka is not None else None),
         }
         if options.console_port is not None:
             from cascata.local.webconsole import ConsoleData, ConsoleServer
@@ -149,6 +155,10 @@ def print_endpoints(endpoints: dict[str, Any]) -> None:
               f"(export AWS_ENDPOINT_URL={endpoints['aws_endpoint_url']})")
     out.print(f"  region         {endpoints['region']}   "
               f"(export AWS_REGION={endpoints['region']})")
+    if endpoints.get("kafka_bootstrap_servers"):
+        servers = endpoints["kafka_bootstrap_servers"]
+        out.print(f"  Kafka brokers  {servers}   (plaintext; kcat -b {servers} -L; every "
+                  "stream is a topic of the same name)")
     if endpoints.get("console_url"):
         out.print(f"  console        [bold]{endpoints['console_url']}[/]   (open it in a browser)")
     out.print(f"  HTTP APIs      {endpoints['api_url']}")

@@ -44,7 +44,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from cascata.local.esm_sources import KinesisBackendSource
+from cascata.local.esm_sources import KafkaSource, KinesisBackendSource
 from cascata.local.guard import LoopbackGuard
 from cascata.local.objects import list_keys
 from cascata.local.observe import (
@@ -135,7 +135,9 @@ class ConsoleData:
                             dynamodb=self.client("dynamodb"), s3=self.client("s3"),
                             region=aws.region, stage=self.runtime.stage, account=aws.account)
 
-    def _source(self, physical: str) -> KinesisBackendSource:
+    def _source(self, physical: str) -> KinesisBackendSource | KafkaSource:
+        if self.runtime.kafka is not None:
+            return KafkaSource(self.runtime.kafka, physical)
         aws = self.runtime.aws
         return KinesisBackendSource(physical, account=aws.account, region=aws.region)
 
@@ -178,8 +180,11 @@ class ConsoleData:
             raise ApiError(404, f"stream {declared} has no shard {shard[:80]!r}; its shards: "
                                 f"{', '.join(shard_ids)}")
         records = source.tail(shard, limit)
+        # Kafka keys are bytes, carried in base64 as the MSK event carries them.
+        key = ((lambda k: _unbase64(k).decode("utf-8", "replace"))
+               if isinstance(source, KafkaSource) else str)
         return {"stream": declared, "shard": shard, "shards": shard_ids,
-                "records": [decoded_record(r.position, r.partition_key, r.arrival,
+                "records": [decoded_record(r.position, key(r.partition_key), r.arrival,
                                            base64.b64decode(r.data or ""))
                             for r in reversed(records)]}
 
@@ -389,6 +394,19 @@ class ConsoleData:
                                           kinesis.get("partitionKey", ""),
                                           kinesis.get("approximateArrivalTimestamp"), data,
                                           full=full, stream=stream))
+        groups = payload.get("records") if isinstance(payload, dict) else None
+        for group in groups.values() if isinstance(groups, dict) else ():
+            for record in group if isinstance(group, list) else ():
+                if isinstance(record, dict):
+                    records.append(_kafka_entry_record(record, full=full,
+                                                       stream=self._stream_name(
+                                                           str(record.get("topic", "")))))
+        kafka_batch = next(iter((info.get("recordsInfo") or {}).items()), None)
+        if kafka_batch is not None:  # KafkaBatchInfo: one topic-partition per batch
+            partition, offsets = kafka_batch
+            info = {"streamArn": partition.rsplit("-", 1)[0], "shardId": partition,
+                    "startSequenceNumber": offsets.get("firstRecordOffset"),
+                    "endSequenceNumber": offsets.get("lastRecordOffset")}
         reason = {"code": context.get("condition", ""),
                   "reason": _on_failure_reason(document)}
         return {"id": entry_id, "kind": "on_failure",
@@ -424,11 +442,16 @@ class ConsoleData:
                                                   entry["source"].get("stream") or "")
         physical = self.names()[declared]
         partition_key = record.get("partition_key") or "resent"
-        answer = self.client("kinesis").put_record(StreamName=physical, Data=raw,
-                                                   PartitionKey=partition_key[:256])
+        if self.runtime.kafka is not None:
+            partition, offset = self.runtime.kafka.produce(
+                physical, partition_key[:256].encode("utf-8"), raw)
+            shard, sequence = f"{physical}-{partition}", str(offset)
+        else:
+            answer = self.client("kinesis").put_record(StreamName=physical, Data=raw,
+                                                       PartitionKey=partition_key[:256])
+            shard, sequence = answer["ShardId"], answer["SequenceNumber"]
         note = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "stream": declared,
-                "shard": answer["ShardId"], "sequence": answer["SequenceNumber"],
-                "record": index, "bytes": len(raw)}
+                "shard": shard, "sequence": sequence, "record": index, "bytes": len(raw)}
         bucket, key = self._entry_id(entry_id)
         self.client("s3").put_object(Bucket=self.names()[bucket], Key=RESENT_PREFIX + key,
                                      Body=json.dumps(note).encode(),
@@ -493,6 +516,23 @@ def _on_failure_reason(document: Mapping[str, Any]) -> str:
     if condition == "MaximumPayloadSizeExceeded":
         return "the batch was larger than an invocation may carry"
     return str(condition)
+
+
+def _unbase64(value: Any) -> bytes:
+    try:
+        return base64.b64decode(str(value or ""), validate=True)
+    except (binascii.Error, ValueError):
+        return str(value or "").encode()
+
+
+def _kafka_entry_record(record: Mapping[str, Any], *, full: bool, stream: str
+                        ) -> dict[str, Any]:
+    """A record of an MSK event (key and value in base64, timestamp in ms), for people."""
+    timestamp = record.get("timestamp")
+    return decoded_record(record.get("offset", ""),
+                          _unbase64(record.get("key")).decode("utf-8", "replace"),
+                          timestamp / 1000.0 if isinstance(timestamp, int | float) else None,
+                          _unbase64(record.get("value")), full=full, stream=stream)
 
 
 def decoded_record(sequence: Any, partition_key: str, arrival: Any, data: bytes, *,

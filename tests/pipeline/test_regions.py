@@ -136,7 +136,7 @@ def test_region_disagreement_is_one_line_unless_nothing_named_a_region(
     assert records_in("eu-west-1", RAW) == 5
     # A stage up does not run is an error too, not an empty answer
     code, _, err = run(["status", "--stage", "elsewhere"], capsys)
-    assert code == 2 and "no stream cascata-elsewhere-payments-raw" in err
+    assert code == 2 and "no pipeline" in err and "no table cascata-elsewhere-balances" in err
 
 
 def test_a_service_endpoint_variable_is_honoured_by_an_aws_facing_command(
