@@ -509,6 +509,17 @@ def find_pipeline(aws: Aws, pipeline: Pipeline, *, stage: str) -> Aws:
     return aws.in_region(found, source=f"the pipeline at {where}")
 
 
+def origin_stream_missing(aws: Aws, pipeline: Pipeline, *, stage: str) -> str | None:
+    """The origin stream's physical name when a local endpoint holds the pipeline but not
+    that Kinesis stream (its streams are Kafka topics), else None."""
+    origins = [s for s in pipeline.streams if s.origin] or list(pipeline.streams)
+    if not origins or not aws.is_local():
+        return None
+    name = pipeline.physical_name(origins[0].name, stage=stage, account=aws.account,
+                                  region=aws.region)
+    return None if _exists(aws, "kinesis", name) else name
+
+
 def _exists(aws: Aws, service: str, name: str) -> bool:
     try:
         if service == "dynamodb":

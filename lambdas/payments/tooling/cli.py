@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from cascata.cli import MAX_EVENTS, EndpointOpt, JsonOpt, StageOpt, endpoint_arg
-from cascata.cli_versions import AwsOpt, connect, epoch_ms_arg, version_arg
+from cascata.cli_versions import AwsOpt, connect, epoch_ms_arg, require_kinesis, version_arg
 from cascata.console import CliError, err, out, print_json, progress
 
 
@@ -98,6 +98,7 @@ def audit(
         raise CliError("on AWS the audit runs on Athena over the archive's Glue tables "
                        "(docs/deploy.md); --aws is not supported by this command yet")
     aws = connect(endpoint_url, False, stage=stage)
+    require_kinesis(aws, "audit", stage=stage)
     registry = registry_for(aws, stage)
     target = version_arg(version) if version else registry.live()
     config: dict[str, dict[str, str]] = {}
