@@ -9,14 +9,17 @@ STAMP := $(VENV)/.installed
 # checkov, the IaC scanner of the infrastructure tests, pins boto3 1.35.x exactly; the project
 # pins 1.43.11 exactly (the emulator), so checkov gets an environment of its own, in ours.
 SCAN_VENV := $(VENV)/tools/checkov
+# The MSK variant's Lambda layer (confluent-kafka, the MSK IAM signer): wheels for the functions'
+# runtime and architecture, downloaded from the hash-pinned lock and unzipped (no Docker).
+KAFKA_LAYER := build/kafka-layer.json
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup lock browser demo test test-fast lint typecheck synth bench deploy destroy deploy-version destroy-version clean
+.PHONY: setup kafka-layer lock browser demo test test-fast lint typecheck synth bench deploy destroy deploy-version destroy-version clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(KAFKA_LAYER)
 
 $(STAMP): requirements.lock requirements-scan.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13), "cascata needs Python 3.11 to 3.13, found " + sys.version.split()[0]'
@@ -34,6 +37,13 @@ $(STAMP): requirements.lock requirements-scan.lock pyproject.toml
 	  || { echo "pip install of the scanner failed"; exit 1; }
 	@touch $@
 
+kafka-layer: $(KAFKA_LAYER)
+
+$(KAFKA_LAYER): requirements-layer.lock cascata/cdk/function.py cascata/cdk/kafka_layer.py | $(STAMP)
+	@echo "building the Kafka client layer for the functions (build/kafka-layer)"
+	@set -o pipefail; $(PY) -m cascata.cdk.kafka_layer 2>&1 \
+	  | { grep -v -e "^WARNING: Location" -e "^b'!!" || true; } || { echo "kafka layer build failed"; exit 1; }
+
 # requirements-dev.txt (and requirements.txt) are what we ask for; requirements.lock is what
 # gets installed, every package pinned with its hashes. Regenerate it after changing either.
 # requirements-scan.txt -> requirements-scan.lock: the same for the scanner's environment.
@@ -43,6 +53,8 @@ lock:
 	  --generate-hashes --no-header --quiet -o requirements.lock
 	$(VENV)/bin/uv pip compile requirements-scan.txt --universal --python-version 3.11 \
 	  --generate-hashes --no-header --quiet -o requirements-scan.lock
+	$(VENV)/bin/uv pip compile requirements-layer.txt --no-deps --universal --python-version 3.12 \
+	  --generate-hashes --no-header --quiet -o requirements-layer.lock
 
 node_modules/.installed: package.json package-lock.json
 	@echo "installing the pinned CDK CLI (first run only)"
@@ -52,7 +64,7 @@ node_modules/.installed: package.json package-lock.json
 demo: $(STAMP)
 	$(PY) -m cascata demo $(ARGS)
 
-test: $(STAMP) node_modules/.installed browser
+test: $(STAMP) node_modules/.installed browser $(KAFKA_LAYER)
 	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
 
 # The console's browser tests drive a real headless Chromium: the distribution's, installed
@@ -70,14 +82,14 @@ browser:
 	  echo "no chromium, and no root apt to install it: the console's browser tests will be skipped"; \
 	fi
 
-test-fast: $(STAMP) node_modules/.installed
+test-fast: $(STAMP) node_modules/.installed $(KAFKA_LAYER)
 	$(PY) -m pytest -n 2 --dist loadfile -m "not pipeline" $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-synth: $(STAMP) node_modules/.installed
+synth: $(STAMP) node_modules/.installed $(KAFKA_LAYER)
 	@for stage in dev prod; do \
 	  echo "synthesizing stage $$stage"; \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices --quiet -c stage=$$stage -o cdk.out/$$stage || exit 1; \
@@ -87,7 +99,7 @@ synth: $(STAMP) node_modules/.installed
 bench: $(STAMP)
 	$(PY) -m cascata bench $(ARGS)
 
-deploy: $(STAMP) node_modules/.installed
+deploy: $(STAMP) node_modules/.installed $(KAFKA_LAYER)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --no-notices --all -c stage=$(or $(STAGE),dev)
 
 destroy: $(STAMP) node_modules/.installed
@@ -97,7 +109,7 @@ destroy: $(STAMP) node_modules/.installed
 
 # A version of the views rebuilt by replay, beside the base stack (docs/reprocessing.md):
 #   make deploy-version VERSION=v2 [FROM=stream|archive] [SINCE=<RFC 3339>] [UNTIL=<RFC 3339>]
-deploy-version: $(STAMP) node_modules/.installed
+deploy-version: $(STAMP) node_modules/.installed $(KAFKA_LAYER)
 	@test -n "$(VERSION)" || { echo "VERSION=v2 (or another) is required"; exit 2; }
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --no-notices cascata-$(or $(STAGE),dev)-$(VERSION) \
 	  -c stage=$(or $(STAGE),dev) -c version=$(VERSION) -c replayFrom=$(or $(FROM),stream) \

@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None, *, cdk_json: Path) -> None:
         pipeline = current_pipeline()
         config = stage_config(app.node.try_get_context, pipeline=pipeline)
         replay = replay_config(app.node.try_get_context, config=config, pipeline=pipeline)
+        base = build(app, config=config, pipeline=pipeline)
+        if replay is not None:
+            build_version(app, base=base, replay=replay)
     except (ConfigError, ProjectError) as exc:
-        # A context or setting mistake is the caller's to fix: say what, without a traceback.
+        # A context or setting mistake, or a build step not run (the Kafka layer), is the
+        # caller's to fix: say what, without a traceback.
         sys.exit(f"cascata: {exc}")
-    base = build(app, config=config, pipeline=pipeline)
-    if replay is not None:
-        build_version(app, base=base, replay=replay)
     app.synth()

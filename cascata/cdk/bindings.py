@@ -76,16 +76,19 @@ class KafkaTopic:
         return ResourceKind.STREAM
 
     def grant_access(self, grantee: iam.IGrantable, *, access: Access, scope: IConstruct) -> None:
+        """Connect to the cluster and describe the topic; read it, and/or write it with the
+        functions' idempotent producer (`cascata_runtime.kafka_sink`): WriteData on the
+        topic, WriteDataIdempotently on the cluster (its only resource type)."""
         del scope
         actions = ["kafka-cluster:DescribeTopic"]
         if access in ("read", "read_write"):
             actions.append("kafka-cluster:ReadData")
+        cluster_actions = ["kafka-cluster:Connect"]
         if access in ("write", "read_write"):
             actions.append("kafka-cluster:WriteData")
+            cluster_actions.append("kafka-cluster:WriteDataIdempotently")
         grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kafka-cluster:Connect"], resources=[self.cluster.cluster_arn]
-            )
+            iam.PolicyStatement(actions=cluster_actions, resources=[self.cluster.cluster_arn])
         )
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=actions, resources=[self.cluster.topic_arn(self.topic)])

@@ -83,14 +83,20 @@ def render_declared(
     retention: logs.RetentionDays,
     physical: Callable[[str], str],
     reference: Callable[[str], bool],
+    kafka: KafkaCluster | None = None,
 ) -> Declared:
     """Render the declaration's resources in `stack`; `reference(name)` says which the base
-    stack holds (a version stack only uses them), `physical(name)` names them."""
+    stack holds (a version stack only uses them), `physical(name)` names them. `kafka`: the
+    base stack's cluster, which a version stack uses instead of creating one."""
     out = Declared()
     bound = out.bound
 
     streams = out.streams
-    if config.broker is Broker.MSK:
+    if config.broker is Broker.MSK and kafka is not None:
+        out.kafka = kafka
+        for stream in pipeline.streams:
+            bound[stream.name] = KafkaTopic(cluster=out.kafka, topic=physical(stream.name))
+    elif config.broker is Broker.MSK:
         out.kafka = KafkaCluster(
             stack,
             "Kafka",

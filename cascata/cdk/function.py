@@ -42,11 +42,17 @@ _APPLICATION_LOG_LEVEL = {
 }
 
 
-LAMBDA_PYTHON = (3, 11)
-"""The one Python the functions run on (Lambda runtime and Powertools layer derive from it);
-the project and its tests run on 3.11 to 3.13."""
+LAMBDA_PYTHON = (3, 12)
+"""The one Python the functions run on (Lambda runtime, Powertools layer and the Kafka client
+layer derive from it); the project and its tests run on 3.11 to 3.13. 3.12 and not 3.11: the
+Kafka layer's confluent-kafka wheel for arm64 needs glibc 2.28, which the Amazon Linux 2023
+runtimes (python3.12 and later) have and python3.11's Amazon Linux 2 does not."""
 LAMBDA_RUNTIME: lambda_.Runtime = getattr(
     lambda_.Runtime, "PYTHON_{}_{}".format(*LAMBDA_PYTHON))
+LAMBDA_ARCH = lambda_.Architecture.ARM_64
+"""The one architecture of the functions (and of their layers)."""
+LAMBDA_ARCHITECTURE: str = LAMBDA_ARCH.name
+"""Its name as Lambda and the Powertools parameters spell it (`arm64`)."""
 
 
 class FunctionSpec(Protocol):
@@ -202,7 +208,7 @@ class PipelineFunction(Construct):
             function_name=function_name,
             description=declared.description,
             runtime=LAMBDA_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            architecture=LAMBDA_ARCH,
             handler=declared.handler,
             code=runtime.code,
             layers=list(runtime.layers),

@@ -27,7 +27,7 @@ from constructs import Construct
 
 from cascata.cdk.bindings import BoundResource
 from cascata.cdk.config import AlarmThresholds
-from cascata.cdk.function import FunctionRuntime, PipelineFunction
+from cascata.cdk.function import FunctionRuntime, PipelineFunction, VpcPlacement
 from cascata.cdk.naming import pascal, pin, stable_id
 from cascata.pipeline import ApiFunction
 
@@ -70,7 +70,9 @@ class ApiHandler(PipelineFunction):
         runtime: FunctionRuntime,
         thresholds: AlarmThresholds,
         reserved_concurrency: int | None = None,
+        placement: VpcPlacement | None = None,
     ) -> None:
+        """`placement`: the broker's VPC, for a function that reaches Kafka (broker=msk)."""
         super().__init__(
             scope,
             construct_id,
@@ -80,6 +82,7 @@ class ApiHandler(PipelineFunction):
             bindings=bindings,
             runtime=runtime,
             reserved_concurrency=reserved_concurrency,
+            placement=placement,
         )
         self.api = api
         self.acknowledge_checks(

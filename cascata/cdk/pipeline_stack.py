@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
@@ -45,8 +45,19 @@ from cascata.cdk.bindings import BoundResource
 from cascata.cdk.config import LOG_RETENTION, ReplayConfig, StageConfig
 from cascata.cdk.declared import render_declared
 from cascata.cdk.encryption import PipelineKey
-from cascata.cdk.function import LAMBDA_PYTHON, FunctionRuntime, PipelineFunction, VpcPlacement
+from cascata.cdk.function import (
+    LAMBDA_ARCH,
+    LAMBDA_ARCHITECTURE,
+    LAMBDA_PYTHON,
+    LAMBDA_RUNTIME,
+    FunctionRuntime,
+    PipelineFunction,
+    VpcPlacement,
+)
 from cascata.cdk.http_api import ApiHandler, PipelineHttpApi
+from cascata.cdk.kafka import KafkaCluster
+from cascata.cdk.kafka_layer import built_layer
+from cascata.cdk.msk_resources import DeclaredTopic, KafkaBootstrap, KafkaTopics
 from cascata.cdk.naming import pascal
 from cascata.cdk.observability import AlarmTopic, PipelineDashboard
 from cascata.cdk.replay import ArchiveReplay
@@ -55,6 +66,7 @@ from cascata.cdk.sources import KafkaTopicSource, KinesisSource, StreamSource
 from cascata.cdk.stream_processor import QUARANTINE_NAMESPACE, AttachedSource, StreamProcessor
 from cascata.pipeline import Pipeline, Table
 from cascata.project import current_pipeline
+from cascata_runtime.sinks import AUTH_VARIABLE, BOOTSTRAP_VARIABLE, BROKER_VARIABLE
 
 POWERTOOLS_DISTRIBUTION = "aws-lambda-powertools"
 
@@ -64,7 +76,7 @@ def powertools_version() -> str:
     return importlib.metadata.version(POWERTOOLS_DISTRIBUTION)
 
 
-def powertools_layer_parameter(*, version: str, architecture: str = "arm64") -> str:
+def powertools_layer_parameter(*, version: str, architecture: str = LAMBDA_ARCHITECTURE) -> str:
     """The public SSM parameter in which AWS publishes, in every region, the ARN of the
     Powertools layer of one release for the functions' Python and architecture."""
     return "/aws/service/powertools/python/{}/python{}.{}/{}".format(
@@ -102,6 +114,11 @@ class SharedResources:
     """The base (v1) pipeline, whose archives a replay from the archive reads."""
     key: kms.IKey
     alarm_topic: sns.ITopic
+    kafka: KafkaCluster | None = None
+    """With broker=msk: the base stack's cluster, its network and security group, which a
+    version's topics, mappings and functions use (cross-stack references)."""
+    kafka_bootstrap_brokers: str | None = None
+    """With broker=msk: the cluster's bootstrap string, as the base stack resolved it."""
 
 
 def view_indexes(table: Table) -> tuple[str, ...]:
@@ -158,6 +175,7 @@ class PipelineStack(Stack):
         declared = render_declared(
             self, pipeline=pipeline, config=config, key=key, removal=removal,
             retention=retention, physical=physical, reference=reference,
+            kafka=shared.kafka if shared is not None else None,
         )
         bound = declared.bound
         streams, tables, buckets = declared.streams, declared.tables, declared.buckets
@@ -181,11 +199,7 @@ class PipelineStack(Stack):
                 encryption_key=key,
                 email=config.alarm_email,
             ).alarm_topic
-        self.shared_resources = SharedResources(
-            pipeline=shared.pipeline if shared is not None else pipeline,
-            key=key,
-            alarm_topic=self.alarm_topic,
-        )
+
 
         asset = project_asset()
         runtime = FunctionRuntime(
@@ -209,15 +223,8 @@ class PipelineStack(Stack):
             alarm_topic=self.alarm_topic,
         )
 
-        def environment(function: str) -> dict[str, str]:
-            # Exactly the declared bindings (plus PIPELINE_STAGE) and the Powertools variables.
-            env = pipeline.environment(
-                function, stage=config.stage, account=config.account, region=config.region
-            )
-            env.update(powertools_environment(function, log_level=config.log_level))
-            return env
-
-        # Only stream processors join the VPC: they are the ones Lambda's Kafka pollers feed.
+        # Only stream processors, and the functions that reach Kafka themselves, join the VPC:
+        # the processors are what Lambda's Kafka pollers feed.
         placement = (
             VpcPlacement(
                 vpc=self.kafka.kafka_vpc,
@@ -227,10 +234,101 @@ class PipelineStack(Stack):
             if self.kafka
             else None
         )
+        self.kafka_layer: lambda_.ILayerVersion | None = None
+        self.kafka_bootstrap: KafkaBootstrap | None = None
+        self.kafka_topics: KafkaTopics | None = None
+        kafka_runtime = runtime
+        kafka_environment: dict[str, str] = {}
+        bootstrap_brokers: str | None = None
+        if self.kafka is not None and placement is not None:
+            self.kafka_layer = lambda_.LayerVersion(
+                self,
+                "KafkaLayer",
+                code=lambda_.Code.from_asset(str(built_layer())),
+                compatible_runtimes=[LAMBDA_RUNTIME],
+                compatible_architectures=[LAMBDA_ARCH],
+                description="confluent-kafka and the MSK IAM SASL signer (requirements-layer.lock)",
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            kafka_runtime = replace(runtime, layers=[*runtime.layers, self.kafka_layer])
+            if shared is not None and shared.kafka_bootstrap_brokers is not None:
+                bootstrap_brokers = shared.kafka_bootstrap_brokers
+            else:
+                self.kafka_bootstrap = KafkaBootstrap(
+                    self,
+                    "KafkaBootstrap",
+                    cluster_arn=self.kafka.cluster_arn,
+                    function_name=f"{config.stack_name}-kafka-bootstrap",
+                    runtime=runtime,
+                )
+                bootstrap_brokers = self.kafka_bootstrap.bootstrap_brokers
+            self.kafka_topics = KafkaTopics(
+                self,
+                "KafkaTopics",
+                topics=[
+                    DeclaredTopic(
+                        name=physical(stream.name),
+                        partitions=config.topic_partitions(stream.name),
+                        retention_ms=config.stream_retention_ms,
+                    )
+                    for stream in pipeline.streams
+                    if pipeline.owns(stream.name)
+                ],
+                owner=self.deployment_name,
+                cluster_arn=self.kafka.cluster_arn,
+                topic_arn=self.kafka.topic_arn,
+                bootstrap_brokers=bootstrap_brokers,
+                function_name=f"{self.deployment_name}-kafka-topics",
+                runtime=kafka_runtime,
+                placement=placement,
+                delete_on_removal=not config.retain_data,
+            )
+            kafka_environment = {
+                BROKER_VARIABLE: config.broker.value,
+                BOOTSTRAP_VARIABLE: bootstrap_brokers,
+                AUTH_VARIABLE: "iam",
+            }
+        self.shared_resources = SharedResources(
+            pipeline=shared.pipeline if shared is not None else pipeline,
+            key=key,
+            alarm_topic=self.alarm_topic,
+            kafka=self.kafka,
+            kafka_bootstrap_brokers=bootstrap_brokers,
+        )
+        declared_streams = {stream.name for stream in pipeline.streams}
+
+        def reaches_kafka(function: str) -> bool:
+            """With broker=msk, whether a function talks to Kafka itself (it binds a stream)."""
+            return self.kafka is not None and any(
+                b.resource in declared_streams for b in pipeline.function(function).bindings
+            )
+
+        def environment(function: str) -> dict[str, str]:
+            # Exactly the declared bindings (plus PIPELINE_STAGE), the Powertools variables and,
+            # for a function that reaches Kafka, where the brokers are.
+            env = pipeline.environment(
+                function, stage=config.stage, account=config.account, region=config.region
+            )
+            env.update(powertools_environment(function, log_level=config.log_level))
+            if reaches_kafka(function):
+                env.update(kafka_environment)
+            return env
+
+        def runtime_of(function: str) -> FunctionRuntime:
+            """The Kafka client layer only where a function reaches Kafka itself."""
+            return kafka_runtime if reaches_kafka(function) else runtime
+
+        def placement_of(function: str) -> VpcPlacement | None:
+            return placement if reaches_kafka(function) else None
+
         self.processors = self._stream_processors(
-            streams=streams, bound=bound, runtime=runtime, environment=environment,
+            streams=streams, bound=bound, runtime_of=runtime_of, environment=environment,
             physical=physical, placement=placement,
         )
+        if self.kafka_topics is not None:
+            # Lambda's pollers and the producers find their topics there from the first deploy.
+            for processor in self.processors:
+                processor.pipeline_function.node.add_dependency(self.kafka_topics.resource)
 
         self.scheduled_tasks = [
             ScheduledTask(
@@ -240,9 +338,10 @@ class PipelineStack(Stack):
                 function_name=physical(scheduled.name),
                 environment=environment(scheduled.name),
                 bindings=bound,
-                runtime=runtime,
+                runtime=runtime_of(scheduled.name),
                 thresholds=config.alarms,
                 reserved_concurrency=config.reserved_concurrency.get(scheduled.name),
+                placement=placement_of(scheduled.name),
             )
             for scheduled in pipeline.scheduled
         ]
@@ -255,9 +354,10 @@ class PipelineStack(Stack):
                 function_name=physical(api.name),
                 environment=environment(api.name),
                 bindings=bound,
-                runtime=runtime,
+                runtime=runtime_of(api.name),
                 thresholds=config.alarms,
                 reserved_concurrency=config.reserved_concurrency.get(api.name),
+                placement=placement_of(api.name),
             )
             for api in pipeline.apis
         ]
@@ -311,7 +411,7 @@ class PipelineStack(Stack):
         *,
         streams: Mapping[str, kinesis.IStream],
         bound: Mapping[str, BoundResource],
-        runtime: FunctionRuntime,
+        runtime_of: Callable[[str], FunctionRuntime],
         environment: Callable[[str], dict[str, str]],
         physical: Callable[[str], str],
         placement: VpcPlacement | None,
@@ -359,7 +459,7 @@ class PipelineStack(Stack):
                     environment=environment(proc.name),
                     sources=attached,
                     bindings=bound,
-                    runtime=runtime,
+                    runtime=runtime_of(proc.name),
                     thresholds=self.config.alarms,
                     lag_threshold=(
                         self.config.alarms.offset_lag

@@ -28,7 +28,7 @@ from constructs import Construct
 from cascata.cdk.access import grant
 from cascata.cdk.bindings import BoundResource
 from cascata.cdk.config import AlarmThresholds
-from cascata.cdk.function import AlarmSpec, FunctionRuntime, PipelineFunction
+from cascata.cdk.function import AlarmSpec, FunctionRuntime, PipelineFunction, VpcPlacement
 from cascata.cdk.naming import pin, stable_id
 from cascata.pipeline import ResourceKind, ScheduledFunction
 
@@ -76,7 +76,9 @@ class ScheduledTask(PipelineFunction):
         runtime: FunctionRuntime,
         thresholds: AlarmThresholds,
         reserved_concurrency: int | None = None,
+        placement: VpcPlacement | None = None,
     ) -> None:
+        """`placement`: the broker's VPC, for a function that reaches Kafka (broker=msk)."""
         super().__init__(
             scope,
             construct_id,
@@ -86,6 +88,7 @@ class ScheduledTask(PipelineFunction):
             bindings=bindings,
             runtime=runtime,
             reserved_concurrency=reserved_concurrency,
+            placement=placement,
         )
         self.scheduled = scheduled
         key = runtime.encryption_key

@@ -28,6 +28,7 @@ from aws_cdk.assertions import Template
 
 from cascata.cdk import (
     PipelineStack,
+    ReplayConfig,
     StageConfig,
     build,
     build_version,
@@ -157,15 +158,21 @@ class Synthesized:
 
 
 def synthesize(
-    outdir: Path, *, pipeline: Pipeline = PIPELINE, nag: bool = True, **context: Any
+    outdir: Path,
+    *,
+    pipeline: Pipeline = PIPELINE,
+    nag: bool = True,
+    replay: ReplayConfig | None = None,
+    **context: Any,
 ) -> Synthesized:
-    """Synthesize one variant the way `app.py` does; cdk-nag findings raise here."""
+    """Synthesize one variant the way `app.py` does; cdk-nag findings raise here. `replay`:
+    a version stack the context cannot ask for (yet), built the same way."""
     app = App(
         context={**CDK_CONTEXT, "account": ACCOUNT, "region": REGION, **context},
         outdir=str(outdir),
     )
     config = stage_config(app.node.try_get_context, pipeline=pipeline, environ={})
-    replay = replay_config(app.node.try_get_context, config=config, pipeline=pipeline)
+    replay = replay or replay_config(app.node.try_get_context, config=config, pipeline=pipeline)
     base = build(app, config=config, pipeline=pipeline, nag=nag)
     version = build_version(app, base=base, replay=replay) if replay is not None else None
     assembly = app.synth()

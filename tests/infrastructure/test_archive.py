@@ -156,7 +156,7 @@ def test_the_transformation_is_the_declared_handler_in_the_shared_asset(
         )
         props = dev.resources[logical_id]["Properties"]
         assert props["Handler"] == archive.handler
-        assert props["Runtime"] == "python3.11"
+        assert props["Runtime"] == "python3.12"
         assert props["TracingConfig"] == {"Mode": "Active"}
         variables = props["Environment"]["Variables"]
         # The declared stream name, which the layout's `stream=` uses, not the physical one

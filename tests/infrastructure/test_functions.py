@@ -56,6 +56,12 @@ def _helper_functions(synth: Synthesized) -> set[str]:
         helpers |= {f"{prefix}-archive-{a.stream}" for a in synth.pipeline.archives}
     if synth.pipeline.replay_from == "archive":
         helpers.add(f"{prefix}-republish-{synth.pipeline.version}")
+    if synth.of_type("Custom::KafkaTopics"):
+        # The MSK custom resources' handlers and their Provider framework functions
+        helpers |= {f"{synth.config.stack_name}-kafka-bootstrap",
+                    f"{synth.config.stack_name}-kafka-bootstrap-provider",
+                    f"{synth.stack.deployment_name}-kafka-topics",
+                    f"{synth.stack.deployment_name}-kafka-topics-provider"}
     return helpers
 
 
@@ -81,9 +87,11 @@ def test_environment_is_exactly_what_the_settings_read_plus_powertools(
     for fn in every_stage.pipeline.functions:
         # Given the variables the function's settings class reads
         reads = SETTINGS_BY_FUNCTION[fn.name].required_variables()
-        # Then the function gets exactly those plus the Powertools ones
+        # Then the function gets exactly those plus the Powertools ones (and, when it reaches
+        # Kafka itself on MSK, where the brokers are: tests/infrastructure/test_kafka.py)
         environment = _environment(every_stage, fn.name)
-        assert set(environment) == reads | POWERTOOLS_VARIABLES, fn.name
+        kafka = {"CASCATA_BROKER", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_AUTH"}
+        assert set(environment) - kafka == reads | POWERTOOLS_VARIABLES, fn.name
         # ... which are the declaration's own rendering, nothing hand-written
         assert {k: v for k, v in environment.items() if k in reads} == (
             every_stage.pipeline.environment(
@@ -135,7 +143,7 @@ def test_msk_stream_variables_name_the_topics_the_mappings_read(msk: Synthesized
     assert {msk.physical(s.name) for s in msk.pipeline.streams} <= outputs
 
 
-def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
+def test_functions_are_python312_arm64_with_the_pinned_powertools_layer(
     every_stage: Synthesized,
 ) -> None:
     # The AWS-published Powertools layer of exactly the installed release, for this runtime
@@ -149,18 +157,22 @@ def test_functions_are_python311_arm64_with_the_pinned_powertools_layer(
     ((layer_parameter, parameter),) = parameters.items()
     assert parameter == {
         "Type": "AWS::SSM::Parameter::Value<String>",
-        "Default": f"/aws/service/powertools/python/arm64/python3.11/{installed}",
+        "Default": f"/aws/service/powertools/python/arm64/python3.12/{installed}",
     }
     for fn in every_stage.pipeline.functions:
         _, function = every_stage.function(fn.name)
         props = function["Properties"]
-        assert props["Runtime"] == "python3.11"
+        assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == ["arm64"]
         assert props["Handler"] == fn.handler
         assert props["MemorySize"] == fn.memory_mb
         assert props["Timeout"] == fn.timeout_s
         assert props["FunctionName"] == every_stage.physical(fn.name)
-        assert props["Layers"] == [{"Ref": layer_parameter}]
+        # ... and on MSK, for a function that reaches Kafka itself, the Kafka client layer
+        # beside it (tests/infrastructure/test_kafka.py says which functions)
+        others = [layer for layer in props["Layers"] if layer != {"Ref": layer_parameter}]
+        assert len(props["Layers"]) == len(others) + 1, props["Layers"]
+        assert len(others) <= (every_stage.config.broker.value == "msk"), others
         # Environment encrypted with the stage's key
         assert props["KmsKeyArn"] == {"Fn::GetAtt": ["PipelineKey", "Arn"]}
         # Structured logs into the function's own log group, traced
@@ -220,10 +232,16 @@ def test_msk_processors_run_in_the_private_subnets_and_the_others_do_not(
         _, function = msk.function(proc.name)
         vpc_config = function["Properties"]["VpcConfig"]
         assert {s["Ref"] for s in vpc_config["SubnetIds"]} == subnets
-    # Scheduled and API functions are not fed by Kafka pollers: no ENIs, no VPC cold starts
+    # Scheduled and API functions are not fed by Kafka pollers: only those that reach Kafka
+    # themselves (they bind a stream: ingest, windows-close) pay for ENIs and VPC cold starts
     for fn in (*msk.pipeline.scheduled, *msk.pipeline.apis):
         _, function = msk.function(fn.name)
-        assert "VpcConfig" not in function["Properties"], fn.name
+        binds_stream = any(b.resource in {s.name for s in msk.pipeline.streams}
+                           for b in fn.bindings)
+        assert ("VpcConfig" in function["Properties"]) is binds_stream, fn.name
+        if binds_stream:
+            vpc_config = function["Properties"]["VpcConfig"]
+            assert {s["Ref"] for s in vpc_config["SubnetIds"]} == subnets
 
 
 def test_code_asset_is_the_lambdas_folder_without_caches_or_tests(dev: Synthesized) -> None:

@@ -47,6 +47,8 @@ PROTECTED_TYPES = frozenset(
         "AWS::Athena::WorkGroup",
         "AWS::IAM::ManagedPolicy",
         "AWS::StepFunctions::StateMachine",
+        # Replaced, the topics resource would adopt the topics and its old self delete them.
+        "Custom::KafkaTopics",
     }
 )
 

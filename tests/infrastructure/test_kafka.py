@@ -1,0 +1,353 @@
+"""The MSK variant made true: functions that know their brokers, exact Kafka grants, the Kafka
+client layer, topics as code, and version stacks on Kafka.
+
+Every assertion reads the synthesized templates (`msk`, `v2_msk`, a prod MSK synthesis with
+declared partitions) and compares them with the declaration and the stage configuration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cascata.cdk.config import ConfigError, ReplayConfig
+from cascata.cdk.kafka_layer import (
+    LOCK_FILE,
+    MAKE_TARGET,
+    STAMP_FILE,
+    built_layer,
+    download_command,
+    layer_target,
+)
+from cascata.cdk.msk_resources import TOPIC_ADMIN_ACTIONS
+from cascata.pipeline import Processor, ResourceKind
+
+from .conftest import REPLAY_SINCE, REPLAY_SINCE_EPOCH, ROOT, Synthesized, synthesize
+
+KAFKA_VARIABLES = ("CASCATA_BROKER", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_AUTH")
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def _resources(statement: dict[str, Any]) -> list[Any]:
+    resource = statement["Resource"]
+    return resource if isinstance(resource, list) else [resource]
+
+
+def _kafka_resource(resource: Any) -> tuple[str, str]:
+    """(`topic` | `group`, name) of a kafka-cluster ARN as rendered, or (`cluster`, ref)."""
+    if isinstance(resource, dict) and "Fn::Join" in resource:
+        parts = resource["Fn::Join"][1]
+        (head,) = [p for p in parts if isinstance(p, str) and ":kafka:" in p]
+        kind = head.rsplit(":", 1)[1].split("/", 1)[0]
+        assert isinstance(parts[-1], str), parts
+        return kind, parts[-1].lstrip("/")
+    assert "*" not in json.dumps(resource), resource
+    return "cluster", json.dumps(resource, sort_keys=True)
+
+
+def _kafka_grants(statements: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """(kind, name) -> the kafka-cluster actions granted on it."""
+    grants: dict[tuple[str, str], set[str]] = {}
+    for statement in statements:
+        actions = [a for a in _actions(statement) if a.startswith("kafka-cluster:")]
+        if not actions:
+            continue
+        assert statement["Effect"] == "Allow"
+        for resource in _resources(statement):
+            grants.setdefault(_kafka_resource(resource), set()).update(actions)
+    return grants
+
+
+def _cluster_ref(synth: Synthesized) -> str:
+    (cluster_id,) = synth.of_type("AWS::MSK::ServerlessCluster")
+    return json.dumps({"Fn::GetAtt": [cluster_id, "Arn"]}, sort_keys=True)
+
+
+def _environment(synth: Synthesized, function_id: str) -> dict[str, Any]:
+    variables: dict[str, Any] = synth.resources[function_id]["Properties"]["Environment"][
+        "Variables"
+    ]
+    return variables
+
+
+def _reaches_kafka(synth: Synthesized, name: str) -> bool:
+    return any(
+        synth.pipeline.resource(b.resource).kind is ResourceKind.STREAM
+        for b in synth.pipeline.function(name).bindings
+    )
+
+
+def _one(synth: Synthesized, resource_type: str) -> tuple[str, dict[str, Any]]:
+    ((logical_id, resource),) = synth.of_type(resource_type).items()
+    return logical_id, resource
+
+
+def test_functions_that_reach_kafka_know_the_brokers_and_carry_the_client_layer(
+    msk: Synthesized,
+) -> None:
+    (layer_id, layer) = _one(msk, "AWS::Lambda::LayerVersion")
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    bootstrap_id, _ = _one(msk, "Custom::KafkaBootstrapBrokers")
+    reaching = [f.name for f in msk.pipeline.functions if _reaches_kafka(msk, f.name)]
+    # The writers of every stream, and windows-close (it reads offsets of its input)
+    assert set(reaching) >= {"validate", "postings", "fraud-detect", "windows", "ingest",
+                             "windows-close"}
+    for fn in msk.pipeline.functions:
+        function_id, function = msk.function(fn.name)
+        props = function["Properties"]
+        env = _environment(msk, function_id)
+        if fn.name in reaching:
+            # Given a function that binds a stream: the variables its Kafka sink reads
+            assert env["CASCATA_BROKER"] == "msk", fn.name
+            assert env["KAFKA_AUTH"] == "iam", fn.name
+            assert env["KAFKA_BOOTSTRAP_SERVERS"] == {
+                "Fn::GetAtt": [bootstrap_id, "BootstrapBrokers"]
+            }
+            # ... the layer with confluent-kafka and the signer, and the brokers' network
+            assert {"Ref": layer_id} in props["Layers"], fn.name
+            assert "VpcConfig" in props, fn.name
+        else:
+            assert not set(KAFKA_VARIABLES) & set(env), fn.name
+            assert {"Ref": layer_id} not in props["Layers"], fn.name
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_kinesis_stages_have_no_kafka_layer_variables_or_topics(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(variant)
+    assert not synth.of_type("AWS::Lambda::LayerVersion")
+    assert not synth.of_type("Custom::KafkaTopics")
+    assert not synth.of_type("Custom::KafkaBootstrapBrokers")
+    for function_id in synth.of_type("AWS::Lambda::Function"):
+        env = synth.resources[function_id]["Properties"].get("Environment", {})
+        assert not set(KAFKA_VARIABLES) & set(env.get("Variables", {})), function_id
+
+
+def test_kafka_grants_name_exactly_the_topics_and_groups_each_function_uses(
+    msk: Synthesized,
+) -> None:
+    pipeline = msk.pipeline
+    cluster = ("cluster", _cluster_ref(msk))
+    for fn in pipeline.functions:
+        grants = _kafka_grants(msk.policy_statements(fn.name))
+        bound = {b.resource: b.access for b in fn.bindings
+                 if pipeline.resource(b.resource).kind is ResourceKind.STREAM}
+        sources = [s.stream for s in fn.sources] if isinstance(fn, Processor) else []
+        writes = {msk.physical(s) for s, access in bound.items() if access != "read"}
+        reads = {msk.physical(s) for s, access in bound.items() if access != "write"}
+        reads |= {msk.physical(s) for s in sources}
+        topics = {name: actions for (kind, name), actions in grants.items() if kind == "topic"}
+        # Exactly the topics it writes, reads or is fed from: nothing else, no wildcard
+        assert set(topics) == writes | reads, fn.name
+        for topic, actions in topics.items():
+            expected = {"kafka-cluster:DescribeTopic"}
+            if topic in writes:
+                expected.add("kafka-cluster:WriteData")
+            if topic in reads:
+                expected.add("kafka-cluster:ReadData")
+            assert actions == expected, (fn.name, topic)
+        if not topics:
+            assert grants == {}, fn.name
+            continue
+        # The cluster: connect; idempotent writes (a cluster-level action) only for writers
+        cluster_actions = {"kafka-cluster:Connect"}
+        if writes:
+            cluster_actions.add("kafka-cluster:WriteDataIdempotently")
+        if sources:
+            cluster_actions.add("kafka-cluster:DescribeClusterDynamicConfiguration")
+        assert grants[cluster] == cluster_actions, fn.name
+        # The pollers' consumer groups: one per mapping, its own
+        groups = {name: actions for (kind, name), actions in grants.items() if kind == "group"}
+        expected_groups = {
+            m["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
+            for m in (msk.mappings(fn.name).values() if sources else [])
+        }
+        assert set(groups) == expected_groups, fn.name
+        assert all(a == {"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}
+                   for a in groups.values())
+        assert set(grants) == {cluster} | {("topic", t) for t in topics} | {
+            ("group", g) for g in groups
+        }
+
+
+def _topics_resource(synth: Synthesized) -> dict[str, Any]:
+    _, resource = _one(synth, "Custom::KafkaTopics")
+    properties: dict[str, Any] = resource["Properties"]
+    return properties
+
+
+def test_the_topics_resource_declares_every_stream_with_partitions_and_retention(
+    msk: Synthesized,
+) -> None:
+    properties = _topics_resource(msk)
+    retention_ms = msk.config.stream_retention_hours * 3600 * 1000
+    assert properties["Topics"] == [
+        {"Name": msk.physical(s.name), "Partitions": msk.config.shard_counts[s.name],
+         "RetentionMs": retention_ms}
+        for s in msk.pipeline.streams
+    ]
+    # dev destroys its data with the stack; the topics go with it
+    assert properties["DeleteTopicsOnRemoval"] == "true"
+    bootstrap_id, _ = _one(msk, "Custom::KafkaBootstrapBrokers")
+    assert properties["BootstrapServers"] == {"Fn::GetAtt": [bootstrap_id, "BootstrapBrokers"]}
+    # Pinned: a replaced topics resource would delete what its successor adopted
+    assert "KafkaTopics" in msk.resources
+    # Every processor (and so its mappings) waits for its topics
+    for proc in msk.pipeline.processors:
+        _, function = msk.function(proc.name)
+        assert "KafkaTopics" in function.get("DependsOn", []), proc.name
+
+
+def test_the_custom_resource_functions_are_placed_and_granted_exactly(msk: Synthesized) -> None:
+    layer_id, _ = _one(msk, "AWS::Lambda::LayerVersion")
+    (sg_id,) = msk.of_type("AWS::EC2::SecurityGroup")
+    topics_id, topics_fn = msk.function_by_name("cascata-dev-kafka-topics")
+    props = topics_fn["Properties"]
+    assert props["Handler"] == "cascata_runtime.msk_resources.topics_handler"
+    # In the cluster's VPC and security group, with the Kafka client layer
+    assert props["VpcConfig"]["SecurityGroupIds"] == [{"Fn::GetAtt": [sg_id, "GroupId"]}]
+    assert {"Ref": layer_id} in props["Layers"]
+    grants = _kafka_grants(msk.policy_statements_of(topics_id))
+    declared = {msk.physical(s.name) for s in msk.pipeline.streams}
+    assert grants.pop(("cluster", _cluster_ref(msk))) == {"kafka-cluster:Connect"}
+    assert {name for _, name in grants} == declared
+    for (kind, _), actions in grants.items():
+        assert kind == "topic"
+        assert actions == {*TOPIC_ADMIN_ACTIONS, "kafka-cluster:DeleteTopic"}
+
+    bootstrap_id, bootstrap_fn = msk.function_by_name("cascata-dev-kafka-bootstrap")
+    assert bootstrap_fn["Properties"]["Handler"] == (
+        "cascata_runtime.msk_resources.bootstrap_handler")
+    assert "VpcConfig" not in bootstrap_fn["Properties"]
+    (cluster_id,) = msk.of_type("AWS::MSK::ServerlessCluster")
+    msk_statements = [s for s in msk.policy_statements_of(bootstrap_id)
+                      if any(a.startswith("kafka") for a in _actions(s))]
+    assert msk_statements == [{"Action": "kafka:GetBootstrapBrokers", "Effect": "Allow",
+                               "Resource": {"Fn::GetAtt": [cluster_id, "Arn"]}}]
+
+
+@pytest.fixture(scope="module")
+def msk_prod_partitions(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    kafka = {"vpc_cidr": "10.42.0.0/16", "zone_count": 3, "min_pollers": 1, "max_pollers": 10,
+             "partitions": {"payments-raw": 12}, "default_partitions": 6}
+    return synthesize(tmp_path_factory.mktemp("msk-prod"), stage="prod", broker="msk",
+                      kafka=json.dumps(kafka))
+
+
+def test_declared_partitions_and_a_retained_stage_keep_their_topics(
+    msk_prod_partitions: Synthesized,
+) -> None:
+    synth = msk_prod_partitions
+    properties = _topics_resource(synth)
+    partitions = {t["Name"]: t["Partitions"] for t in properties["Topics"]}
+    # kafka.partitions wins; prod declares no shard counts, so the rest get the default
+    assert partitions == {
+        synth.physical(s.name): 12 if s.name == "payments-raw" else 6
+        for s in synth.pipeline.streams
+    }
+    assert {t["RetentionMs"] for t in properties["Topics"]} == {168 * 3600 * 1000}
+    # prod retains its data: the topics outlive the stack, and may not be deleted by it
+    assert properties["DeleteTopicsOnRemoval"] == "false"
+    topics_id, _ = synth.function_by_name("cascata-prod-kafka-topics")
+    actions = {a for s in synth.policy_statements_of(topics_id) for a in _actions(s)}
+    assert "kafka-cluster:DeleteTopic" not in actions
+    assert set(TOPIC_ADMIN_ACTIONS) <= actions
+
+
+@pytest.fixture(scope="module")
+def v2_msk(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Version v2 on MSK from the origin topics since an instant, built as `build_version`
+    would (the CLI still refuses it: cascata.cdk.config.replay_config says why)."""
+    return synthesize(
+        tmp_path_factory.mktemp("v2-msk"),
+        stage="dev",
+        broker="msk",
+        replay=ReplayConfig(version="v2", replay_from="stream",
+                            since=datetime.fromisoformat(REPLAY_SINCE)),
+    )
+
+
+def test_a_version_on_kafka_has_its_own_topics_groups_and_producers(
+    v2_msk: Synthesized,
+) -> None:
+    synth, base = v2_msk, v2_msk.base
+    assert base is not None
+    # The cluster, its network and the bootstrap lookup stay in the base stack
+    for resource_type in ("AWS::MSK::ServerlessCluster", "AWS::EC2::VPC",
+                          "Custom::KafkaBootstrapBrokers"):
+        assert not synth.of_type(resource_type), resource_type
+    # Its own topics: the derived streams, versioned, created by its own topics resource
+    properties = _topics_resource(synth)
+    owned = [s for s in synth.pipeline.streams if synth.pipeline.owns(s.name)]
+    assert {s.name for s in owned} == {s.name for s in synth.pipeline.streams if not s.origin}
+    assert [t["Name"] for t in properties["Topics"]] == [
+        f"cascata-dev-{s.name}-v2" for s in owned
+    ]
+    assert properties["Owner"] == "cascata-dev-v2"
+    assert "Fn::GetStackOutput" in properties["BootstrapServers"]
+    # Consumer groups of its own, distinct from every live group
+    base_groups = {m["Properties"]["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
+                   for m in base.of_type("AWS::Lambda::EventSourceMapping").values()}
+    for proc in synth.pipeline.processors:
+        for source in proc.sources:
+            mapping = synth.mapping(proc.name, source.stream)
+            group = mapping["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
+            assert group not in base_groups and "-v2" in group, group
+            (topic,) = mapping["Topics"]
+            if synth.pipeline.resource(source.stream).origin:  # type: ignore[union-attr]
+                # The live origin topic, from replaySince (Lambda's AT_TIMESTAMP for Kafka)
+                assert topic == f"cascata-dev-{source.stream}"
+                assert mapping["StartingPosition"] == "AT_TIMESTAMP"
+                assert mapping["StartingPositionTimestamp"] == REPLAY_SINCE_EPOCH
+            else:
+                assert topic == f"cascata-dev-{source.stream}-v2"
+                assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    # Its functions produce to its own topics only
+    for fn in synth.pipeline.functions:
+        grants = _kafka_grants(synth.policy_statements(fn.name))
+        written = {name for (kind, name), actions in grants.items()
+                   if kind == "topic" and "kafka-cluster:WriteData" in actions}
+        assert written == {f"cascata-dev-{s}-v2" for s in synth.pipeline.outputs(fn.name)}
+        function_id, _ = synth.function(fn.name)
+        env = _environment(synth, function_id)
+        if _reaches_kafka(synth, fn.name):
+            assert env["CASCATA_BROKER"] == "msk"
+            assert "Fn::GetStackOutput" in env["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+def test_a_missing_or_stale_kafka_layer_is_one_line_naming_the_make_target(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / LOCK_FILE).write_bytes((ROOT / LOCK_FILE).read_bytes())
+    with pytest.raises(ConfigError, match=f"not built: run `{MAKE_TARGET}`") as missing:
+        built_layer(tmp_path)
+    assert "\n" not in str(missing.value)
+    (tmp_path / "build" / "kafka-layer" / "python").mkdir(parents=True)
+    stale = {**layer_target(tmp_path).as_json(), "python": "3.11"}
+    (tmp_path / STAMP_FILE).write_text(json.dumps(stale))
+    with pytest.raises(ConfigError, match=f"another Lambda runtime or lock: run `{MAKE_TARGET}`"):
+        built_layer(tmp_path)
+    (tmp_path / STAMP_FILE).write_text(json.dumps(layer_target(tmp_path).as_json()))
+    assert built_layer(tmp_path) == tmp_path / "build" / "kafka-layer"
+
+
+def test_the_layer_is_downloaded_as_binaries_for_the_functions_platform(tmp_path: Path) -> None:
+    target = layer_target(ROOT)
+    assert (target.python, target.architecture) == ("3.12", "arm64")
+    command = download_command(target=target, lock=ROOT / LOCK_FILE, into=tmp_path)
+    pairs = list(itertools.pairwise(command))
+    assert "--only-binary=:all:" in command and "--require-hashes" in command
+    assert ("--python-version", "3.12") in pairs and ("--implementation", "cp") in pairs
+    assert ("--platform", "manylinux_2_28_aarch64") in pairs
+    assert ("-r", str(ROOT / LOCK_FILE)) in pairs
