@@ -36,10 +36,13 @@ def test_demo_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) 
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
 
 
-def test_demo_with_chaos_on_5000_events_keeps_every_invariant() -> None:
+def test_demo_with_chaos_on_2000_events_keeps_every_invariant() -> None:
     chaos = ChaosSettings(seed=3)
+    # 2,000 events: every kind of fault still happens many times (seed 3: 14 handler crashes,
+    # 466 failed PutRecords entries, 41 duplicate sends, retries in six stages) in a third of
+    # the time 5,000 took. Chaos on a larger, hot-keyed workload is test_hot_keys.py's.
     # A generous drain timeout: this is a correctness test, not a speed test (bench is that).
-    result = run_demo(DemoOptions(workload=WorkloadSpec(events=5000, seed=3), chaos=chaos,
+    result = run_demo(DemoOptions(workload=WorkloadSpec(events=2000, seed=3), chaos=chaos,
                                   show_progress=False, timeout_s=1200))
     failed = [i for i in result.invariants if not i.ok]
     assert failed == []
@@ -49,7 +52,7 @@ def test_demo_with_chaos_on_5000_events_keeps_every_invariant() -> None:
     assert injected["put_records_entries_failed"] > 0
     assert injected["duplicate_sends"] > 0
     assert sum(s.retried for s in result.stages) > 0
-    assert result.sent >= 5000
+    assert result.sent >= 2000
 
 
 def test_the_invariants_fail_when_the_views_are_wrong() -> None:
