@@ -66,9 +66,9 @@ def connect(endpoint_url: str | None, use_aws: bool, *, stage: str = "local") ->
 
 
 def require_kinesis(aws: Aws, command: str, *, stage: str) -> None:
-    """Refuse, in one line, to run `command` (which reads the Kinesis streams and the archive)
-    on a local pipeline whose streams are Kafka topics (`up --broker msk`): it would find
-    nothing to read and report an empty result as if it were one."""
+    """Refuse, in one line, to run `command` (which reads the archive) on a local pipeline
+    whose streams are Kafka topics (`up --broker msk`), where nothing is archived: it would
+    report an empty result as if it were one."""
     from cascata.local.emulator import origin_stream_missing
     from cascata.project import current_pipeline
 
@@ -76,8 +76,8 @@ def require_kinesis(aws: Aws, command: str, *, stage: str) -> None:
     if missing:
         raise CliError(f"the pipeline at {aws.where()} has no Kinesis stream {missing}: it runs "
                        f"on Kafka (`up --broker msk`), where {command} does not run locally "
-                       "(it reads the Kinesis streams and their archive); versions, diff and "
-                       "promote do")
+                       "(it reads the archive, which Firehose fills from Kinesis); replay "
+                       "--from stream, versions, diff and promote do")
 
 
 def _account(aws: Aws) -> str:
@@ -165,7 +165,6 @@ def replay(
         max_records=max_records, timeout_s=timeout, stage=stage,
     )
     aws = connect(endpoint_url, False, stage=stage)
-    require_kinesis(aws, "replay", stage=stage)
     with progress(not as_json) as bar:
         tasks: dict[str, Any] = {}
 

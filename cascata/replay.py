@@ -45,6 +45,7 @@ from cascata.local.emulator import Aws, provision
 from cascata.local.esm_model import DrainTimeout
 from cascata.local.esm_sources import AtTimestamp, ReadResult, ShardInfo, SourceRecord
 from cascata.local.runtime import LocalRuntime, mapping_key
+from cascata.local.serve import local_kafka
 from cascata.pipeline import FIRST_VERSION, Pipeline, check_version
 from cascata.project import current_pipeline
 from cascata.versions import (
@@ -417,7 +418,11 @@ def run_replay(
     record, resumed = _open_record(registry, options, owner)
     started = time.monotonic()
     built = pipeline.for_version(record.version, replay_from=record.replay_from)  # type: ignore[arg-type]
-    provision(built, aws, stage=options.stage)
+    kafka = local_kafka(aws, pipeline, stage=options.stage)
+    if kafka is not None and record.replay_from == "archive":
+        raise CliError("the pipeline runs on Kafka (`up --broker msk`), where nothing is "
+                       "archived (Firehose reads Kinesis): replay it --from stream")
+    provision(built, aws, stage=options.stage, kinesis_streams=kafka is None)
     since = parse_time_option(record.since, "since")
     until = parse_time_option(record.until, "until")
     assert until is not None
@@ -455,7 +460,9 @@ def run_replay(
         return wrapped
 
     runtime = LocalRuntime(built, aws, stage=options.stage, environment=record.config,
-                           source_wrapper=wrap, batching_windows=False)
+                           source_wrapper=wrap, batching_windows=False,
+                           broker="kinesis" if kafka is None else "msk",
+                           kafka_bootstrap_servers=kafka)
     runtime.clock = clock  # type: ignore[assignment]
     stop = threading.Event()
     records_before = record.records

@@ -9,6 +9,9 @@ event source mapping engine read either; here every one of them is a real client
 (Produce with an idempotent producer and acks=all, Fetch, ListOffsets, OffsetCommit,
 OffsetFetch).
 
+`KafkaClient` is the same methods over any brokers' address, for another process (a replay
+against a running `cascata up --broker msk`).
+
 The mock keeps messages in memory for as long as the broker runs; it has no retention, no
 compaction and no timestamp index (`offset_for_time` finds the offset by reading timestamps).
 """
@@ -31,7 +34,7 @@ from cascata.local.kafka_log import (
     cluster_arn,
 )
 
-__all__ = ["BrokerUnavailableError", "KafkaBroker"]
+__all__ = ["BrokerUnavailableError", "KafkaBroker", "KafkaClient"]
 
 _TIMEOUT_S = 10.0
 _TIMESTAMP_TYPES = {1: "CREATE_TIME", 2: "LOG_APPEND_TIME"}
@@ -73,17 +76,19 @@ class _Librdkafka:
         self.lib = lib
 
 
-class KafkaBroker:
-    """A mock Kafka cluster of `brokers` brokers on 127.0.0.1, with `KafkaLog`'s methods."""
+class KafkaClient:
+    """`KafkaLog`'s methods over the Kafka brokers at `bootstrap_servers` (plaintext): another
+    process's `KafkaBroker`, or any broker. Topics are found through metadata for all topics
+    (a request for one topic would create it on a broker that creates topics on demand)."""
 
     def __init__(
         self,
+        bootstrap_servers: str,
         *,
         cluster_name: str = "cascata-local",
         region: str = "us-east-1",
         account: str = "123456789012",
         clock: Clock | None = None,
-        brokers: int = 1,
         signal: WriteSignal | None = None,
     ) -> None:
         """`signal`: notified after every message this object produces (the local runtime's
@@ -92,19 +97,7 @@ class KafkaBroker:
 
         self._clock: Clock = clock or SystemClock()
         self._signal = signal
-        self._c = _Librdkafka().lib
-        errstr = ctypes.create_string_buffer(512)
-        conf = self._c.rd_kafka_conf_new()
-        self._c.rd_kafka_conf_set(conf, b"log_level", b"0", errstr, len(errstr))
-        self._handle = self._c.rd_kafka_new(0, conf, errstr, len(errstr))
-        if not self._handle:
-            raise BrokerUnavailableError(f"cannot start librdkafka: {errstr.value.decode()}")
-        self._cluster = self._c.rd_kafka_mock_cluster_new(self._handle, brokers)
-        if not self._cluster:
-            self._c.rd_kafka_destroy(self._handle)
-            raise BrokerUnavailableError("librdkafka could not start a mock cluster")
-        self.bootstrap_servers = self._c.rd_kafka_mock_cluster_bootstraps(
-            self._cluster).decode()
+        self.bootstrap_servers = bootstrap_servers
         self.cluster_name = cluster_name
         self.cluster_arn = cluster_arn(cluster_name, region=region, account=account)
         self._lock = threading.RLock()
@@ -133,14 +126,48 @@ class KafkaBroker:
             for consumer in [self._reader, *self._groups.values()]:
                 if consumer is not None:
                     consumer.close()
-            self._c.rd_kafka_mock_cluster_destroy(self._cluster)
-            self._c.rd_kafka_destroy(self._handle)
 
-    def __enter__(self) -> KafkaBroker:
+    def __enter__(self) -> KafkaClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- topics -----------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Make sure topic `name` exists with `partitions` partitions. A client cannot choose
+        partitions on a broker without CreateTopics (the loopback broker): an absent topic is
+        created by asking for it, with the broker's default count, and that count is kept."""
+        check_topic(name, partitions)
+        if self._known(name, refresh=True) is None:
+            with self._lock:
+                self._producer.list_topics(topic=name, timeout=_TIMEOUT_S)
+        if self._known(name, refresh=True) is None:
+            raise ValueError(f"the brokers at {self.bootstrap_servers} did not create topic "
+                             f"{name!r}")
+
+    def _known(self, topic: str, *, refresh: bool = False) -> int | None:
+        with self._lock:
+            found = self._partitions.get(topic)
+            if found is not None or not refresh:
+                return found
+            metadata = self._producer.list_topics(timeout=_TIMEOUT_S)
+            for name, info in metadata.topics.items():
+                if info.error is None and info.partitions:
+                    self._partitions[str(name)] = len(info.partitions)
+            return self._partitions.get(topic)
+
+    def topics(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sorted(self._partitions))
+
+    def partition_count(self, topic: str) -> int:
+        found = self._known(topic) or self._known(topic, refresh=True)
+        if found is None:
+            known = ", ".join(self.topics()) or "none"
+            raise KeyError(f"no Kafka topic {topic!r} (topics: {known}); create_topic() it first")
+        return found
 
     def _consumer(self, group: str | None = None) -> Any:
         from confluent_kafka import Consumer
@@ -154,36 +181,6 @@ class KafkaBroker:
             "enable.partition.eof": True,
             "log_level": 0,
         })
-
-    # --- topics -----------------------------------------------------------------------------
-
-    def create_topic(self, name: str, partitions: int = 1) -> None:
-        """Create a topic with `partitions` partitions (replication: the broker count, at most
-        3); creating an existing topic with the same count is a no-op."""
-        check_topic(name, partitions)
-        with self._lock:
-            existing = self._partitions.get(name)
-            if existing is not None:
-                if existing != partitions:
-                    raise ValueError(f"topic {name!r} already exists with {existing} "
-                                     f"partitions, not {partitions}")
-                return
-            code = self._c.rd_kafka_mock_topic_create(self._cluster, name.encode(), partitions, 1)
-            if code != 0:
-                raise ValueError(f"the broker refused topic {name!r} (error {code})")
-            self._partitions[name] = partitions
-
-    def topics(self) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(sorted(self._partitions))
-
-    def partition_count(self, topic: str) -> int:
-        with self._lock:
-            found = self._partitions.get(topic)
-        if found is None:
-            known = ", ".join(self.topics()) or "none"
-            raise KeyError(f"no Kafka topic {topic!r} (topics: {known}); create_topic() it first")
-        return found
 
     def _check(self, topic: str, partition: int) -> None:
         count = self.partition_count(topic)
@@ -321,6 +318,72 @@ class KafkaBroker:
         if consumer is None:
             consumer = self._groups[group] = self._consumer(group)
         return consumer
+
+
+class KafkaBroker(KafkaClient):
+    """A mock Kafka cluster of `brokers` brokers on 127.0.0.1, with `KafkaLog`'s methods."""
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str = "cascata-local",
+        region: str = "us-east-1",
+        account: str = "123456789012",
+        clock: Clock | None = None,
+        brokers: int = 1,
+        signal: WriteSignal | None = None,
+    ) -> None:
+        self._c = _Librdkafka().lib
+        errstr = ctypes.create_string_buffer(512)
+        conf = self._c.rd_kafka_conf_new()
+        self._c.rd_kafka_conf_set(conf, b"log_level", b"0", errstr, len(errstr))
+        self._handle = self._c.rd_kafka_new(0, conf, errstr, len(errstr))
+        if not self._handle:
+            raise BrokerUnavailableError(f"cannot start librdkafka: {errstr.value.decode()}")
+        self._cluster = self._c.rd_kafka_mock_cluster_new(self._handle, brokers)
+        if not self._cluster:
+            self._c.rd_kafka_destroy(self._handle)
+            raise BrokerUnavailableError("librdkafka could not start a mock cluster")
+        super().__init__(self._c.rd_kafka_mock_cluster_bootstraps(self._cluster).decode(),
+                         cluster_name=cluster_name, region=region, account=account,
+                         clock=clock, signal=signal)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            super().close()
+            self._c.rd_kafka_mock_cluster_destroy(self._cluster)
+            self._c.rd_kafka_destroy(self._handle)
+
+    def __enter__(self) -> KafkaBroker:
+        return self
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Create a topic with `partitions` partitions (replication: the broker count, at most
+        3); creating an existing topic with the same count is a no-op."""
+        check_topic(name, partitions)
+        with self._lock:
+            existing = self._partitions.get(name)
+            if existing is not None:
+                if existing != partitions:
+                    raise ValueError(f"topic {name!r} already exists with {existing} "
+                                     f"partitions, not {partitions}")
+                return
+            code = self._c.rd_kafka_mock_topic_create(self._cluster, name.encode(), partitions, 1)
+            if code != 0:
+                raise ValueError(f"the broker refused topic {name!r} (error {code})")
+            self._partitions[name] = partitions
+
+    def partition_count(self, topic: str) -> int:
+        # The topics this broker holds are the ones created through it: a metadata request
+        # for any other would create it.
+        with self._lock:
+            found = self._partitions.get(topic)
+        if found is None:
+            known = ", ".join(self.topics()) or "none"
+            raise KeyError(f"no Kafka topic {topic!r} (topics: {known}); create_topic() it first")
+        return found
 
 
 def _message(message: Any) -> KafkaMessage:

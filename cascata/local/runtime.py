@@ -112,7 +112,11 @@ class LocalRuntime:
     protocol broker on loopback; the functions produce to it and the mappings read it as
     Lambda's Kafka pollers do. The declared archives are not run (Firehose reads Kinesis)."""
     kafka: Any = None
-    """The `KafkaBroker` of an MSK run (started by `start()`)."""
+    """The `KafkaBroker` of an MSK run (started by `start()`), or a `KafkaClient` of the one
+    at `kafka_bootstrap_servers`."""
+    kafka_bootstrap_servers: str | None = None
+    """An MSK run on brokers already running (another process's `up --broker msk`) instead of
+    its own; topics it lacks are created with the brokers' default partition count."""
     _resolve: Resolver = field(init=False, repr=False)
     _producers: Any = field(default=None, init=False, repr=False)
     _admin: Any = field(default=None, init=False, repr=False)
@@ -204,14 +208,18 @@ class LocalRuntime:
         functions get: producers (one per thread) and an admin client."""
         from confluent_kafka.admin import AdminClient
 
-        from cascata.local.kafka_broker import KafkaBroker
+        from cascata.local.kafka_broker import KafkaBroker, KafkaClient
         from cascata.local.kafka_runtime import ThreadProducers
         from cascata_runtime.kafka_sink import connection_config, producer_settings
 
         signal = WriteSignal()
-        self.kafka = KafkaBroker(
-            cluster_name=f"{self.pipeline.app}-{self.stage}",
-            region=self.aws.region, account=self.aws.account, signal=signal)
+        cluster = f"{self.pipeline.app}-{self.stage}"
+        region, account = self.aws.region, self.aws.account
+        self.kafka = (
+            KafkaClient(self.kafka_bootstrap_servers, cluster_name=cluster, region=region,
+                        account=account, signal=signal)
+            if self.kafka_bootstrap_servers else
+            KafkaBroker(cluster_name=cluster, region=region, account=account, signal=signal))
         for stream in self.pipeline.streams:
             self.kafka.create_topic(self.name(stream.name), self.shards)
         connection = connection_config(self.kafka.bootstrap_servers, region=self.aws.region,
@@ -345,7 +353,10 @@ class LocalRuntime:
         flows = [{"function": function, "resource": resource, "records": count,
                   "per_s": round(rates[(function, resource)], 2)}
                  for (function, resource), count in sorted(written.items())]
-        return {"mappings": mappings, "flows": flows, "updated_at": time.time()}
+        return {"mappings": mappings, "flows": flows, "updated_at": time.time(),
+                "broker": self.broker,
+                "kafka_bootstrap_servers": None if self.kafka is None
+                else self.kafka.bootstrap_servers}
 
     def _kafka_backlog(self, topic: str, checkpoints: Mapping[str, Any]) -> dict[str, int]:
         """Messages after each partition's checkpoint, and the age of the oldest of them."""

@@ -189,6 +189,25 @@ def status(endpoint_url: str | None, *, stage: str, pipeline: Pipeline | None = 
                         region=aws.region, stage=stage, account=aws.account)
 
 
+def local_kafka(aws: Aws, pipeline: Pipeline, *, stage: str) -> str | None:
+    """The Kafka brokers' address when the local pipeline at `aws` runs on Kafka (its `up
+    --broker msk` says so in its report), else None (it runs on Kinesis, or is on AWS)."""
+    from cascata.local.emulator import origin_stream_missing
+
+    missing = origin_stream_missing(aws, pipeline, stage=stage)
+    if missing is None:
+        return None
+    declared = pipeline.failures_bucket
+    report = _read_report(aws, pipeline.physical_name(
+        declared, stage=stage, account=aws.account, region=aws.region)) if declared else {}
+    servers = report.get("kafka_bootstrap_servers")
+    if report.get("broker") != "msk" or not servers:
+        raise CliError(f"the pipeline at {aws.where()} has no Kinesis stream {missing} and "
+                       "its local runtime reports no Kafka brokers: is `cascata up` running "
+                       "there?")
+    return str(servers)
+
+
 def _read_report(aws: Aws, bucket: str) -> dict[str, Any]:
     s3 = aws.client("s3")
     try:
