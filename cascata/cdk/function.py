@@ -90,6 +90,20 @@ class HelperFunction:
     bindings: tuple[Binding, ...] = ()
 
 
+VPC_NETWORK_ACTIONS = (
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:UnassignPrivateIpAddresses",
+)
+"""What Lambda does with a VPC function's role to manage its network interfaces (the actions of
+AWSLambdaVPCAccessExecutionRole without its logs:* on every log group). CDK only attaches that
+policy to the roles it creates itself; ours are explicit, and Lambda refuses to create a VPC
+function whose role cannot create network interfaces."""
+
+
 @dataclass(frozen=True, slots=True)
 class VpcPlacement:
     """Where functions run when the broker lives in a VPC (MSK)."""
@@ -231,6 +245,12 @@ class PipelineFunction(Construct):
             security_groups=list(placement.security_groups) if placement else None,
         )
         pin(self.pipeline_function, stable_id("Function", declared.name))
+        if placement is not None:
+            # Describe* work only on "*"; Lambda creates and deletes the interfaces in subnets
+            # it picks from the placement, whose ids are known only at deploy time.
+            self.function_role.add_to_principal_policy(
+                iam.PolicyStatement(actions=list(VPC_NETWORK_ACTIONS), resources=["*"])
+            )
 
         for binding in declared.bindings:
             resource = bindings[binding.resource]
@@ -268,7 +288,9 @@ class PipelineFunction(Construct):
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="X-Ray PutTraceSegments/PutTelemetryRecords (added by Tracing.ACTIVE) "
-                "have no resource-level permissions.",
+                "have no resource-level permissions; for a function in the VPC, the network "
+                "interface actions Lambda needs (VPC_NETWORK_ACTIONS) name subnets and "
+                "interfaces known only at deploy time, and Describe* accept only '*'.",
             )
         )
         for finding in sorted(self._object_findings):

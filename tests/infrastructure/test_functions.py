@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cascata.cdk.access import permissions
+from cascata.cdk.function import VPC_NETWORK_ACTIONS
 from cascata.pipeline import Function, Processor, ResourceKind, ScheduledFunction, Table
 from payments.pipeline import PIPELINE
 from payments.settings import SETTINGS_BY_FUNCTION
@@ -242,6 +243,26 @@ def test_msk_processors_run_in_the_private_subnets_and_the_others_do_not(
         if binds_stream:
             vpc_config = function["Properties"]["VpcConfig"]
             assert {s["Ref"] for s in vpc_config["SubnetIds"]} == subnets
+
+
+def test_every_function_in_the_vpc_may_manage_its_network_interfaces(msk: Synthesized) -> None:
+    # Given every function the MSK variant places in the cluster's VPC (declared or not)
+    in_vpc = {k: f for k, f in msk.of_type("AWS::Lambda::Function").items()
+              if "VpcConfig" in f["Properties"]}
+    assert in_vpc
+    for function_id, function in in_vpc.items():
+        # Then its own role holds what Lambda needs to create its network interfaces (CDK
+        # attaches AWSLambdaVPCAccessExecutionRole only to roles it creates; Lambda refuses
+        # to create a VPC function whose role cannot create them)
+        granted = {a for s in msk.policy_statements_of(function_id)
+                   if s["Effect"] == "Allow" and s["Resource"] == "*"
+                   for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+        assert set(VPC_NETWORK_ACTIONS) <= granted, function["Properties"]["FunctionName"]
+    # ... and a function outside it gets none of them
+    for function_id, function in msk.of_type("AWS::Lambda::Function").items():
+        if function_id not in in_vpc:
+            actions = json.dumps(msk.policy_statements_of(function_id))
+            assert "ec2:CreateNetworkInterface" not in actions, function_id
 
 
 def test_code_asset_is_the_lambdas_folder_without_caches_or_tests(dev: Synthesized) -> None:
