@@ -111,8 +111,11 @@ class KafkaClient:
             "linger.ms": 0,
             "log_level": 0,
         })
-        self._reader: Any = None
-        self._groups: dict[str, Any] = {}
+        # Consumers per calling thread (the event source mapping's lanes each read on their
+        # own): a consumer is not to be shared, and one shared behind a lock made every lane
+        # wait for every other's round trips.
+        self._local = threading.local()
+        self._consumers: list[Any] = []
         self._closed = False
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -123,9 +126,9 @@ class KafkaClient:
                 return
             self._closed = True
             self._producer.flush(_TIMEOUT_S)
-            for consumer in [self._reader, *self._groups.values()]:
-                if consumer is not None:
-                    consumer.close()
+            consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            consumer.close()
 
     def __enter__(self) -> KafkaClient:
         return self
@@ -163,11 +166,26 @@ class KafkaClient:
             return tuple(sorted(self._partitions))
 
     def partition_count(self, topic: str) -> int:
-        found = self._known(topic) or self._known(topic, refresh=True)
+        found = self._partitions.get(topic) or self._known(topic, refresh=True)
         if found is None:
             known = ", ".join(self.topics()) or "none"
             raise KeyError(f"no Kafka topic {topic!r} (topics: {known}); create_topic() it first")
         return found
+
+    def _mine(self, group: str | None = None) -> Any:
+        """This thread's consumer (for `group`; None: the reader, which never commits)."""
+        consumers: dict[str | None, Any] | None = getattr(self._local, "consumers", None)
+        if consumers is None:
+            consumers = self._local.consumers = {}
+        consumer = consumers.get(group)
+        if consumer is None:
+            consumer = consumers[group] = self._consumer(group)
+            with self._lock:
+                if self._closed:
+                    consumer.close()
+                    raise RuntimeError("the Kafka client is closed")
+                self._consumers.append(consumer)
+        return consumer
 
     def _consumer(self, group: str | None = None) -> Any:
         from confluent_kafka import Consumer
@@ -232,32 +250,29 @@ class KafkaClient:
         """Up to `limit` messages from `offset` (inclusive), fetched from the broker."""
         from confluent_kafka import TopicPartition
 
-        self._check(topic, partition)
         if limit <= 0:
+            self._check(topic, partition)
             return []
-        start = max(offset, self.start_offset(topic, partition))
-        end = self.end_offset(topic, partition)
-        if start >= end:
+        low, high = self._watermarks(topic, partition)
+        start = max(offset, low)
+        if start >= high:
             return []
-        wanted = min(limit, end - start)
+        wanted = min(limit, high - start)
         out: list[KafkaMessage] = []
-        with self._lock:
-            if self._reader is None:
-                self._reader = self._consumer()
-            reader = self._reader
-            reader.assign([TopicPartition(topic, partition, start)])
-            try:
-                while len(out) < wanted:
-                    batch = reader.consume(num_messages=wanted - len(out), timeout=_TIMEOUT_S)
-                    if not batch:
-                        raise TimeoutError(f"the broker sent nothing for {topic}-{partition} "
-                                           f"at offset {start + len(out)} within {_TIMEOUT_S} s")
-                    for message in batch:
-                        if message.error() is not None:
-                            continue  # end of partition: ask again until `wanted` arrive
-                        out.append(_message(message))
-            finally:
-                reader.unassign()
+        reader = self._mine()
+        reader.assign([TopicPartition(topic, partition, start)])
+        try:
+            while len(out) < wanted:
+                batch = reader.consume(num_messages=wanted - len(out), timeout=_TIMEOUT_S)
+                if not batch:
+                    raise TimeoutError(f"the broker sent nothing for {topic}-{partition} "
+                                       f"at offset {start + len(out)} within {_TIMEOUT_S} s")
+                for message in batch:
+                    if message.error() is not None:
+                        continue  # end of partition: ask again until `wanted` arrive
+                    out.append(_message(message))
+        finally:
+            reader.unassign()
         return out[:wanted]
 
     def start_offset(self, topic: str, partition: int) -> int:
@@ -271,11 +286,8 @@ class KafkaClient:
         from confluent_kafka import TopicPartition
 
         self._check(topic, partition)
-        with self._lock:
-            if self._reader is None:
-                self._reader = self._consumer()
-            low, high = self._reader.get_watermark_offsets(TopicPartition(topic, partition),
-                                                           timeout=_TIMEOUT_S, cached=False)
+        low, high = self._mine().get_watermark_offsets(TopicPartition(topic, partition),
+                                                       timeout=_TIMEOUT_S, cached=False)
         return int(low), int(high)
 
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int:
@@ -298,26 +310,17 @@ class KafkaClient:
         from confluent_kafka import TopicPartition
 
         self._check(topic, partition)
-        with self._lock:
-            consumer = self._group(group)
-            consumer.commit(offsets=[TopicPartition(topic, partition, offset)],
-                            asynchronous=False)
+        self._mine(group).commit(offsets=[TopicPartition(topic, partition, offset)],
+                                 asynchronous=False)
 
     def committed(self, group: str, topic: str, partition: int) -> int | None:
         from confluent_kafka import TopicPartition
 
         self._check(topic, partition)
-        with self._lock:
-            consumer = self._group(group)
-            found = consumer.committed([TopicPartition(topic, partition)], timeout=_TIMEOUT_S)
+        found = self._mine(group).committed([TopicPartition(topic, partition)],
+                                            timeout=_TIMEOUT_S)
         offset = int(found[0].offset) if found else -1
         return offset if offset >= 0 else None
-
-    def _group(self, group: str) -> Any:
-        consumer = self._groups.get(group)
-        if consumer is None:
-            consumer = self._groups[group] = self._consumer(group)
-        return consumer
 
 
 class KafkaBroker(KafkaClient):
@@ -377,9 +380,8 @@ class KafkaBroker(KafkaClient):
 
     def partition_count(self, topic: str) -> int:
         # The topics this broker holds are the ones created through it: a metadata request
-        # for any other would create it.
-        with self._lock:
-            found = self._partitions.get(topic)
+        # for any other would create it. (A dict read needs no lock.)
+        found = self._partitions.get(topic)
         if found is None:
             known = ", ".join(self.topics()) or "none"
             raise KeyError(f"no Kafka topic {topic!r} (topics: {known}); create_topic() it first")

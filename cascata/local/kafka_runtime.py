@@ -21,6 +21,7 @@ from typing import Any
 
 from cascata.local.chaos import ChaosCounters, ChaosSettings
 from cascata.local.esm_model import WriteSignal
+from cascata.local.metering import FlowMeter, Resolver
 
 
 class ThreadProducers:
@@ -138,6 +139,33 @@ class ChaosProducer:
         left = int(self._producer.flush(timeout))
         self._deliver_lost()
         return left
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+
+class MeteredProducer:
+    """A producer that counts, per declared stream, the messages the broker acknowledged for
+    one function: the edges of the console's topology, as `MeteredClient` counts PutRecords."""
+
+    def __init__(self, producer: Any, *, function: str, meter: FlowMeter,
+                 resolve: Resolver) -> None:
+        self._producer = producer
+        self._function = function
+        self._meter = meter
+        self._resolve = resolve
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        declared = self._resolve("kafka", topic)
+        callback = kwargs.get("on_delivery")
+        if declared is not None and callback is not None:
+            def counted(error: Any, message: Any) -> None:
+                if error is None:
+                    self._meter.add(self._function, declared, 1)
+                callback(error, message)
+
+            kwargs["on_delivery"] = counted
+        self._producer.produce(topic, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._producer, name)

@@ -193,13 +193,13 @@ class LocalRuntime:
                 self.pipeline, sched.name, aws=self.aws, stage=self.stage, now=self.clock.now,
                 environment=self.environment.get(sched.name),
                 wrap=partial(self._metered, sched.name),
-                kafka_producer=self._producers, kafka_admin=self._admin,
+                kafka_producer=self._kafka_producer(sched.name), kafka_admin=self._admin,
             )
         for api in self.pipeline.apis:
             self.apis[api.name] = build_function(
                 self.pipeline, api.name, aws=self.aws, stage=self.stage,
                 wrap=partial(self._metered, api.name),
-                kafka_producer=self._producers, kafka_admin=self._admin,
+                kafka_producer=self._kafka_producer(api.name), kafka_admin=self._admin,
             )
         return self
 
@@ -404,7 +404,7 @@ class LocalRuntime:
                 self.chaos_clients.append(client)
             return self._metered(processor, service, client)
 
-        producer = self._producers
+        producer = self._kafka_producer(processor)
         if chaos is not None and producer is not None:
             from cascata.local.kafka_runtime import ChaosProducer
 
@@ -424,6 +424,15 @@ class LocalRuntime:
             return response
 
         return observed
+
+    def _kafka_producer(self, function: str) -> Any:
+        """The function's producer on Kafka (metered like its AWS clients), None on Kinesis."""
+        if self._producers is None:
+            return None
+        from cascata.local.kafka_runtime import MeteredProducer
+
+        return MeteredProducer(self._producers, function=function, meter=self.flows,
+                               resolve=self._resolve)
 
     def _metered(self, function: str, service: str, client: Any) -> Any:
         return MeteredClient(client, service=service, function=function, meter=self.flows,

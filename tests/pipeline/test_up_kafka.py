@@ -82,6 +82,10 @@ def test_up_on_kafka_serves_any_kafka_client_the_apis_status_and_console(
         assert report["lag_records"] == 0
         validate = validate_mapping(report)
         assert validate["records_in"] == 16 and validate["records_behind"] == 0
+        # The topology's edges count what the functions' producers delivered to each topic
+        edges = {e["id"]: e["records"] for e in report["edges"]}
+        assert edges["processor:validate->stream:payments-validated"] == 16
+        assert edges["processor:postings->stream:ledger-entries"] == 32
         # No archiver on Kafka (Firehose reads Kinesis), every processor otherwise.
         assert {p["processor"] for p in report["processors"]} == {
             p.name for p in PIPELINE.processors}
