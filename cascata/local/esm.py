@@ -139,11 +139,13 @@ class EventSourceMapping:
                 account=engine.account)
         )
         self.format: EventFormat
-        if isinstance(source, KafkaSource):
+        # By kind, not class: a wrapped source (a replay's) reads Kafka as well.
+        if source.kind == "kafka":
+            kafka: Any = source
             self.format = KafkaFormat(
-                topic=source.topic,
-                cluster_arn=source.event_source_arn,
-                bootstrap_servers=source.bootstrap_servers,
+                topic=kafka.topic,
+                cluster_arn=kafka.event_source_arn,
+                bootstrap_servers=kafka.bootstrap_servers,
             )
         else:
             self.format = KinesisFormat(
@@ -265,10 +267,11 @@ class EventSourceMapping:
             "FunctionArn": self.function_arn,
         }
         description.update(self._config.to_api(source_kind=self.source.kind))
-        if isinstance(self.source, KafkaSource):
-            description["Topics"] = [self.source.topic]
+        if self.source.kind == "kafka":
+            kafka: Any = self.source
+            description["Topics"] = [kafka.topic]
             description["AmazonManagedKafkaEventSourceConfig"] = {
-                "ConsumerGroupId": self.source.consumer_group_id or self.uuid
+                "ConsumerGroupId": kafka.consumer_group_id or self.uuid
             }
         description.update(
             LastModified=self.last_modified,

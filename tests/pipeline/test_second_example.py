@@ -137,3 +137,29 @@ def test_every_generic_command_runs_the_iot_example(running: dict[str, Any],
     assert invoked["response"] == {"batchItemFailures": []}
     assert invoked["function_error"] is None
     assert len(invoked["effects"]["emitted"]) == 1 and not invoked["effects"]["quarantined"]
+
+
+def test_the_iot_example_runs_on_kafka_too(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """A second application on the platform, unchanged, with every stream a Kafka topic."""
+    monkeypatch.chdir(tmp_path)
+    project.use_pipeline(str(EXAMPLE))
+    try:
+        with running_up(UpOptions(port=0, api_port=0, stage="local", broker="msk"),
+                        pipeline=project.current_pipeline()) as ready:
+            endpoint = ready["aws_endpoint_url"]
+            code, sent = cli("produce", "--file", str(SAMPLE), "--broker", "msk",
+                             "--bootstrap-servers", ready["kafka_bootstrap_servers"],
+                             "--kafka-auth", "none")
+            assert code == 0 and (sent["sent"], sent["failed"]) == (9, 0)
+            report = settled(endpoint, stats=4)
+            # aggregates' alert went through its Kafka producer to the alerts topic
+            assert report["views"]["device-alerts"] == 1
+            _, body = get(f"{ready['api_url']}/devices/greenhouse-1")
+            assert body["minutes_above"] == {"temperature": 2}
+            code, built = cli("replay", "--to-version", "v2", endpoint=endpoint)
+            assert code == 0 and built["state"] == "ready", built
+            code, compared = cli("diff", "v1", "v2", endpoint=endpoint)
+            assert code == 0 and compared["total_differences"] == 0, json.dumps(compared)
+    finally:
+        project.use_pipeline(None)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cascata_runtime import adapters
-from cascata_runtime.emitter import KinesisSink
 from cascata_runtime.handler import ClientFactory, Handler, keyed_view, lambda_handler, lazy
 from cascata_runtime.ports import ObjectStore, Sink
+from cascata_runtime.sinks import stream_sink
 from cascata_runtime.state import KeyedStore, StateEngine
 from iot.domain.aggregates import KEY, SORT_KEY, StatsKey, StatsModel, keyed_readings
 from iot.settings import AggregatesSettings
@@ -34,7 +34,8 @@ def dependencies(settings: AggregatesSettings, client: ClientFactory = adapters.
         quarantine_bucket=settings.quarantine_bucket,
         items=adapters.DynamoItemStore(client("dynamodb"), settings.device_stats_table,
                                        key=KEY, sort_key=SORT_KEY),
-        sink=KinesisSink(client("kinesis")),
+        # Kinesis PutRecords, or the Kafka producer when the pipeline runs on MSK.
+        sink=stream_sink(client),
         objects=adapters.S3ObjectStore(client("s3")),
     )
 
