@@ -39,7 +39,7 @@ def test_a_tiny_bench_reports_every_figure_measured_and_positive(
 ) -> None:
     _cli()
     output = tmp_path / "bench.json"
-    code = main(["bench", "--json", "--events", "60", "--no-local",
+    code = main(["bench", "--json", "--events", "20", "--no-local",
                  "--unique-key-events", "20", "--batch-sizes", "5,20", "--rounds", "1",
                  "--cold-runs", "1", "--hot-share", "0.3", "--output", str(output)])
     captured = capsys.readouterr()
