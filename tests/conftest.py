@@ -27,13 +27,23 @@ os.environ.update(
 
 LONGEST_FIRST = (
     "tests/pipeline/test_versions.py",  # a real quiet period, then five replays
-    "tests/pipeline/test_demo.py",
     "tests/pipeline/test_bench.py",
+    "tests/infrastructure/test_compliance.py",
+    "tests/infrastructure/test_synth.py",
     "tests/pipeline/test_tutorial.py",
+    "tests/infrastructure/test_versions.py",
     "tests/infrastructure/test_scanners.py",
+    "tests/pipeline/test_demo_kafka.py",
+    "tests/pipeline/test_demo.py",
+    "tests/pipeline/test_regions.py",
+    "tests/pipeline/test_console_browser.py",
+    "tests/pipeline/test_hot_keys.py",
+    "tests/unit/test_balances_properties.py",
 )
-"""Files that take a minute or more, started first: with `--dist loadfile` each file runs on one
-worker, and a long file started last would run alone at the end while the other core idles."""
+"""Files that take half a minute or more, slowest first (as measured), started first: with
+`--dist loadfile` each file runs on one worker, and a long file started last would run alone at
+the end while the other core idles. pyproject.toml's `--no-loadscope-reorder` keeps xdist from
+reordering the files by their number of tests."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
