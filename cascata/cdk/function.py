@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
@@ -27,6 +27,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cascata.cdk.access import nag_resource
 from cascata.cdk.bindings import BoundResource, StoredResource
 from cascata.cdk.naming import pin, stable_id
 from cascata.cdk.scanners import VPC_NOT_NEEDED, acknowledge_checks
@@ -90,14 +91,14 @@ class HelperFunction:
     bindings: tuple[Binding, ...] = ()
 
 
-VPC_NETWORK_ACTIONS = (
+VPC_NETWORK_WRITES = (
     "ec2:AssignPrivateIpAddresses",
     "ec2:CreateNetworkInterface",
     "ec2:DeleteNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
     "ec2:UnassignPrivateIpAddresses",
 )
+VPC_NETWORK_READS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
+VPC_NETWORK_ACTIONS = (*VPC_NETWORK_WRITES, *VPC_NETWORK_READS)
 """What Lambda does with a VPC function's role to manage its network interfaces (the actions of
 AWSLambdaVPCAccessExecutionRole without its logs:* on every log group). CDK only attaches that
 policy to the roles it creates itself; ours are explicit, and Lambda refuses to create a VPC
@@ -246,11 +247,7 @@ class PipelineFunction(Construct):
         )
         pin(self.pipeline_function, stable_id("Function", declared.name))
         if placement is not None:
-            # Describe* work only on "*"; Lambda creates and deletes the interfaces in subnets
-            # it picks from the placement, whose ids are known only at deploy time.
-            self.function_role.add_to_principal_policy(
-                iam.PolicyStatement(actions=list(VPC_NETWORK_ACTIONS), resources=["*"])
-            )
+            self._grant_network_interfaces()
 
         for binding in declared.bindings:
             resource = bindings[binding.resource]
@@ -266,6 +263,25 @@ class PipelineFunction(Construct):
         )
         if placement is None:
             self.acknowledge_checks({"CKV_AWS_117": VPC_NOT_NEEDED})
+
+    def _grant_network_interfaces(self) -> None:
+        """The ENI actions of a function in a VPC: the Describe* ones work only on "*"; the
+        others on this account's and region's EC2 resources, the form the Lambda developer
+        guide gives for them (the interfaces' ids are Lambda's to choose, at run time)."""
+        stack = Stack.of(self)
+        in_account = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}:*/*"
+        self.function_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(VPC_NETWORK_READS), resources=["*"])
+        )
+        self.function_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(VPC_NETWORK_WRITES), resources=[in_account])
+        )
+        self.acknowledge_wildcards({
+            nag_resource(self, in_account): "Lambda creates, re-addresses and deletes this "
+            "function's network interfaces in the subnets of its placement with these actions; "
+            "the interfaces' ids are chosen by Lambda at run time, so the resource is this "
+            "account's and region's EC2 resources (the form the Lambda developer guide gives).",
+        })
 
     def acknowledge_checks(self, reasons: Mapping[str, str]) -> None:
         """Acknowledge checkov checks (id -> reason) on the function, in the template."""
@@ -288,9 +304,8 @@ class PipelineFunction(Construct):
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="X-Ray PutTraceSegments/PutTelemetryRecords (added by Tracing.ACTIVE) "
-                "have no resource-level permissions; for a function in the VPC, the network "
-                "interface actions Lambda needs (VPC_NETWORK_ACTIONS) name subnets and "
-                "interfaces known only at deploy time, and Describe* accept only '*'.",
+                "have no resource-level permissions, nor do ec2:DescribeNetworkInterfaces and "
+                "ec2:DescribeSubnets, which Lambda needs for a function in a VPC.",
             )
         )
         for finding in sorted(self._object_findings):

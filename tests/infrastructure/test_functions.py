@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cascata.cdk.access import permissions
-from cascata.cdk.function import VPC_NETWORK_ACTIONS
+from cascata.cdk.function import VPC_NETWORK_ACTIONS, VPC_NETWORK_READS, VPC_NETWORK_WRITES
 from cascata.pipeline import Function, Processor, ResourceKind, ScheduledFunction, Table
 from payments.pipeline import PIPELINE
 from payments.settings import SETTINGS_BY_FUNCTION
@@ -250,16 +250,31 @@ def test_every_function_in_the_vpc_may_manage_its_network_interfaces(msk: Synthe
     in_vpc = {k: f for k, f in msk.of_type("AWS::Lambda::Function").items()
               if "VpcConfig" in f["Properties"]}
     assert in_vpc
+    in_account = f"arn:aws:ec2:{msk.config.region}:{msk.config.account}:*/*"
+
+    def rendered(resource: Any) -> str:
+        if isinstance(resource, dict):  # arn:${AWS::Partition}:...
+            return "".join("aws" if p == {"Ref": "AWS::Partition"} else p
+                           for p in resource["Fn::Join"][1])
+        return str(resource)
+
     for function_id, function in in_vpc.items():
         # Then its own role holds what Lambda needs to create its network interfaces (CDK
         # attaches AWSLambdaVPCAccessExecutionRole only to roles it creates; Lambda refuses
-        # to create a VPC function whose role cannot create them)
-        granted = {a for s in msk.policy_statements_of(function_id)
-                   if s["Effect"] == "Allow" and s["Resource"] == "*"
-                   for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-        assert set(VPC_NETWORK_ACTIONS) <= granted, function["Properties"]["FunctionName"]
+        # to create a VPC function whose role cannot create them): the reads on "*" (their
+        # only form), the writes on this account's and region's EC2 resources
+        granted: dict[str, set[str]] = {}
+        for statement in msk.policy_statements_of(function_id):
+            actions = statement["Action"]
+            for action in [actions] if isinstance(actions, str) else actions:
+                if action.startswith("ec2:"):
+                    granted.setdefault(action, set()).add(rendered(statement["Resource"]))
+        name = function["Properties"]["FunctionName"]
+        assert all(granted[a] == {"*"} for a in VPC_NETWORK_READS), name
+        assert all(granted[a] == {in_account} for a in VPC_NETWORK_WRITES), name
+        assert set(VPC_NETWORK_ACTIONS) == set(granted), name
     # ... and a function outside it gets none of them
-    for function_id, function in msk.of_type("AWS::Lambda::Function").items():
+    for function_id in msk.of_type("AWS::Lambda::Function"):
         if function_id not in in_vpc:
             actions = json.dumps(msk.policy_statements_of(function_id))
             assert "ec2:CreateNetworkInterface" not in actions, function_id
