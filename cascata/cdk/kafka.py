@@ -1,10 +1,18 @@
 """The MSK Serverless alternative to Kinesis (`cdk synth -c broker=msk`).
 
 A small but complete network: a VPC with isolated private subnets only (no NAT, no internet),
-gateway endpoints for S3 and DynamoDB (the functions write quarantine objects and views),
-interface endpoints for Lambda and STS (Lambda's Kafka pollers run in these subnets and must
-reach both) and X-Ray (the functions trace), flow logs, and one security group shared by the
-cluster, the pollers and the functions, open to itself on the IAM-auth port only.
+gateway endpoints for S3 and DynamoDB (free; the functions write quarantine objects and views,
+the Kafka mappings their on-failure records), interface endpoints for Lambda and STS (Lambda's
+Kafka pollers run in these subnets and must reach both) and X-Ray (the functions trace), flow
+logs, and one security group shared by the cluster, the pollers and the functions, open to
+itself on the IAM-auth port only. An interface endpoint for SQS or SNS is added only when
+something in the subnets needs it (`KafkaCluster.reach`).
+
+Only the functions that talk to the brokers themselves run in these subnets
+(`kafka_clients`): a processor that only consumes is fed by Lambda's pollers, which reach the
+cluster through the mapping's own network configuration whatever the function's placement.
+CloudWatch Logs needs no endpoint: Lambda, not the function's network, delivers the logs.
+
 Topics are named after the declared streams' physical names, so the environment variables the
 functions read (`VALIDATED_STREAM`, ...) name the topic in either broker.
 """
@@ -19,9 +27,31 @@ from aws_cdk import aws_msk as msk
 from constructs import Construct
 
 from cascata.cdk.naming import pin, stable_id
+from cascata.pipeline import Pipeline, ResourceKind
 
 KAFKA_IAM_PORT = 9098
 """MSK Serverless only speaks SASL/IAM over TLS, on this port."""
+
+_GATEWAY_ENDPOINTS = {
+    ResourceKind.BUCKET: ("S3", ec2.GatewayVpcEndpointAwsService.S3),
+    ResourceKind.TABLE: ("DynamoDb", ec2.GatewayVpcEndpointAwsService.DYNAMODB),
+}
+"""Always created: gateway endpoints cost nothing."""
+_INTERFACE_ENDPOINTS = {
+    ResourceKind.QUEUE: ("Sqs", ec2.InterfaceVpcEndpointAwsService.SQS),
+    ResourceKind.TOPIC: ("Sns", ec2.InterfaceVpcEndpointAwsService.SNS),
+}
+"""Created on demand (`KafkaCluster.reach`): an interface endpoint is billed per zone and hour."""
+
+
+def kafka_clients(pipeline: Pipeline) -> frozenset[str]:
+    """The declared functions that talk to the Kafka brokers themselves: those that bind a
+    stream, to produce to it (`write`) or to ask the cluster about it (`read`: partitions, end
+    offsets). A processor's sources do not make it one: Lambda's pollers read them."""
+    streams = {stream.name for stream in pipeline.streams}
+    return frozenset(
+        fn.name for fn in pipeline.functions if any(b.resource in streams for b in fn.bindings)
+    )
 
 
 class KafkaCluster(Construct):
@@ -91,25 +121,14 @@ class KafkaCluster(Construct):
         self.kafka_security_group.add_ingress_rule(
             self.kafka_security_group, ec2.Port.tcp(443), "VPC interface endpoints"
         )
-        for name, service in (
-            ("S3", ec2.GatewayVpcEndpointAwsService.S3),
-            ("DynamoDb", ec2.GatewayVpcEndpointAwsService.DYNAMODB),
-        ):
+        for name, service in _GATEWAY_ENDPOINTS.values():
             self.kafka_vpc.add_gateway_endpoint(f"{name}Endpoint", service=service)
         for name, interface in (
             ("Lambda", ec2.InterfaceVpcEndpointAwsService.LAMBDA_),
             ("Sts", ec2.InterfaceVpcEndpointAwsService.STS),
             ("XRay", ec2.InterfaceVpcEndpointAwsService.XRAY),
         ):
-            self.kafka_vpc.add_interface_endpoint(
-                f"{name}Endpoint",
-                service=interface,
-                subnets=self.private_subnets,
-                security_groups=[self.kafka_security_group],
-                private_dns_enabled=True,
-                # Reachable from the shared group only (rule above), not the whole VPC CIDR.
-                open=False,
-            )
+            self._interface_endpoint(name, interface)
         self.kafka_cluster = msk.CfnServerlessCluster(
             self,
             "Cluster",
@@ -130,6 +149,29 @@ class KafkaCluster(Construct):
         )
         self.kafka_cluster.apply_removal_policy(removal_policy)
         pin(self.kafka_cluster, stable_id("KafkaCluster"))
+
+    def _interface_endpoint(
+        self, name: str, service: ec2.InterfaceVpcEndpointAwsService
+    ) -> ec2.InterfaceVpcEndpoint:
+        return self.kafka_vpc.add_interface_endpoint(
+            f"{name}Endpoint",
+            service=service,
+            subnets=self.private_subnets,
+            security_groups=[self.kafka_security_group],
+            private_dns_enabled=True,
+            # Reachable from the shared group only (rule above), not the whole VPC CIDR.
+            open=False,
+        )
+
+    def reach(self, kind: ResourceKind) -> None:
+        """Make a declared resource of this kind reachable from the private subnets, for a
+        function that runs there or a Kafka mapping's on-failure destination (Lambda delivers
+        those from the cluster's VPC). Idempotent; streams are the brokers themselves."""
+        if kind is ResourceKind.STREAM or kind in _GATEWAY_ENDPOINTS:
+            return
+        name, service = _INTERFACE_ENDPOINTS[kind]
+        if self.kafka_vpc.node.try_find_child(f"{name}Endpoint") is None:
+            self._interface_endpoint(name, service)
 
     @property
     def cluster_arn(self) -> str:

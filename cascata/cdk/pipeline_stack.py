@@ -55,7 +55,7 @@ from cascata.cdk.function import (
     VpcPlacement,
 )
 from cascata.cdk.http_api import ApiHandler, PipelineHttpApi
-from cascata.cdk.kafka import KafkaCluster
+from cascata.cdk.kafka import KafkaCluster, kafka_clients
 from cascata.cdk.kafka_layer import built_layer
 from cascata.cdk.msk_resources import DeclaredTopic, KafkaBootstrap, KafkaTopics
 from cascata.cdk.naming import pascal
@@ -223,8 +223,9 @@ class PipelineStack(Stack):
             alarm_topic=self.alarm_topic,
         )
 
-        # Only stream processors, and the functions that reach Kafka themselves, join the VPC:
-        # the processors are what Lambda's Kafka pollers feed.
+        # Only the functions that talk to Kafka themselves (`kafka_clients`) join the VPC. A
+        # processor that only consumes stays outside: Lambda's pollers reach the cluster
+        # through the mapping's network configuration, not the function's.
         placement = (
             VpcPlacement(
                 vpc=self.kafka.kafka_vpc,
@@ -295,13 +296,23 @@ class PipelineStack(Stack):
             kafka=self.kafka,
             kafka_bootstrap_brokers=bootstrap_brokers,
         )
-        declared_streams = {stream.name for stream in pipeline.streams}
+        clients = kafka_clients(pipeline) if self.kafka is not None else frozenset()
 
         def reaches_kafka(function: str) -> bool:
             """With broker=msk, whether a function talks to Kafka itself (it binds a stream)."""
-            return self.kafka is not None and any(
-                b.resource in declared_streams for b in pipeline.function(function).bindings
-            )
+            return function in clients
+
+        if self.kafka is not None:
+            # What the functions in the subnets call, and where the Kafka mappings deliver
+            # their on-failure records (from the cluster's VPC), must be reachable there. A
+            # version binds the kinds its base binds, so in a version stack these are no-ops
+            # (an endpoint added here would land in the base stack, which owns the VPC).
+            for name in sorted(clients):
+                for binding in pipeline.function(name).bindings:
+                    self.kafka.reach(pipeline.resource(binding.resource).kind)
+            for proc in pipeline.processors:
+                for source in proc.sources:
+                    self.kafka.reach(pipeline.resource(source.on_failure).kind)
 
         def environment(function: str) -> dict[str, str]:
             # Exactly the declared bindings (plus PIPELINE_STAGE), the Powertools variables and,
@@ -323,7 +334,7 @@ class PipelineStack(Stack):
 
         self.processors = self._stream_processors(
             streams=streams, bound=bound, runtime_of=runtime_of, environment=environment,
-            physical=physical, placement=placement,
+            physical=physical, placement_of=placement_of,
         )
         if self.kafka_topics is not None:
             # Lambda's pollers and the producers find their topics there from the first deploy.
@@ -414,7 +425,7 @@ class PipelineStack(Stack):
         runtime_of: Callable[[str], FunctionRuntime],
         environment: Callable[[str], dict[str, str]],
         physical: Callable[[str], str],
-        placement: VpcPlacement | None,
+        placement_of: Callable[[str], VpcPlacement | None],
     ) -> list[StreamProcessor]:
         """Each declared processor: its function and one event source mapping per source (a
         Kinesis stream, or the topic on the MSK cluster)."""
@@ -466,7 +477,7 @@ class PipelineStack(Stack):
                         if self.kafka is not None
                         else self.config.alarms.iterator_age_ms
                     ),
-                    placement=placement,
+                    placement=placement_of(proc.name),
                     reserved_concurrency=self.config.reserved_concurrency.get(proc.name),
                 )
             )

@@ -18,6 +18,7 @@ import pytest
 
 from cascata.cdk.access import permissions
 from cascata.cdk.function import VPC_NETWORK_ACTIONS, VPC_NETWORK_READS, VPC_NETWORK_WRITES
+from cascata.cdk.kafka import kafka_clients
 from cascata.pipeline import Function, Processor, ResourceKind, ScheduledFunction, Table
 from payments.pipeline import PIPELINE
 from payments.settings import SETTINGS_BY_FUNCTION
@@ -225,24 +226,27 @@ def test_declared_reserved_concurrency_is_applied(dev: Synthesized, features: Sy
     assert function["Properties"]["ReservedConcurrentExecutions"] == 5
 
 
-def test_msk_processors_run_in_the_private_subnets_and_the_others_do_not(
+def test_msk_functions_run_in_the_private_subnets_only_when_they_talk_to_kafka(
     msk: Synthesized,
 ) -> None:
     subnets = set(msk.of_type("AWS::EC2::Subnet"))
-    for proc in msk.pipeline.processors:
-        _, function = msk.function(proc.name)
-        vpc_config = function["Properties"]["VpcConfig"]
-        assert {s["Ref"] for s in vpc_config["SubnetIds"]} == subnets
-    # Scheduled and API functions are not fed by Kafka pollers: only those that reach Kafka
-    # themselves (they bind a stream: ingest, windows-close) pay for ENIs and VPC cold starts
-    for fn in (*msk.pipeline.scheduled, *msk.pipeline.apis):
+    clients = kafka_clients(msk.pipeline)
+    # The functions that produce to a topic or ask the cluster about one (they bind a stream)
+    assert clients == {"validate", "postings", "fraud-detect", "windows", "windows-close",
+                       "ingest"}
+    for fn in msk.pipeline.functions:
         _, function = msk.function(fn.name)
-        binds_stream = any(b.resource in {s.name for s in msk.pipeline.streams}
-                           for b in fn.bindings)
-        assert ("VpcConfig" in function["Properties"]) is binds_stream, fn.name
-        if binds_stream:
+        # Only those pay for ENIs and VPC cold starts; a processor that only consumes is fed
+        # by Lambda's pollers, which reach the cluster through the mapping, not the function
+        assert ("VpcConfig" in function["Properties"]) is (fn.name in clients), fn.name
+        if fn.name in clients:
             vpc_config = function["Properties"]["VpcConfig"]
             assert {s["Ref"] for s in vpc_config["SubnetIds"]} == subnets
+    # notify publishes to SNS and query reads DynamoDB: neither may be cut off from them in
+    # subnets without a NAT
+    for name in ("notify", "query", "balances", "profiles"):
+        _, function = msk.function(name)
+        assert "VpcConfig" not in function["Properties"], name
 
 
 def test_every_function_in_the_vpc_may_manage_its_network_interfaces(msk: Synthesized) -> None:

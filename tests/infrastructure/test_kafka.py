@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 
 from cascata.cdk.config import ConfigError, ReplayConfig
+from cascata.cdk.function import VPC_NETWORK_ACTIONS
+from cascata.cdk.kafka import kafka_clients
 from cascata.cdk.kafka_layer import (
     LOCK_FILE,
     MAKE_TARGET,
@@ -26,8 +29,10 @@ from cascata.cdk.kafka_layer import (
 )
 from cascata.cdk.msk_resources import TOPIC_ADMIN_ACTIONS
 from cascata.pipeline import Processor, ResourceKind
+from payments.pipeline import PIPELINE
 
 from .conftest import REPLAY_SINCE, REPLAY_SINCE_EPOCH, ROOT, Synthesized, synthesize
+from .variants import MSK_ENDPOINTS
 
 KAFKA_VARIABLES = ("CASCATA_BROKER", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_AUTH")
 
@@ -119,6 +124,56 @@ def test_functions_that_reach_kafka_know_the_brokers_and_carry_the_client_layer(
         else:
             assert not set(KAFKA_VARIABLES) & set(env), fn.name
             assert {"Ref": layer_id} not in props["Layers"], fn.name
+            assert "VpcConfig" not in props, fn.name
+    assert set(reaching) == kafka_clients(msk.pipeline)
+
+
+def test_a_function_that_only_reads_a_stream_still_talks_to_kafka() -> None:
+    # Given windows-close without the activity stream it emits to: it still asks the cluster
+    # where its bound input (payments-validated) ends, so it is still a Kafka client
+    only_reads = replace(
+        PIPELINE,
+        scheduled=tuple(
+            replace(s, bindings=tuple(b for b in s.bindings if b.access == "read"))
+            for s in PIPELINE.scheduled
+        ),
+    )
+    (close,) = only_reads.scheduled
+    assert [b.resource for b in close.bindings] == ["payments-validated"]
+    assert "windows-close" in kafka_clients(only_reads)
+    # ... while a processor that only consumes (notify: its source, no stream bound) is not
+    assert "notify" not in kafka_clients(only_reads)
+    assert PIPELINE.processor("notify").sources
+
+
+def test_the_windows_functions_may_ask_the_cluster_about_their_source(msk: Synthesized) -> None:
+    """windows (partition count: a Metadata request) and windows-close (end offsets: ListOffsets)
+    ask the cluster about payments-validated through an AdminClient. Kafka authorizes both
+    requests with DESCRIBE on the topic, which MSK's IAM calls kafka-cluster:DescribeTopic, and
+    every request needs kafka-cluster:Connect on the cluster."""
+    layer_id, _ = _one(msk, "AWS::Lambda::LayerVersion")
+    bootstrap_id, _ = _one(msk, "Custom::KafkaBootstrapBrokers")
+    (sg_id,) = msk.of_type("AWS::EC2::SecurityGroup")
+    source = msk.physical("payments-validated")
+    # windows is fed from it; windows-close binds it to read it
+    assert [s.stream for s in msk.pipeline.processor("windows").sources] == [
+        "payments-validated"]
+    assert ("payments-validated", "read") in {
+        (b.resource, b.access) for b in msk.pipeline.function("windows-close").bindings}
+    for name in ("windows", "windows-close"):
+        grants = _kafka_grants(msk.policy_statements(name))
+        assert "kafka-cluster:Connect" in grants[("cluster", _cluster_ref(msk))], name
+        assert "kafka-cluster:DescribeTopic" in grants[("topic", source)], name
+        # ... from inside the cluster's VPC and security group, with the brokers' address
+        # and the Kafka client layer
+        function_id, function = msk.function(name)
+        props = function["Properties"]
+        assert props["VpcConfig"]["SecurityGroupIds"] == [{"Fn::GetAtt": [sg_id, "GroupId"]}]
+        assert {"Ref": layer_id} in props["Layers"], name
+        env = _environment(msk, function_id)
+        assert env["CASCATA_BROKER"] == "msk" and env["KAFKA_AUTH"] == "iam", name
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == {"Fn::GetAtt": [bootstrap_id,
+                                                                 "BootstrapBrokers"]}
 
 
 @pytest.mark.parametrize("variant", ["dev", "prod"])
@@ -324,6 +379,138 @@ def test_a_version_on_kafka_has_its_own_topics_groups_and_producers(
         if _reaches_kafka(synth, fn.name):
             assert env["CASCATA_BROKER"] == "msk"
             assert "Fn::GetStackOutput" in env["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+ENDPOINT_SERVICE = {
+    "dynamodb": "dynamodb",
+    "s3": "s3",
+    "sqs": "sqs",
+    "sns": "sns",
+    "sts": "sts",
+    "xray": "xray",
+    "lambda": "lambda",
+    "kms": "kms",
+    "kinesis": "kinesis-streams",
+    "firehose": "kinesis-firehose",
+    "states": "states",
+    "ssm": "ssm",
+    "secretsmanager": "secretsmanager",
+}
+"""IAM service prefix -> the VPC endpoint service that serves it (com.amazonaws.<region>.<x>)."""
+POLLER_MSK_ACTIONS = {"kafka:DescribeCluster", "kafka:GetBootstrapBrokers",
+                      "kafka:ListScramSecrets"}
+"""MSK API actions ManagedKafkaEventSource grants for Lambda's pollers; the functions read
+their brokers from KAFKA_BOOTSTRAP_SERVERS and never call the MSK API."""
+
+
+@pytest.fixture(scope="module")
+def msk_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("msk-endpoints"), pipeline=MSK_ENDPOINTS,
+                      stage="dev", broker="msk")
+
+
+def _endpoint_services(synth: Synthesized) -> dict[str, str]:
+    """The VPC's endpoints: service (`s3`, `sqs`, ...) -> Gateway | Interface."""
+    services: dict[str, str] = {}
+    for endpoint in synth.of_type("AWS::EC2::VPCEndpoint").values():
+        props = endpoint["Properties"]
+        name = props["ServiceName"]
+        if isinstance(name, dict):
+            name = "".join(p for p in name["Fn::Join"][1] if isinstance(p, str))
+        services[name.rsplit(".", 1)[1]] = props["VpcEndpointType"]
+        if props["VpcEndpointType"] == "Interface":
+            # Reachable by the functions' own names for the service, from their group
+            assert props["PrivateDnsEnabled"] is True
+            assert len(props["SecurityGroupIds"]) == 1
+    return services
+
+
+def _service_of(synth: Synthesized, arn: Any) -> str:
+    """The IAM service prefix of a resource of the template named by Ref or GetAtt."""
+    logical_id = arn["Ref"] if "Ref" in arn else arn["Fn::GetAtt"][0]
+    return {"AWS::S3::Bucket": "s3", "AWS::SQS::Queue": "sqs",
+            "AWS::SNS::Topic": "sns"}[synth.resources[logical_id]["Type"]]
+
+
+@pytest.mark.parametrize("variant", ["msk", "msk_endpoints"])
+def test_every_service_a_function_in_the_vpc_is_granted_is_reachable_from_it(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(variant)
+    endpoints = _endpoint_services(synth)
+    (cluster,) = synth.of_type("AWS::MSK::ServerlessCluster").values()
+    (cluster_groups,) = [c["SecurityGroups"] for c in cluster["Properties"]["VpcConfigs"]]
+    # What Lambda sends for a function from its own network: a run's failure to the
+    # asynchronous-invocation destination (windows-close's dead-letter queue)
+    async_destinations = {
+        json.dumps(c["Properties"]["FunctionName"]):
+            json.dumps(c["Properties"]["DestinationConfig"]["OnFailure"]["Destination"])
+        for c in synth.of_type("AWS::Lambda::EventInvokeConfig").values()
+    }
+    in_vpc = {k: f for k, f in synth.of_type("AWS::Lambda::Function").items()
+              if "VpcConfig" in f["Properties"]}
+    # Given every function in the cluster's subnets
+    for function_id, function in in_vpc.items():
+        fn = function["Properties"]["FunctionName"]
+        assert function["Properties"]["VpcConfig"]["SecurityGroupIds"] == cluster_groups, fn
+        has_mapping = any(m["Properties"]["FunctionName"] == {"Ref": function_id}
+                          for m in synth.of_type("AWS::Lambda::EventSourceMapping").values())
+        for statement in synth.policy_statements_of(function_id):
+            if [json.dumps(r) for r in _resources(statement)] == [
+                async_destinations.get(json.dumps({"Ref": function_id}))
+            ]:
+                continue  # sent by Lambda, not from the subnets
+            for action in _actions(statement):
+                prefix = action.split(":", 1)[0]
+                if prefix == "logs":
+                    continue  # Lambda delivers the function's logs, not its network
+                if prefix == "ec2":
+                    assert action in VPC_NETWORK_ACTIONS, (fn, action)
+                    continue  # Lambda manages the function's interfaces with them
+                if prefix == "kafka-cluster":
+                    continue  # the brokers: same subnets, same security group (above)
+                if prefix == "kafka":
+                    assert has_mapping and action in POLLER_MSK_ACTIONS, (fn, action)
+                    continue
+                if prefix == "kms":
+                    # Only through the service that encrypts the data, which calls KMS itself
+                    assert "kms:ViaService" in statement["Condition"]["StringEquals"], fn
+                    continue
+                # Then every other service it may call has an endpoint in its VPC
+                assert ENDPOINT_SERVICE[prefix] in endpoints, (fn, action)
+    # ... which are the Kafka clients and the topics handler only: notify (SNS) and query
+    # (DynamoDB) stay outside, where no endpoint is needed
+    names = {f["Properties"]["FunctionName"] for f in in_vpc.values()}
+    assert names == {synth.physical(n) for n in kafka_clients(synth.pipeline)} | {
+        "cascata-dev-kafka-topics"}
+    assert synth.physical("notify") not in names and synth.physical("query") not in names
+
+
+@pytest.mark.parametrize("variant", ["msk", "msk_endpoints"])
+def test_every_kafka_mapping_can_deliver_its_failures_from_the_cluster_vpc(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    # Lambda delivers a Kafka mapping's on-failure records from the cluster's VPC, which must
+    # have an endpoint for the destination's service (Lambda developer guide, "Capturing
+    # discarded batches for an Amazon MSK event source")
+    synth: Synthesized = request.getfixturevalue(variant)
+    endpoints = _endpoint_services(synth)
+    destinations = {
+        _service_of(synth, m["Properties"]["DestinationConfig"]["OnFailure"]["Destination"])
+        for m in synth.of_type("AWS::Lambda::EventSourceMapping").values()
+    }
+    assert destinations <= set(endpoints)
+    if variant == "msk_endpoints":
+        # notify's failures go to SQS; fraud-detect publishes to SNS from the subnets: each
+        # needed its interface endpoint, and no other interface endpoint was added
+        assert destinations == {"s3", "sqs"}
+        assert endpoints == {"s3": "Gateway", "dynamodb": "Gateway", "lambda": "Interface",
+                             "sts": "Interface", "xray": "Interface", "sqs": "Interface",
+                             "sns": "Interface"}
+    else:
+        # The reference pipeline needs no interface endpoint beyond the pollers' and X-Ray
+        assert endpoints == {"s3": "Gateway", "dynamodb": "Gateway", "lambda": "Interface",
+                             "sts": "Interface", "xray": "Interface"}
 
 
 def test_a_missing_or_stale_kafka_layer_is_one_line_naming_the_make_target(

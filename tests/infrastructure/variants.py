@@ -3,7 +3,8 @@
 The reference payments pipeline declares no filters, tumbling windows, TTL, queues or
 non-bucket on-failure destinations, and runs its one scheduled function every minute; the
 stacks must still render all of that correctly, so the tests also synthesize this variant
-(same functions, a few settings changed).
+(same functions, a few settings changed). `MSK_ENDPOINTS` does the same for what the MSK
+variant's network must reach.
 """
 
 from __future__ import annotations
@@ -73,3 +74,30 @@ FEATURES = replace(
     scheduled=tuple(replace(s, every_s=WINDOWS_CLOSE_EVERY_S) for s in PIPELINE.scheduled),
 )
 assert not FEATURES.validate(), FEATURES.validate()
+
+
+def _needs_endpoints(processor: Processor) -> Processor:
+    if processor.name == "fraud-detect":
+        # A Kafka client (it produces alerts) that also publishes to SNS from the subnets
+        return replace(
+            processor,
+            bindings=(
+                *processor.bindings,
+                Binding(env="NOTIFICATIONS_TOPIC", resource="notifications", access="write"),
+            ),
+        )
+    if processor.name == "notify":
+        # A Kafka mapping whose on-failure records go to SQS, from the cluster's VPC
+        (source,) = processor.sources
+        return replace(processor, sources=(replace(source, on_failure="failed-notify"),))
+    return processor
+
+
+MSK_ENDPOINTS = replace(
+    PIPELINE,
+    queues=(Queue(name="failed-notify", description="An SQS on-failure destination on Kafka."),),
+    processors=tuple(_needs_endpoints(p) for p in PIPELINE.processors),
+)
+"""The reference pipeline with a Kafka client bound to an SNS topic and a Kafka mapping that
+parks its failures in SQS: on MSK both need an interface endpoint in the cluster's VPC."""
+assert not MSK_ENDPOINTS.validate(), MSK_ENDPOINTS.validate()
