@@ -79,7 +79,6 @@ class KafkaTopic:
         """Connect to the cluster and describe the topic; read it, and/or write it with the
         functions' idempotent producer (`cascata_runtime.kafka_sink`): WriteData on the
         topic, WriteDataIdempotently on the cluster (its only resource type)."""
-        del scope
         actions = ["kafka-cluster:DescribeTopic"]
         if access in ("read", "read_write"):
             actions.append("kafka-cluster:ReadData")
@@ -91,7 +90,9 @@ class KafkaTopic:
             iam.PolicyStatement(actions=cluster_actions, resources=[self.cluster.cluster_arn])
         )
         grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=actions, resources=[self.cluster.topic_arn(self.topic)])
+            iam.PolicyStatement(
+                actions=actions, resources=[self.cluster.topic_arn(self.topic, consumer=scope)]
+            )
         )
 
 

@@ -225,14 +225,11 @@ def replay_config(
         raise ConfigError(
             f"-c replayUntil ({rfc3339(until)}) must be after -c replaySince ({rfc3339(since)})"
         )
-    if config.broker is not Broker.KINESIS:
-        # PipelineStack renders a version on MSK (its own topics, consumer groups and
-        # producers), but its grants name the base cluster's topics through the cluster ARN
-        # imported from the base stack (Fn::GetStackOutput) inside Fn::Split/Fn::Join, which
-        # cfn-lint rejects; until that is settled the CLI does not offer it.
+    if replay_from == "archive" and config.broker is not Broker.KINESIS:
+        # The archives are Firehose delivery streams reading Kinesis; on MSK none is rendered.
         raise ConfigError(
-            f"version stacks render Kinesis streams only; broker "
-            f"{config.broker.value!r} has no replay on AWS yet"
+            f"-c replayFrom=archive: broker {config.broker.value!r} archives nothing; "
+            "replay from its topics with -c replayFrom=stream"
         )
     if replay_from == "archive":
         archived = {a.stream for a in pipeline.archives}

@@ -19,15 +19,18 @@ functions read (`VALIDATED_STREAM`, ...) name the topic in either broker.
 
 from __future__ import annotations
 
-from aws_cdk import Fn, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_msk as msk
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from cascata.cdk.naming import pin, stable_id
 from cascata.pipeline import Pipeline, ResourceKind
+
+CLUSTER_UUID_OUTPUT = "KafkaClusterUuid"
+"""The base stack's output holding the cluster's uuid, which version stacks read."""
 
 KAFKA_IAM_PORT = 9098
 """MSK Serverless only speaks SASL/IAM over TLS, on this port."""
@@ -149,6 +152,17 @@ class KafkaCluster(Construct):
         )
         self.kafka_cluster.apply_removal_policy(removal_policy)
         pin(self.kafka_cluster, stable_id("KafkaCluster"))
+        self.cluster_uuid = Fn.select(2, Fn.split("/", self.cluster_arn))
+        """The cluster ARN's last segment (`cluster/<name>/<uuid>`), in this stack."""
+        uuid_output = CfnOutput(
+            self,
+            "ClusterUuid",
+            value=self.cluster_uuid,
+            description="Segment of the kafka-cluster topic and group IAM ARNs; version "
+            "stacks read it",
+        )
+        # A fixed name: version stacks name it in Fn::GetStackOutput.
+        uuid_output.override_logical_id(CLUSTER_UUID_OUTPUT)
 
     def _interface_endpoint(
         self, name: str, service: ec2.InterfaceVpcEndpointAwsService
@@ -177,18 +191,38 @@ class KafkaCluster(Construct):
     def cluster_arn(self) -> str:
         return self.kafka_cluster.attr_arn
 
-    def _resource_arn(self, kind: str, name: str) -> str:
-        # kafka-cluster IAM resources: <kind>/<cluster-name>/<cluster-uuid>/<name>; the uuid is
-        # the last segment of the cluster ARN, known only at deploy time.
-        stack = Stack.of(self)
-        uuid = Fn.select(2, Fn.split("/", self.cluster_arn))
+    def _resource_arn(self, kind: str, name: str, consumer: IConstruct) -> str:
+        """A kafka-cluster IAM resource ARN, `<kind>/<cluster-name>/<cluster-uuid>/<name>`, as
+        the template of `consumer`'s stack can render it.
+
+        The uuid is the last segment of the cluster ARN, known only at deploy time. In the
+        cluster's own stack it is cut from the ARN. Another stack (a version stack) cannot cut
+        it from the imported ARN: cfn-lint rejects `Fn::GetStackOutput` as the source of
+        `Fn::Split` (E1022). It reads the uuid whole from the `KafkaClusterUuid` output
+        instead, and `Fn::GetStackOutput` inside `Fn::Join` is accepted by cfn-lint and by
+        CloudFormation (aws-cloudformation/cfn-lint#4495 checked it with create-stack), so the
+        ARN stays exact: no wildcard in the uuid segment.
+        """
+        stack, consumer_stack = Stack.of(self), Stack.of(consumer)
+        uuid = self.cluster_uuid
+        if consumer_stack is not stack:
+            uuid = Fn.get_stack_output(
+                stack_name=stack.stack_name,
+                output_name=CLUSTER_UUID_OUTPUT,
+                region=stack.region,
+            )
+            # Already implied by the cross-stack references to the cluster ARN; said here
+            # because this reference is one CDK does not see.
+            consumer_stack.add_stack_dependency(stack, "reads the Kafka cluster's uuid output")
         return (
-            f"arn:{stack.partition}:kafka:{stack.region}:{stack.account}:"
-            f"{kind}/{self.cluster_name}/{uuid}/{name}"
+            f"arn:{consumer_stack.partition}:kafka:{consumer_stack.region}:"
+            f"{consumer_stack.account}:{kind}/{self.cluster_name}/{uuid}/{name}"
         )
 
-    def topic_arn(self, topic: str) -> str:
-        return self._resource_arn("topic", topic)
+    def topic_arn(self, topic: str, *, consumer: IConstruct) -> str:
+        """The IAM resource of `topic`, for a grant made in `consumer`'s stack."""
+        return self._resource_arn("topic", topic, consumer)
 
-    def group_arn(self, group: str) -> str:
-        return self._resource_arn("group", group)
+    def group_arn(self, group: str, *, consumer: IConstruct) -> str:
+        """The IAM resource of a consumer group, for a grant made in `consumer`'s stack."""
+        return self._resource_arn("group", group, consumer)

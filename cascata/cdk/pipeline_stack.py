@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
@@ -277,7 +278,7 @@ class PipelineStack(Stack):
                 ],
                 owner=self.deployment_name,
                 cluster_arn=self.kafka.cluster_arn,
-                topic_arn=self.kafka.topic_arn,
+                topic_arn=partial(self.kafka.topic_arn, consumer=self),
                 bootstrap_brokers=bootstrap_brokers,
                 function_name=f"{self.deployment_name}-kafka-topics",
                 runtime=kafka_runtime,

@@ -221,13 +221,13 @@ class KafkaTopicSource:
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
-                resources=[self.cluster.topic_arn(self.topic)],
+                resources=[self.cluster.topic_arn(self.topic, consumer=function)],
             )
         )
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
-                resources=[self.cluster.group_arn(consumer_group)],
+                resources=[self.cluster.group_arn(consumer_group, consumer=function)],
             )
         )
         return added[0]

@@ -6,7 +6,7 @@ the context names a version), the same composition `app.py` uses, with the conte
 the fixture) and a fixed, non-default account and region so nothing hard-codes the
 placeholders. The first synthesis pays for starting jsii (~3 s).
 
-A version variant (`v2_stream`, `v2_since`, `v2_archive`) is the version stack
+A version variant (`v2_stream`, `v2_since`, `v2_archive`, `v2_msk`) is the version stack
 `cascata-<stage>-v2`, synthesized in the same app as its base stack (`.base`).
 """
 
@@ -246,6 +246,20 @@ def v2_archive(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         replayFrom="archive",
         replaySince=REPLAY_SINCE,
         replayUntil=REPLAY_UNTIL,
+    )
+
+
+@pytest.fixture(scope="session")
+def v2_msk(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Version v2 on MSK, from the live origin topics since an instant (`cdk synth -c
+    broker=msk -c version=v2 -c replayFrom=stream -c replaySince=...`)."""
+    return synthesize(
+        tmp_path_factory.mktemp("v2-msk"),
+        stage="dev",
+        broker="msk",
+        version="v2",
+        replayFrom="stream",
+        replaySince=REPLAY_SINCE,
     )
 
 

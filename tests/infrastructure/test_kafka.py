@@ -10,15 +10,14 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cascata.cdk.config import ConfigError, ReplayConfig
+from cascata.cdk.config import ConfigError
 from cascata.cdk.function import VPC_NETWORK_ACTIONS
-from cascata.cdk.kafka import kafka_clients
+from cascata.cdk.kafka import CLUSTER_UUID_OUTPUT, kafka_clients
 from cascata.cdk.kafka_layer import (
     LOCK_FILE,
     MAKE_TARGET,
@@ -31,7 +30,7 @@ from cascata.cdk.msk_resources import TOPIC_ADMIN_ACTIONS
 from cascata.pipeline import Processor, ResourceKind
 from payments.pipeline import PIPELINE
 
-from .conftest import REPLAY_SINCE, REPLAY_SINCE_EPOCH, ROOT, Synthesized, synthesize
+from .conftest import ACCOUNT, REGION, REPLAY_SINCE_EPOCH, ROOT, Synthesized, synthesize
 from .variants import MSK_ENDPOINTS
 
 KAFKA_VARIABLES = ("CASCATA_BROKER", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_AUTH")
@@ -320,19 +319,6 @@ def test_declared_partitions_and_a_retained_stage_keep_their_topics(
     assert set(TOPIC_ADMIN_ACTIONS) <= actions
 
 
-@pytest.fixture(scope="module")
-def v2_msk(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """Version v2 on MSK from the origin topics since an instant, built as `build_version`
-    would (the CLI still refuses it: cascata.cdk.config.replay_config says why)."""
-    return synthesize(
-        tmp_path_factory.mktemp("v2-msk"),
-        stage="dev",
-        broker="msk",
-        replay=ReplayConfig(version="v2", replay_from="stream",
-                            since=datetime.fromisoformat(REPLAY_SINCE)),
-    )
-
-
 def test_a_version_on_kafka_has_its_own_topics_groups_and_producers(
     v2_msk: Synthesized,
 ) -> None:
@@ -379,6 +365,77 @@ def test_a_version_on_kafka_has_its_own_topics_groups_and_producers(
         if _reaches_kafka(synth, fn.name):
             assert env["CASCATA_BROKER"] == "msk"
             assert "Fn::GetStackOutput" in env["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+CLUSTER_UUID = {"Fn::GetStackOutput": {
+    "StackName": "cascata-dev", "OutputName": CLUSTER_UUID_OUTPUT, "Region": REGION}}
+"""How a version stack names the live cluster's uuid: the base stack's own output, whole."""
+
+
+def _kafka_names(synth: Synthesized) -> dict[tuple[str, str], set[str]]:
+    """(`topic` | `group`, name) -> actions, over every policy of the stack, each ARN checked
+    to be exact: the live cluster's name and uuid, no wildcard."""
+    granted: dict[tuple[str, str], set[str]] = {}
+    for policy in synth.of_type("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = {a for a in _actions(statement) if a.startswith("kafka-cluster:")}
+            for resource in _resources(statement) if actions else []:
+                if "Fn::GetStackOutput" in resource:  # the cluster ARN (Connect, ...)
+                    assert "KafkaClusterArn" in resource["Fn::GetStackOutput"]["OutputName"]
+                    continue
+                delimiter, (head, uuid, tail) = resource["Fn::Join"]
+                assert delimiter == "" and uuid == CLUSTER_UUID, resource
+                kind = head.rsplit(":", 1)[1].split("/", 1)[0]
+                assert kind in ("topic", "group"), head
+                assert head == f"arn:aws:kafka:{REGION}:{ACCOUNT}:{kind}/cascata-dev/", head
+                assert tail.startswith("/") and "*" not in tail, tail
+                granted.setdefault((kind, tail[1:]), set()).update(actions)
+    return granted
+
+
+def test_a_versions_kafka_grants_name_its_own_topics_and_groups_and_the_origins_it_reads(
+    v2_msk: Synthesized,
+) -> None:
+    synth = v2_msk
+    granted = _kafka_names(synth)
+    mappings = [m["Properties"] for m in synth.of_type("AWS::Lambda::EventSourceMapping").values()]
+    # Given the version's own topics (its derived streams, -v2), the consumer groups of its
+    # mappings, and the live origin topics its mappings and functions read
+    own = {synth.physical(s.name) for s in synth.pipeline.streams if synth.pipeline.owns(s.name)}
+    groups = {m["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"] for m in mappings}
+    read = {t for m in mappings for t in m["Topics"]} | {
+        synth.physical(b.resource)
+        for fn in synth.pipeline.functions for b in fn.bindings
+        if synth.pipeline.resource(b.resource).kind is ResourceKind.STREAM
+    }
+    origins = read - own
+    assert origins == {f"cascata-dev-{s.name}" for s in synth.pipeline.streams if s.origin}
+    assert all(name.endswith("-v2") for name in own) and all("-v2" in g for g in groups)
+    # Then its IAM names exactly those topics and groups, on the live cluster
+    assert {name for kind, name in granted if kind == "topic"} == own | origins
+    assert {name for kind, name in granted if kind == "group"} == groups
+    # ... and the live origin topics are only read, never written or administered
+    for origin in origins:
+        assert granted[("topic", origin)] == {"kafka-cluster:DescribeTopic",
+                                              "kafka-cluster:ReadData"}, origin
+
+
+def test_the_live_stack_publishes_the_cluster_uuid_a_version_reads(
+    msk: Synthesized, v2_msk: Synthesized
+) -> None:
+    assert v2_msk.base is not None
+    (cluster_id,) = msk.of_type("AWS::MSK::ServerlessCluster")
+    # The uuid is cut from the cluster ARN (`cluster/<name>/<uuid>`) in the live stack itself,
+    # present whether or not a version is synthesized next to it
+    for base in (msk, v2_msk.base):
+        assert base.json["Outputs"][CLUSTER_UUID_OUTPUT]["Value"] == {
+            "Fn::Select": [2, {"Fn::Split": ["/", {"Fn::GetAtt": [cluster_id, "Arn"]}]}]
+        }
+    # ... the version leaves the live stack's resources as they are
+    assert v2_msk.base.resources == msk.resources
+    # ... and never splits an imported value (cfn-lint E1022): it joins the uuid whole
+    assert "Fn::Split" not in json.dumps(v2_msk.json)
+    assert v2_msk.stack.dependencies == [v2_msk.base.stack]
 
 
 ENDPOINT_SERVICE = {

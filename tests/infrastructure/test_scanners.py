@@ -23,7 +23,7 @@ import pytest
 
 from .conftest import Synthesized
 
-VARIANTS = ["dev", "prod", "msk", "features", "v2_stream", "v2_since", "v2_archive"]
+VARIANTS = ["dev", "prod", "msk", "features", "v2_stream", "v2_since", "v2_archive", "v2_msk"]
 CHECKOV_VARIABLE = "CASCATA_CHECKOV"
 OFFLINE = {
     "BC_SKIP_MAPPING": "TRUE",

@@ -7,8 +7,8 @@ their buffered records), collide on a fixed name (functions, the dashboard, topi
 database and tables, the Athena workgroup, the audit policy, the replay state machine) or
 change an address clients call (the HTTP API, whose URL embeds its id). A refactor that changes
 one of those ids would make CloudFormation create a new resource and delete the old one.
-Version stacks are recorded too (`v2_stream`, `v2_archive`): a promoted version's tables and
-mappings are as precious as the base stack's.
+Version stacks are recorded too (`v2_stream`, `v2_archive`, `v2_msk`): a promoted version's
+tables and mappings are as precious as the base stack's.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _protected(synth: Synthesized) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "msk", "v2_stream", "v2_archive"])
+@pytest.mark.parametrize("variant", ["dev", "prod", "msk", "v2_stream", "v2_archive", "v2_msk"])
 def test_protected_logical_ids_match_the_snapshot(
     variant: str, request: pytest.FixtureRequest
 ) -> None:

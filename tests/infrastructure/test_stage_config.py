@@ -212,7 +212,11 @@ def test_a_version_replays_from_the_streams_unless_told_otherwise() -> None:
             },
             "must be after -c replaySince",
         ),
-        ({"version": "v2", "broker": "msk"}, "version stacks render Kinesis streams only"),
+        (
+            {"version": "v2", "broker": "msk", "replayFrom": "archive"},
+            "-c replayFrom=archive: broker 'msk' archives nothing; replay from its topics "
+            "with -c replayFrom=stream",
+        ),
     ],
 )
 def test_version_context_mistakes_are_refused_naming_the_key(
@@ -220,6 +224,21 @@ def test_version_context_mistakes_are_refused_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         _replay(**overrides)
+
+
+def test_a_version_on_msk_replays_from_the_topics() -> None:
+    # Given the MSK variant, When a version is asked for (from the streams, by default)
+    replay = _replay(version="v2", broker="msk", replaySince="2026-11-25T00:00:00Z")
+    # Then it is accepted like on Kinesis
+    assert (replay.version, replay.replay_from) == ("v2", "stream")
+    assert _replay(version="v2", broker="msk", replayFrom="stream").replay_from == "stream"
+
+
+def test_an_archive_replay_on_msk_is_refused_in_one_line() -> None:
+    # Nothing is archived on MSK (the Firehose archives read Kinesis streams)
+    with pytest.raises(ConfigError) as refused:
+        _replay(version="v2", broker="msk", replayFrom="archive")
+    assert "\n" not in str(refused.value)
 
 
 def test_an_archive_replay_needs_every_origin_stream_archived() -> None:

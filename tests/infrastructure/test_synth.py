@@ -64,6 +64,10 @@ def test_python_app_synthesizes_offline(tmp_path: Path) -> None:
     [
         (["-c", "stage=dev"], "cascata-dev"),
         (["-c", "stage=prod", "-c", "broker=msk"], "cascata-prod"),
+        (
+            ["-c", "broker=msk", "-c", "version=v2", "-c", "replayFrom=stream"],
+            "cascata-dev-v2",
+        ),
     ],
 )
 def test_pinned_cli_synthesizes_offline(context: list[str], stack: str, tmp_path: Path) -> None:
@@ -107,3 +111,18 @@ def test_python_app_refuses_bad_version_context_without_a_traceback(tmp_path: Pa
     assert result.returncode == 1
     assert result.stderr.strip().startswith("cascata: -c version=v1 is the base stack's")
     assert "Traceback" not in result.stderr
+
+
+def test_python_app_refuses_an_archive_replay_on_msk_in_one_line(tmp_path: Path) -> None:
+    env = _offline_environment(CDK_OUTDIR=str(tmp_path))
+    result = _run(
+        [sys.executable, "app.py", "-c", "broker=msk", "-c", "version=v2", "-c",
+         "replayFrom=archive"],
+        env,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "cascata: -c replayFrom=archive: broker 'msk' archives nothing; replay from its "
+        "topics with -c replayFrom=stream"
+    )
+    assert not list(tmp_path.glob("*.template.json"))
