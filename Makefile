@@ -41,7 +41,7 @@ kafka-layer: $(KAFKA_LAYER)
 
 $(KAFKA_LAYER): requirements-layer.lock cascata/cdk/function.py cascata/cdk/kafka_layer.py | $(STAMP)
 	@echo "building the Kafka client layer for the functions (build/kafka-layer)"
-	@set -o pipefail; $(PY) -m cascata.cdk.kafka_layer 2>&1 \
+	@set -o pipefail; $(PY) -c "from cascata.cdk.kafka_layer import main; main()" 2>&1 \
 	  | { grep -v -e "^WARNING: Location" -e "^b'!!" || true; } || { echo "kafka layer build failed"; exit 1; }
 
 # requirements-dev.txt (and requirements.txt) are what we ask for; requirements.lock is what
