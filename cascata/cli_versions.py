@@ -69,13 +69,12 @@ def require_kinesis(aws: Aws, command: str, *, stage: str) -> None:
     """Refuse, in one line, to run `command` (which reads the archive) on a local pipeline
     whose streams are Kafka topics (`up --broker msk`), where nothing is archived: it would
     report an empty result as if it were one."""
-    from cascata.local.emulator import origin_stream_missing
+    from cascata.local.serve import local_kafka
     from cascata.project import current_pipeline
 
-    missing = origin_stream_missing(aws, current_pipeline(), stage=stage)
-    if missing:
-        raise CliError(f"the pipeline at {aws.where()} has no Kinesis stream {missing}: it runs "
-                       f"on Kafka (`up --broker msk`), where {command} does not run locally "
+    if local_kafka(aws, current_pipeline(), stage=stage) is not None:
+        raise CliError(f"the pipeline at {aws.where()} runs on Kafka (`up --broker msk`), "
+                       f"where {command} does not run locally "
                        "(it reads the archive, which Firehose fills from Kinesis); replay "
                        "--from stream, versions, diff and promote do")
 

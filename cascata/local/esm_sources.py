@@ -288,6 +288,21 @@ class KinesisBackendSource:
         return list(self.read(shard_id, max(first, last - count + 1) - 1, count).records)
 
 
+def backlog_of(source: KinesisBackendSource | KafkaSource, checkpoints: Mapping[str, Any]
+               ) -> tuple[int, int]:
+    """Records after each shard's (or partition's) checkpoint in `checkpoints` (shard id ->
+    position), and the age in milliseconds of the oldest of them."""
+    behind = 0
+    oldest: float | None = None
+    for shard in source.list_shards():
+        done = checkpoints.get(shard.shard_id)
+        count, first = source.backlog(shard.shard_id, int(done) if done is not None else None)
+        behind += count
+        if first is not None:
+            oldest = first if oldest is None else min(oldest, first)
+    return behind, 0 if oldest is None else max(0, int((time.time() - oldest) * 1000))
+
+
 def _bounds(records: Mapping[int, Any]) -> tuple[int, int] | None:
     """First and last sequence number of a moto shard, in O(1) in the usual case.
 

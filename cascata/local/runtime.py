@@ -32,6 +32,7 @@ from cascata.local.esm import (
 )
 from cascata.local.esm_events import LambdaContext
 from cascata.local.esm_model import WriteSignal
+from cascata.local.esm_sources import backlog_of
 from cascata.local.functions import Function, build_function
 from cascata.local.metering import FlowMeter, MeteredClient, Resolver, physical_resolver
 from cascata.pipeline import Pipeline, ResourceKind
@@ -343,8 +344,9 @@ class LocalRuntime:
             if self.kafka is not None:
                 # Another process cannot read the loopback broker's partitions as it reads
                 # the emulator's shards: the backlog is reported with the counters.
-                mappings[key]["backlog"] = self._kafka_backlog(self.name(stream),
-                                                               mapping.checkpoints)
+                behind, age_ms = backlog_of(KafkaSource(self.kafka, self.name(stream)),
+                                            mapping.checkpoints)
+                mappings[key]["backlog"] = {"records": behind, "age_ms": age_ms}
         written = self.flows.totals()
         totals.update(written)
         rates = self.flows.rates(totals)
@@ -357,20 +359,6 @@ class LocalRuntime:
                 "broker": self.broker,
                 "kafka_bootstrap_servers": None if self.kafka is None
                 else self.kafka.bootstrap_servers}
-
-    def _kafka_backlog(self, topic: str, checkpoints: Mapping[str, Any]) -> dict[str, int]:
-        """Messages after each partition's checkpoint, and the age of the oldest of them."""
-        source = KafkaSource(self.kafka, topic)
-        behind = 0
-        oldest: float | None = None
-        for shard in source.list_shards():
-            done = checkpoints.get(shard.shard_id)
-            count, first = source.backlog(shard.shard_id, None if done is None else int(done))
-            behind += count
-            if first is not None:
-                oldest = first if oldest is None else min(oldest, first)
-        age_ms = 0 if oldest is None else max(0, int((time.time() - oldest) * 1000))
-        return {"records": behind, "age_ms": age_ms}
 
     def publish_checkpoints(self) -> None:
         """Keep the checkpoint report in the emulator, where `cascata status` can read it."""

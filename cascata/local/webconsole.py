@@ -31,7 +31,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +43,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from cascata.local.esm_sources import KafkaSource, KinesisBackendSource
+from cascata.local.esm_sources import KafkaSource, KinesisBackendSource, backlog_of
 from cascata.local.guard import LoopbackGuard
 from cascata.local.objects import list_keys
 from cascata.local.observe import (
@@ -142,17 +141,7 @@ class ConsoleData:
         return KinesisBackendSource(physical, account=aws.account, region=aws.region)
 
     def _backlog(self, physical: str, checkpoints: Mapping[str, str]) -> tuple[int, int]:
-        source = self._source(physical)
-        behind = 0
-        oldest: float | None = None
-        for shard in source.list_shards():
-            done = checkpoints.get(shard.shard_id)
-            count, first = source.backlog(shard.shard_id, int(done) if done else None)
-            behind += count
-            if first is not None:
-                oldest = first if oldest is None else min(oldest, first)
-        age = 0 if oldest is None else max(0, int((time.time() - oldest) * 1000))
-        return behind, age
+        return backlog_of(self._source(physical), checkpoints)
 
     # -- streams -------------------------------------------------------------------------
 

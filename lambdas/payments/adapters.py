@@ -411,12 +411,12 @@ class ShardLister(Protocol):
     def list_shards(self, stream_arn: str) -> Sequence[ListedShard]: ...
 
 
-class KinesisShardLister:
-    """`ShardLister` over boto3 Kinesis `ListShards`, each stream's listing cached for `ttl_s`."""
+class _CachedLister:
+    """A `ShardLister` that keeps each stream's listing for `ttl_s`; `_list` asks the source
+    (`calls` counts the requests it made)."""
 
-    def __init__(self, kinesis: Any, *, ttl_s: float = SHARD_LIST_TTL_S,
+    def __init__(self, *, ttl_s: float = SHARD_LIST_TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._kinesis = kinesis
         self._ttl_s = ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[float, tuple[ListedShard, ...]]] = {}
@@ -429,8 +429,26 @@ class KinesisShardLister:
             cached = self._cache.get(stream_arn)
             if cached is not None and now - cached[0] < self._ttl_s:
                 return cached[1]
+        listed = self._list(stream_arn)
+        with self._lock:
+            self._cache[stream_arn] = (now, listed)
+        return listed
+
+    def _list(self, stream: str) -> tuple[ListedShard, ...]:
+        raise NotImplementedError
+
+
+class KinesisShardLister(_CachedLister):
+    """`ShardLister` over boto3 Kinesis `ListShards`, each stream's listing cached for `ttl_s`."""
+
+    def __init__(self, kinesis: Any, *, ttl_s: float = SHARD_LIST_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(ttl_s=ttl_s, clock=clock)
+        self._kinesis = kinesis
+
+    def _list(self, stream: str) -> tuple[ListedShard, ...]:
         shards: list[ListedShard] = []
-        kwargs: dict[str, Any] = {"StreamARN": stream_arn}
+        kwargs: dict[str, Any] = {"StreamARN": stream}
         while True:
             self.calls += 1
             page = self._kinesis.list_shards(**kwargs)
@@ -441,38 +459,22 @@ class KinesisShardLister:
             )
             token = page.get("NextToken")
             if not token:
-                break
+                return tuple(shards)
             kwargs = {"NextToken": token}
-        listed = tuple(shards)
-        with self._lock:
-            self._cache[stream_arn] = (now, listed)
-        return listed
 
 
-class KafkaPartitionLister:
+class KafkaPartitionLister(_CachedLister):
     """`ShardLister` over a Kafka topic's partitions (`stream` is the topic), each topic's
     count cached for `ttl_s`. Kafka partitions never close: a topic only gains partitions."""
 
     def __init__(self, topics: KafkaTopics, *, ttl_s: float = SHARD_LIST_TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(ttl_s=ttl_s, clock=clock)
         self._topics = topics
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._cache: dict[str, tuple[float, tuple[ListedShard, ...]]] = {}
-        self._lock = threading.Lock()
-        self.calls = 0
 
-    def list_shards(self, stream: str) -> Sequence[ListedShard]:
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(stream)
-            if cached is not None and now - cached[0] < self._ttl_s:
-                return cached[1]
+    def _list(self, stream: str) -> tuple[ListedShard, ...]:
         self.calls += 1
-        listed = tuple(ListedShard(str(p), True) for p in range(self._topics.partitions(stream)))
-        with self._lock:
-            self._cache[stream] = (now, listed)
-        return listed
+        return tuple(ListedShard(str(p), True) for p in range(self._topics.partitions(stream)))
 
 
 def alerts_publisher(view: AlertsView, sink: Sink, stamper: Stamper, *, writers: int = 8

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -15,20 +13,10 @@ from cascata.local.serve import UpOptions, status
 from cascata.producer import Outgoing, produce
 from payments.pipeline import PIPELINE
 from tests.support.events import payment
+from tests.support.http import http
 from tests.support.up import running_up
 
 pytestmark = pytest.mark.pipeline
-
-
-def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def test_up_serves_the_pipeline_its_apis_and_status_then_stops_cleanly() -> None:

@@ -15,21 +15,11 @@ from cascata.cli import main
 from cascata.local.serve import UpOptions, status
 from payments.pipeline import PIPELINE
 from tests.support.events import payment
+from tests.support.http import http
 from tests.support.up import running_up
 
 pytestmark = pytest.mark.pipeline
 STAGE = "upkafka"
-
-
-def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def test_up_on_kafka_serves_any_kafka_client_the_apis_status_and_console(

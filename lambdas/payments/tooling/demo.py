@@ -8,7 +8,6 @@ invariants. The process exit status says whether every invariant held.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import random
@@ -28,6 +27,7 @@ from cascata.local.esm import DrainTimeout
 from cascata.local.runtime import LocalRuntime, mapping_key
 from cascata.pipeline import Pipeline
 from cascata.producer import Outgoing, produce
+from cascata_runtime.records import decode_event
 from payments.pipeline import PIPELINE
 from payments.tooling.reference import (
     Invariant,
@@ -129,11 +129,11 @@ class _Latency:
         failed = [f.get("itemIdentifier") for f in
                   (response or {}).get("batchItemFailures", [])]
         with self._lock:
-            for position, data in _positions_and_data(event):
-                if position in failed:
+            for record in decode_event(event):  # Kinesis or MSK
+                if record.item_identifier in failed:
                     continue
                 try:
-                    posting = json.loads(base64.b64decode(data))
+                    posting = json.loads(record.data)
                     payment = str(posting["data"]["payment_event_id"])
                     direction = str(posting["data"]["direction"])
                 except (ValueError, KeyError, TypeError):
@@ -153,16 +153,6 @@ class _Latency:
     def per_payment(self) -> dict[str, float]:
         with self._lock:
             return dict(self._done)
-
-
-def _positions_and_data(event: Mapping[str, Any]) -> list[tuple[Any, str]]:
-    """(item identifier, base64 data) of each record of a Kinesis or an MSK event."""
-    if "records" in event:  # MSK: records grouped by topic-partition
-        return [({"partition": f"{r['topic']}-{r['partition']}", "offset": r["offset"]},
-                 r.get("value") or "")
-                for group in event["records"].values() for r in group]
-    return [(r["kinesis"]["sequenceNumber"], r["kinesis"]["data"])
-            for r in event.get("Records", [])]
 
 
 class _Reader:
