@@ -431,13 +431,15 @@ command's own --help would not list them."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cascata.local.kafka_broker import BrokerUnavailableError
+
     # No arguments: the help, as `cascata --help` prints it.
     args = global_options_first(list(sys.argv[1:] if argv is None else argv)) or ["--help"]
     try:
         _project_commands(args)
         # Not standalone, typer returns a command's `typer.Exit` code instead of raising it.
         code = app(args=args, prog_name="cascata", standalone_mode=False)
-    except (CliError, ProjectError, AwsSettingsError) as exc:
+    except (CliError, ProjectError, AwsSettingsError, BrokerUnavailableError) as exc:
         err.print(f"error: {exc}", markup=False)
         return 2
     except typer.TyperException as exc:

@@ -155,7 +155,13 @@ class KafkaClient:
             found = self._partitions.get(topic)
             if found is not None or not refresh:
                 return found
-            metadata = self._producer.list_topics(timeout=_TIMEOUT_S)
+            from confluent_kafka import KafkaException
+
+            try:
+                metadata = self._producer.list_topics(timeout=_TIMEOUT_S)
+            except KafkaException as exc:
+                raise BrokerUnavailableError(f"cannot reach the Kafka brokers at "
+                                             f"{self.bootstrap_servers}: {exc}") from None
             for name, info in metadata.topics.items():
                 if info.error is None and info.partitions:
                     self._partitions[str(name)] = len(info.partitions)

@@ -207,9 +207,15 @@ class LocalRuntime:
     def _start_kafka(self) -> WriteSignal:
         """Start the loopback broker, create a topic per declared stream, and the clients the
         functions get: producers (one per thread) and an admin client."""
-        from confluent_kafka.admin import AdminClient
+        from cascata.local.kafka_broker import BrokerUnavailableError, KafkaBroker, KafkaClient
 
-        from cascata.local.kafka_broker import KafkaBroker, KafkaClient
+        try:
+            from confluent_kafka.admin import AdminClient
+        except ImportError as exc:
+            raise BrokerUnavailableError("--broker msk needs the Kafka client confluent-kafka, "
+                                         "which is not installed (`make setup` installs it)"
+                                         ) from exc
+
         from cascata.local.kafka_runtime import ThreadProducers
         from cascata_runtime.kafka_sink import connection_config, producer_settings
 

@@ -36,3 +36,17 @@ def test_an_unknown_broker_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["demo", "--broker", "kafkaesque"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: --broker must be kinesis or msk, not 'kafkaesque'"]
+
+
+def test_no_kafka_broker_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from cascata.local import kafka_broker
+
+    def unavailable(**_: object) -> None:
+        raise kafka_broker.BrokerUnavailableError("librdkafka could not start a mock cluster")
+
+    monkeypatch.setattr(kafka_broker, "KafkaBroker", unavailable)
+    assert main(["demo", "--broker", "msk", "--events", "10"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "error: librdkafka could not start a mock cluster"
+    assert not any("Traceback" in line for line in lines)
